@@ -1,0 +1,64 @@
+// Command app is gantry's sample service: /health reports the commit and
+// version it was built from, which is what gantry's verify checks.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+// Set at build time with -ldflags "-X main.gitSHA=... -X main.version=...";
+// the GIT_SHA and APP_VERSION environment variables override them.
+var (
+	gitSHA  = "unknown"
+	version = "dev"
+)
+
+func main() {
+	if v := os.Getenv("GIT_SHA"); v != "" {
+		gitSHA = v
+	}
+	if v := os.Getenv("APP_VERSION"); v != "" {
+		version = v
+	}
+	addr := ":8080"
+	if p := os.Getenv("PORT"); p != "" {
+		addr = ":" + p
+	}
+	started := time.Now()
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{
+			"status":  "ok",
+			"git_sha": gitSHA,
+			"version": version,
+			"uptime":  time.Since(started).Round(time.Second).String(),
+		})
+	})
+	mux.HandleFunc("GET /", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("hello from " + version + " (" + gitSHA + ")\n"))
+	})
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		// Finish in-flight requests before exiting, so a deploy drains cleanly.
+		shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutdown)
+	}()
+	log.Printf("app %s (%s) listening on %s", version, gitSHA, addr)
+	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Fatal(err)
+	}
+}

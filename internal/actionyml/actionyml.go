@@ -1,0 +1,113 @@
+// Package actionyml renders a command's spec as the action.yml of its
+// composite action and as the inputs/outputs tables of its README, so the
+// YAML, the CLI flags and the docs never drift apart.
+package actionyml
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/gantry-dev/gantry/internal/action"
+)
+
+// SetupGo is the pinned actions/setup-go used when a runner must build
+// gantry from source.
+const SetupGo = "actions/setup-go@d35c59abb061a4a6fb18e82ac0862c26744d6ab5 # v5.5.0"
+
+// Render returns the action.yml for spec.
+func Render(spec *action.Spec) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Generated from gantry's %s spec (internal/cli) by\n#   go test ./internal/cli -run TestActionFiles -update\n# Do not edit by hand.\n", spec.Name)
+	fmt.Fprintf(&b, "name: gantry %s\n", spec.Name)
+	fmt.Fprintf(&b, "description: %s\n", quote(spec.Description))
+	b.WriteString("author: gantry\nbranding:\n  icon: package\n  color: blue\n")
+	b.WriteString("inputs:\n")
+	for _, in := range spec.Inputs {
+		fmt.Fprintf(&b, "  %s:\n    description: %s\n    required: %t\n", in.Name, quote(in.Description), in.Required)
+		if def := actionDefault(in); def != "" {
+			fmt.Fprintf(&b, "    default: %s\n", quote(def))
+		}
+	}
+	b.WriteString("outputs:\n")
+	for _, o := range spec.Outputs {
+		fmt.Fprintf(&b, "  %s:\n    description: %s\n    value: ${{ steps.run.outputs.%s }}\n", o.Name, quote(o.Description), o.Name)
+	}
+	b.WriteString(`runs:
+  using: composite
+  steps:
+    - id: install
+      shell: bash
+      env:
+        GANTRY_ACTION_REF: ${{ github.action_ref }}
+        GANTRY_ACTION_REPOSITORY: ${{ github.action_repository }}
+      run: bash "$GITHUB_ACTION_PATH/../../scripts/install.sh"
+    - if: steps.install.outputs.need-go == 'true'
+      uses: ` + SetupGo + `
+      with:
+        go-version-file: ${{ github.action_path }}/../../go.mod
+        cache-dependency-path: ${{ github.action_path }}/../../go.sum
+    - if: steps.install.outputs.need-build == 'true'
+      shell: bash
+      run: bash "$GITHUB_ACTION_PATH/../../scripts/install.sh" --build
+    - id: run
+      shell: bash
+      env:
+        GANTRY_BIN: ${{ steps.install.outputs.bin }}
+`)
+	b.WriteString("        # Composite actions get no INPUT_ variables on GitHub: pass each input.\n")
+	for _, in := range spec.Inputs {
+		fmt.Fprintf(&b, "        %s: ${{ inputs.%s }}\n", EnvName(in.Name), in.Name)
+	}
+	fmt.Fprintf(&b, "      run: '\"$GANTRY_BIN\" %s'\n", spec.Name)
+	return b.String()
+}
+
+// EnvName is the environment variable a composite step passes an input in.
+func EnvName(input string) string {
+	return "INPUT_" + strings.ToUpper(strings.ReplaceAll(input, "-", "_"))
+}
+
+func actionDefault(in action.Input) string {
+	if in.ActionDefault != "" {
+		return in.ActionDefault
+	}
+	return in.Default
+}
+
+// quote writes s as a YAML double-quoted scalar.
+func quote(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
+	return `"` + r.Replace(s) + `"`
+}
+
+// Readme returns the README of an action: its description, a usage example
+// and the generated inputs/outputs tables.
+func Readme(spec *action.Spec, example string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# gantry %s\n\n%s\n\n", spec.Name, spec.Description)
+	if example != "" {
+		fmt.Fprintf(&b, "## Usage\n\n```yaml\n%s```\n\n", example)
+	}
+	fmt.Fprintf(&b, "The same command runs locally as `gantry %s --<input> <value>`; outputs are printed as `name=value`.\n\n", spec.Name)
+	b.WriteString("## Inputs\n\n| Name | Type | Required | Default | Description |\n|---|---|---|---|---|\n")
+	for _, in := range spec.Inputs {
+		def := actionDefault(in)
+		if def != "" {
+			def = action.Code(def)
+		}
+		req := ""
+		if in.Required {
+			req = "yes"
+		}
+		desc := in.Description
+		if in.Secret {
+			desc += " Masked in logs."
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | %s | %s | %s |\n", in.Name, in.Kind, req, def, strings.ReplaceAll(desc, "|", `\|`))
+	}
+	b.WriteString("\n## Outputs\n\n| Name | Description |\n|---|---|\n")
+	for _, o := range spec.Outputs {
+		fmt.Fprintf(&b, "| `%s` | %s |\n", o.Name, strings.ReplaceAll(o.Description, "|", `\|`))
+	}
+	return b.String()
+}

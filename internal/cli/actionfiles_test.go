@@ -1,0 +1,69 @@
+package cli
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/gantry-dev/gantry/internal/actionyml"
+)
+
+var update = flag.Bool("update", false, "rewrite actions/*/action.yml and README.md from the specs")
+
+// TestActionFiles fails when an action.yml or action README drifts from the
+// command's spec; -update rewrites them.
+func TestActionFiles(t *testing.T) {
+	for name, c := range Commands() {
+		dir := filepath.Join("..", "..", "actions", name)
+		files := map[string]string{
+			"action.yml": actionyml.Render(c.Spec),
+			"README.md":  actionyml.Readme(c.Spec, usageExamples[name]),
+		}
+		for file, want := range files {
+			path := filepath.Join(dir, file)
+			if *update {
+				if err := os.MkdirAll(dir, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				continue
+			}
+			got, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%s: %v (run go test ./internal/cli -run TestActionFiles -update)", path, err)
+			}
+			if string(got) != want {
+				t.Errorf("%s is out of date with the %s spec; run go test ./internal/cli -run TestActionFiles -update", path, name)
+			}
+		}
+	}
+}
+
+// TestSpecs checks every spec is usable: unique names, descriptions, no
+// required input with a default.
+func TestSpecs(t *testing.T) {
+	t.Parallel()
+	for name, c := range Commands() {
+		seen := map[string]bool{}
+		for _, in := range c.Spec.Inputs {
+			if seen[in.Name] {
+				t.Errorf("%s: input %s declared twice", name, in.Name)
+			}
+			seen[in.Name] = true
+			if in.Description == "" {
+				t.Errorf("%s: input %s has no description", name, in.Name)
+			}
+			if in.Required && in.Default != "" {
+				t.Errorf("%s: input %s is required but has a default", name, in.Name)
+			}
+		}
+		for _, o := range c.Spec.Outputs {
+			if o.Description == "" {
+				t.Errorf("%s: output %s has no description", name, o.Name)
+			}
+		}
+	}
+}

@@ -1,0 +1,74 @@
+// Package testenv starts the real programs gantry's tests run against (a
+// registry server, sshd, the Docker engine, k6), each on loopback. A missing
+// program fails the test in CI (CI=true) and skips it elsewhere, naming the
+// command that installs it.
+package testenv
+
+import (
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// RepoRoot returns the directory holding gantry's go.mod.
+func RepoRoot(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("testenv: go.mod not found above the test's directory")
+		}
+		dir = parent
+	}
+}
+
+// Missing fails (in CI) or skips (elsewhere) a test whose peer is not installed.
+func Missing(t testing.TB, what, install string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("testenv: %s is missing and CI=true; install it with: %s", what, install)
+	}
+	t.Skipf("testenv: %s is missing; install it with: %s", what, install)
+}
+
+// Tool finds a tool by its environment override, the project's .bin folder
+// (where scripts/tools.sh installs pinned tools), then PATH.
+func Tool(t testing.TB, name, envVar, install string) string {
+	t.Helper()
+	if p := os.Getenv(envVar); p != "" {
+		return p
+	}
+	if p := filepath.Join(RepoRoot(t), ".bin", name); isExec(p) {
+		return p
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	Missing(t, name, install)
+	return ""
+}
+
+func isExec(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && !st.IsDir() && st.Mode()&0o111 != 0
+}
+
+// FreePort returns a loopback TCP port that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}

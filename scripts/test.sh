@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs gantry's whole test suite on a fresh machine: installs the pinned test
+# peers and linters, then gofmt, go vet, staticcheck and go test. Extra
+# arguments go to go test (e.g. -run TestPush).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export GOFLAGS="${GOFLAGS:--buildvcs=false}"
+
+./scripts/tools.sh test
+
+echo "== gofmt"
+unformatted="$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.bin/*'))"
+if [[ -n "$unformatted" ]]; then
+  echo "gofmt: these files need gofmt -w:"; echo "$unformatted"; exit 1
+fi
+echo "== go vet"
+go vet ./...
+echo "== staticcheck"
+./.bin/staticcheck ./...
+echo "== go test"
+go test -count=1 -timeout 30m ./... "$@"
