@@ -13,6 +13,11 @@
 #
 # --add-path also appends the directory of the binary to GITHUB_PATH.
 #
+# Outputs: bin (absolute path of the gantry executable), version, need-build
+# and need-go (true when no go on PATH is as new as go.mod asks). Releases
+# are cached in $RUNNER_TOOL_CACHE/gantry/<ref>-<sha256[:12]>/<arch>/; source
+# builds go to $RUNNER_TEMP/gantry-src-build/.
+#
 # Environment (all optional):
 #   GANTRY_VERSION             explicit release to install (v1.2.3; 1.2.3 is accepted)
 #   GANTRY_ACTION_REF          the action's ref (github.action_ref)
@@ -160,7 +165,7 @@ is_full_version() { [[ "$1" =~ ^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.]+)?$ ]]; }
 fetch() {
 	local url=$1 out=$2 code="" rc=0
 	local errfile="$work_dir/curl.err"
-	local -a args=(--fail --location --retry 3 --retry-delay 2 --connect-timeout 30
+	local -a args=(--fail --location --retry 3 --retry-delay 2 --retry-connrefused --connect-timeout 30
 		--max-time 600 --silent --show-error --output "$out" --write-out '%{http_code}')
 	if [[ -n "${GITHUB_TOKEN:-}" && "$base_url" == "$default_base_url" && "$GITHUB_TOKEN" != *[$'\r\n']* ]]; then
 		# The header goes through stdin so the token never shows in argv.
@@ -398,7 +403,8 @@ for arg in "$@"; do
 	--build) mode=build ;;
 	--add-path) add_path=true ;;
 	-h | --help)
-		sed -n '2,30p' "${BASH_SOURCE[0]}"
+		# The comment block at the top of this file.
+		awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"
 		exit 0
 		;;
 	*) die "unknown argument: $arg (want --build and/or --add-path)" ;;

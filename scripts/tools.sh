@@ -37,7 +37,7 @@ install_apt() {
   for p in "$@"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
   done
-  ((${#missing[@]})) || return 0
+  if ((${#missing[@]} == 0)); then return 0; fi
   if [[ $(id -u) -ne 0 ]]; then
     echo "tools: not root; install these Debian packages yourself: ${missing[*]}" >&2
     return 0
@@ -53,7 +53,7 @@ for g in "${groups[@]}"; do
   case "$g" in
     test)
       for t in "${GO_TOOLS_TEST[@]}"; do install_go $t; done
-      ((${#APT_TEST[@]})) && install_apt "${APT_TEST[@]}"
+      if ((${#APT_TEST[@]})); then install_apt "${APT_TEST[@]}"; fi
       ;;
     bench)
       for t in "${GO_TOOLS_TEST[@]}" "${GO_TOOLS_BENCH[@]}"; do install_go $t; done
@@ -62,3 +62,4 @@ for g in "${groups[@]}"; do
     *) echo "tools: unknown group $g (want test or bench)" >&2; exit 1 ;;
   esac
 done
+exit 0

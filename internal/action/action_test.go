@@ -214,9 +214,9 @@ func TestRunFailAnnotatesInput(t *testing.T) {
 func TestMarkdownEscaping(t *testing.T) {
 	t.Parallel()
 	for in, want := range map[string]string{
-		"a|b":                  `a\|b`,
-		"<script>":             "&lt;script&gt;",
-		"x\ny":                 "x y",
+		"a|b":                 `a\|b`,
+		"<script>":            "&lt;script&gt;",
+		"x\ny":                "x y",
 		"[link](http://evil)": `\[link\](http://evil)`,
 	} {
 		if got := Escape(in); got != want {

@@ -12,7 +12,7 @@ import (
 
 // SetupGo is the pinned actions/setup-go used when a runner must build
 // gantry from source.
-const SetupGo = "actions/setup-go@d35c59abb061a4a6fb18e82ac0862c26744d6ab5 # v5.5.0"
+const SetupGo = "actions/setup-go@b7ad1dad31e06c5925ef5d2fc7ad053ef454303e # v7.0.0"
 
 // Render returns the action.yml for spec.
 func Render(spec *action.Spec) string {
@@ -48,6 +48,9 @@ func Render(spec *action.Spec) string {
         cache-dependency-path: ${{ github.action_path }}/../../go.sum
     - if: steps.install.outputs.need-build == 'true'
       shell: bash
+      env:
+        GANTRY_ACTION_REF: ${{ github.action_ref }}
+        GANTRY_ACTION_REPOSITORY: ${{ github.action_repository }}
       run: bash "$GITHUB_ACTION_PATH/../../scripts/install.sh" --build
     - id: run
       shell: bash

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"regexp"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -43,6 +44,7 @@ func newResolver(a *action.Action, in *action.Inputs) *registryauth.Resolver {
 		CreateRepository:            in.Bool("create-repository"),
 		Getenv:                      a.Getenv,
 		OIDCToken:                   gh.GetIDToken,
+		HTTPClient:                  &http.Client{Transport: a.Transport()},
 		Mask:                        a.Mask,
 		Logf:                        a.Infof,
 	})

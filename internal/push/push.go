@@ -212,24 +212,39 @@ type registryPush struct {
 	meter        *meter
 	upToDate     []bool
 	preflightErr error
-	pullers      map[string]*remote.Puller
+	clients      map[string]http.RoundTripper
 }
 
-// head reads a manifest descriptor, reusing one authenticated client per
-// repository so that repeated checks cost one request each, not a ping too.
+// client returns one authenticated transport per repository, with a push
+// token, shared by the manifest checks, the push-permission check and the
+// extra tags, so they cost one ping and one token fetch in all. remote.Write
+// makes its own, because it adds pull scopes for cross-repository mounts.
+func (p *registryPush) client(ctx context.Context, t Target) (http.RoundTripper, error) {
+	if p.clients == nil {
+		p.clients = map[string]http.RoundTripper{}
+	}
+	if tr, ok := p.clients[t.Repo.String()]; ok {
+		return tr, nil
+	}
+	var base http.RoundTripper = transport.NewRetry(p.meter, transport.WithRetryBackoff(p.o.Backoff), transport.WithRetryStatusCodes(retryCodes...))
+	if p.o.UserAgent != "" {
+		base = transport.NewUserAgent(base, p.o.UserAgent)
+	}
+	tr, err := transport.NewWithContext(ctx, t.Repo.Registry, t.Auth, base, []string{t.Repo.Scope(transport.PushScope)})
+	if err != nil {
+		return nil, err
+	}
+	p.clients[t.Repo.String()] = tr
+	return tr, nil
+}
+
+// head reads a manifest descriptor through the repository's shared client.
 func (p *registryPush) head(ctx context.Context, t Target, ref name.Reference) (*v1.Descriptor, error) {
-	if p.pullers == nil {
-		p.pullers = map[string]*remote.Puller{}
+	tr, err := p.client(ctx, t)
+	if err != nil {
+		return nil, err
 	}
-	pl, ok := p.pullers[t.Repo.String()]
-	if !ok {
-		var err error
-		if pl, err = remote.NewPuller(p.opts(ctx, t)...); err != nil {
-			return nil, err
-		}
-		p.pullers[t.Repo.String()] = pl
-	}
-	return pl.Head(ctx, ref)
+	return remote.Head(ref, remote.WithContext(ctx), remote.WithTransport(tr))
 }
 
 func (p *registryPush) opts(ctx context.Context, t Target) []remote.Option {
@@ -268,7 +283,7 @@ func (p *registryPush) preflight(ctx context.Context) error {
 		case err != nil && !isNotFound(err):
 			return authHint(wrap(t.Repo, err))
 		}
-		if err := checkPush(ctx, t, p.meter); err != nil {
+		if err := p.checkPush(ctx, t); err != nil {
 			return authHint(wrap(t.Repo, err))
 		}
 	}
@@ -292,9 +307,8 @@ func authHint(err error) error {
 // answers truthfully (a token handshake alone passes on some registries that
 // then refuse the push). go-containerregistry's CheckPushPermission does the
 // same but takes no context, so a cancelled run could hang on it.
-func checkPush(ctx context.Context, t Target, rt http.RoundTripper) error {
-	scopes := []string{t.Repo.Scope(transport.PushScope)}
-	tr, err := transport.NewWithContext(ctx, t.Repo.Registry, t.Auth, rt, scopes)
+func (p *registryPush) checkPush(ctx context.Context, t Target) error {
+	tr, err := p.client(ctx, t)
 	if err != nil {
 		return err
 	}
@@ -308,7 +322,7 @@ func checkPush(ctx context.Context, t Target, rt http.RoundTripper) error {
 	if err != nil {
 		return err
 	}
-	resp.Body.Close()
+	defer resp.Body.Close()
 	if err := transport.CheckError(resp, http.StatusAccepted); err != nil {
 		return err
 	}
@@ -406,7 +420,11 @@ func (p *registryPush) tagRest(ctx context.Context, t Target) error {
 		if d, err := p.head(ctx, t, ref); err == nil && d.Digest == p.digest {
 			continue
 		}
-		if err := remote.Tag(ref, p.art.Taggable(), p.opts(ctx, t)...); err != nil {
+		tr, err := p.client(ctx, t)
+		if err != nil {
+			return wrap(t.Repo, err)
+		}
+		if err := remote.Tag(ref, p.art.Taggable(), remote.WithContext(ctx), remote.WithTransport(tr)); err != nil {
 			return wrap(t.Repo, fmt.Errorf("tag %s: %w", tag, err))
 		}
 	}

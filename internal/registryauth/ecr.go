@@ -55,9 +55,6 @@ func (r *Resolver) newECRRegistry(ctx context.Context, host string) (*ecrRegistr
 
 	// The SDK reads the process environment itself; these options put Options.Getenv first.
 	opts := []func(*config.LoadOptions) error{config.WithRegion(reg.region)}
-	if r.opts.HTTPClient != nil {
-		opts = append(opts, config.WithHTTPClient(r.opts.HTTPClient))
-	}
 	if v := getenv("AWS_ENDPOINT_URL"); v != "" {
 		opts = append(opts, config.WithBaseEndpoint(v))
 	} else if m[2] != "" && getenv("AWS_ENDPOINT_URL_ECR") == "" {
@@ -102,6 +99,11 @@ func (r *Resolver) newECRRegistry(ctx context.Context, host string) (*ecrRegistr
 	cfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("ecr: %s: loading the AWS configuration: %w", host, err)
+	}
+	if r.opts.HTTPClient != nil {
+		// Set after loading: with AWS_CA_BUNDLE in the process environment, LoadDefaultConfig
+		// refuses any client but its own. The caller's transport decides which CAs to trust.
+		cfg.HTTPClient = r.opts.HTTPClient
 	}
 	if r.opts.AWSRoleARN != "" {
 		stsClient := sts.NewFromConfig(cfg, func(o *sts.Options) {
@@ -223,12 +225,11 @@ func (r *Resolver) ecrAuth(ctx context.Context, host string) (authEntry, error) 
 	}
 	r.mask(password)
 	// A token works for every registry the principal may use, but only in its own region.
-	if proxy := aws.ToString(data.ProxyEndpoint); proxy != "" {
-		if u, err := url.Parse(proxy); err == nil {
-			if pm := ecrHost.FindStringSubmatch(normalizeHost(u.Host)); pm != nil && pm[3] != ecrHost.FindStringSubmatch(reg.host)[3] {
-				return authEntry{}, fmt.Errorf("ecr: %s is in region %s but the token is for region %s (region from %s); remove aws-region or set it to %s",
-					reg.host, ecrHost.FindStringSubmatch(reg.host)[3], pm[3], reg.regionFrom, ecrHost.FindStringSubmatch(reg.host)[3])
-			}
+	if u, err := url.Parse(aws.ToString(data.ProxyEndpoint)); err == nil {
+		hostRegion := ecrHost.FindStringSubmatch(reg.host)[3]
+		if pm := ecrHost.FindStringSubmatch(normalizeHost(u.Host)); pm != nil && pm[3] != hostRegion {
+			return authEntry{}, fmt.Errorf("ecr: %s is in region %s but the token is for region %s (region from %s); remove aws-region or set it to %s",
+				reg.host, hostRegion, pm[3], reg.regionFrom, hostRegion)
 		}
 	}
 	expires := aws.ToTime(data.ExpiresAt)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -382,3 +383,33 @@ func TestEnsureRepositoryIgnoresOtherRegistries(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// The caller's HTTP client carries AWS calls; the SDK must not refuse it when the process
+// environment has AWS_CA_BUNDLE (the SDK reads that variable itself).
+func TestECRWithCallerHTTPClient(t *testing.T) {
+	t.Parallel()
+	gh := githubfake.Start(t, githubfake.Options{})
+	fake := awsfake.Start(t, awsfake.Options{})
+	h := newHarness(isolatedAWSEnv(t), fake.Env(), gh.Env())
+	opts := h.options()
+	opts.AWSRoleARN = testRole
+	var mu sync.Mutex
+	var seen []string
+	opts.HTTPClient = &http.Client{Transport: roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		mu.Lock()
+		seen = append(seen, req.URL.Host)
+		mu.Unlock()
+		return http.DefaultTransport.RoundTrip(req)
+	})}
+	r := NewResolver(opts)
+	if _, _, err := r.Authenticator(context.Background(), repo(t, fake.RegistryHost("us-east-1")+"/app")); err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != 3 { // OIDC, STS, ECR
+		t.Errorf("caller's client carried %d requests (%v), want 3", len(seen), seen)
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

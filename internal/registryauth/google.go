@@ -18,7 +18,8 @@ import (
 	"golang.org/x/oauth2/google/externalaccount"
 )
 
-// Google endpoints and names used for workload identity federation.
+// Google endpoints and names used for workload identity federation. GANTRY_GCP_STS_URL and
+// GANTRY_GCP_IAMCREDENTIALS_URL (base URLs, read through Options.Getenv) replace the endpoints in tests.
 const (
 	googleSTSURL            = "https://sts.googleapis.com"
 	googleIAMCredentialsURL = "https://iamcredentials.googleapis.com"

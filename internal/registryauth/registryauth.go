@@ -75,8 +75,14 @@ type Options struct {
 	GCPWorkloadIdentityProvider, GCPServiceAccount string
 	// CreateRepository lets EnsureRepository create a missing ECR repository.
 	CreateRepository bool
-	// Getenv reads the environment (AWS_*, GOOGLE_APPLICATION_CREDENTIALS, DOCKER_CONFIG, HOME,
-	// ACTIONS_ID_TOKEN_REQUEST_*, GITHUB_RUN_ID, GANTRY_GCP_*_URL); nil reads nothing.
+	// Getenv reads the environment; nil reads nothing. Read through it: AWS_ACCESS_KEY_ID,
+	// AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_ECR,
+	// AWS_ENDPOINT_URL_STS, AWS_PROFILE, AWS_CONFIG_FILE, AWS_SHARED_CREDENTIALS_FILE,
+	// AWS_MAX_ATTEMPTS, AWS_EC2_METADATA_DISABLED, RUNNER_ENVIRONMENT, GITHUB_RUN_ID,
+	// GITHUB_RUN_ATTEMPT, ACTIONS_ID_TOKEN_REQUEST_URL/TOKEN (when OIDCToken is nil),
+	// GOOGLE_APPLICATION_CREDENTIALS, GANTRY_GCP_STS_URL, GANTRY_GCP_IAMCREDENTIALS_URL,
+	// DOCKER_CONFIG, HOME and REGISTRY_AUTH_FILE. The AWS SDK also reads the process
+	// environment itself (AWS_CA_BUNDLE, AWS_RETRY_MODE, ...); values given here take precedence.
 	Getenv func(string) string
 	// OIDCToken returns a GitHub Actions OIDC token for audience; nil uses go-githubactions with Getenv and HTTPClient.
 	OIDCToken func(ctx context.Context, audience string) (string, error)
@@ -120,7 +126,7 @@ const refreshMargin = 5 * time.Minute
 // cached per registry host; concurrent calls for one host share one lookup.
 func (r *Resolver) Authenticator(ctx context.Context, repo name.Repository) (authn.Authenticator, Provider, error) {
 	host := repo.RegistryStr()
-	e, err := r.auths.get(ctx, host, func(e authEntry) bool {
+	e, err := r.auths.get(ctx, strings.ToLower(host), func(e authEntry) bool {
 		return e.expires.IsZero() || time.Now().Add(refreshMargin).Before(e.expires)
 	}, func(ctx context.Context) (authEntry, error) {
 		return r.resolve(ctx, host)

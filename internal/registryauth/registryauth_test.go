@@ -32,7 +32,7 @@ func TestClassify(t *testing.T) {
 		{"123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn", ECR},
 		{"123456789012.dkr.ecr-fips.us-gov-west-1.amazonaws.com", ECR},
 		{"123456789012.dkr-ecr.us-east-1.on.aws", ECR},
-		{"12345.dkr.ecr.us-east-1.amazonaws.com", Basic},           // account IDs have 12 digits
+		{"12345.dkr.ecr.us-east-1.amazonaws.com", Basic},             // account IDs have 12 digits
 		{"123456789012.dkr.ecr.us-east-1.amazonaws.com.evil", Basic}, // not an AWS domain
 		{"public.ecr.aws", Basic},
 		{"us-central1-docker.pkg.dev", ArtifactRegistry},
@@ -169,6 +169,7 @@ func TestAuthenticatorWithoutTokenService(t *testing.T) {
 	writeDockerConfig(t, dockerDir, map[string]string{
 		"registry.example.com":        "robot:docker-config-secret",
 		"https://index.docker.io/v1/": "hubuser:hub-secret",
+		"europe-docker.pkg.dev":       "_json_key:gcp-key-secret",
 	})
 	home := t.TempDir()
 	writeDockerConfig(t, filepath.Join(home, ".docker"), map[string]string{"home.example.com": "homeuser:home-secret"})
@@ -233,6 +234,11 @@ func TestAuthenticatorWithoutTokenService(t *testing.T) {
 			name: "anonymous: no config", repo: "127.0.0.1:5000/app",
 			env:          map[string]string{"HOME": t.TempDir()},
 			wantProvider: Anonymous,
+		},
+		{
+			name: "artifact registry from the docker config", repo: "europe-docker.pkg.dev/p/r/app",
+			env:          map[string]string{"DOCKER_CONFIG": dockerDir},
+			wantProvider: DockerConfig, wantUser: "_json_key", wantPassword: "gcp-key-secret",
 		},
 		{
 			name: "artifact registry without credentials", repo: "us-docker.pkg.dev/p/r/app",

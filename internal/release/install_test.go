@@ -36,14 +36,14 @@ const (
 // /<owner>/<repo>/releases/download/<tag>/<asset>, and records what was asked.
 type releaseServer struct {
 	*httptest.Server
-	mu       sync.Mutex
-	files    map[string][]byte // "<tag>/<asset>" → content
-	status   int               // when non-zero, every request gets this status
-	flaky    int               // this many requests get 503 before any succeeds
+	mu     sync.Mutex
+	files  map[string][]byte // "<tag>/<asset>" → content
+	status int               // when non-zero, every request gets this status
+	flaky  int               // this many requests get 503 before any succeeds
 	// afterServe, when set, runs (with the lock held) after each served file.
 	afterServe func(path string)
-	requests []string
-	authSeen []string
+	requests   []string
+	authSeen   []string
 }
 
 func newReleaseServer(t *testing.T) *releaseServer {
@@ -880,5 +880,23 @@ func TestBuildFailure(t *testing.T) {
 	}
 	if !strings.Contains(log, "go build of ./cmd/gantry in") {
 		t.Errorf("log does not explain the failure:\n%s", log)
+	}
+}
+
+// TestBuildRealGantry builds this repository's ./cmd/gantry the way a branch
+// ref does on a runner and checks the ref is stamped into the binary.
+func TestBuildRealGantry(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("builds ./cmd/gantry (~75 s cold); skipped with -short")
+	}
+	r := newRunner(t, nil, "")
+	r.env["GANTRY_ACTION_REF"] = "test-ref-7"
+	log, out, err := r.run(t, "--build")
+	if err != nil {
+		t.Fatalf("install.sh --build: %v\n%s", err, log)
+	}
+	if got := runBinary(t, out["bin"], "version"); !strings.Contains(got, "test-ref-7") {
+		t.Errorf("gantry version printed %q, want the ref test-ref-7 in it", got)
 	}
 }

@@ -288,8 +288,6 @@ func (s *Server) requestID() string {
 
 // --- STS (query protocol) ---
 
-const stsNamespace = "https://sts.amazonaws.com/doc/2011-06-15/"
-
 type stsErrorResponse struct {
 	XMLName xml.Name `xml:"https://sts.amazonaws.com/doc/2011-06-15/ ErrorResponse"`
 	Error   struct {
@@ -543,7 +541,7 @@ func (s *Server) serveECR(w http.ResponseWriter, r *http.Request, body []byte, t
 	case *ecr.CreateRepositoryInput:
 		name := aws.ToString(in.RepositoryName)
 		if !validRepoName(name) {
-			fail("InvalidParameterException", fmt.Sprintf("Invalid parameter at 'repositoryName' failed to satisfy constraint: 'must satisfy regular expression '(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*''"))
+			fail("InvalidParameterException", "Invalid parameter at 'repositoryName' failed to satisfy constraint: 'must satisfy regular expression '(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*''")
 			return
 		}
 		s.mu.Lock()
