@@ -17,5 +17,7 @@ echo "== go vet"
 go vet ./...
 echo "== staticcheck"
 ./.bin/staticcheck ./...
+echo "== actionlint"
+./.bin/actionlint -shellcheck= .github/workflows/*.yml
 echo "== go test"
 go test -count=1 -timeout 30m ./... "$@"

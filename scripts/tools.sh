@@ -13,6 +13,8 @@ mkdir -p "$BIN"
 GO_TOOLS_TEST=(
   "registry    github.com/distribution/distribution/v3/cmd/registry  v3.1.2"
   "staticcheck honnef.co/go/tools/cmd/staticcheck                    v0.8.2"
+  "act         github.com/nektos/act                                 v0.2.89"
+  "actionlint  github.com/rhysd/actionlint/cmd/actionlint            v1.7.12"
 )
 GO_TOOLS_BENCH=(
   "crane       github.com/google/go-containerregistry/cmd/crane      v0.22.1"
