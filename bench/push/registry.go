@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/gantry-dev/gantry/internal/testenv"
 )
 
 // server is a distribution registry behind a counting proxy. Clients use
@@ -35,18 +37,7 @@ func startServer(ctx context.Context, bin, dir string) (*server, error) {
 		return nil, err
 	}
 	s := &server{Direct: fmt.Sprintf("127.0.0.1:%d", port), logPath: filepath.Join(dir, "registry.log")}
-	cfg := fmt.Sprintf(`version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: %s
-http:
-  addr: %s
-  secret: gantry-bench-secret
-`, filepath.Join(dir, "data"), s.Direct)
+	cfg := testenv.RegistryConfig(filepath.Join(dir, "data"), s.Direct, "")
 	cfgPath := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return nil, err

@@ -62,20 +62,7 @@ func StartRegistry(t testing.TB, o RegistryOptions) *Registry {
 	if o.TLS != nil {
 		tlsCfg, scheme = fmt.Sprintf("  tls:\n    certificate: %s\n    key: %s\n", o.TLS.CertFile, o.TLS.KeyFile), "https"
 	}
-	cfg := fmt.Sprintf(`version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: %s
-  delete:
-    enabled: true
-http:
-  addr: %s
-  secret: gantry-test-secret
-%s%s`, filepath.Join(dir, "data"), r.Host, tlsCfg, auth)
+	cfg := RegistryConfig(filepath.Join(dir, "data"), r.Host, tlsCfg+auth)
 	cfgPath := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -117,6 +104,26 @@ http:
 			t.Fatalf("testenv: registry did not answer on %s within 30s\n%s", r.Host, r.log.String())
 		}
 	}
+}
+
+// RegistryConfig is a distribution registry configuration: filesystem
+// storage in dataDir, listening on addr, quiet logs; extra is more YAML under
+// http (tls) or at the top level (auth), already indented.
+func RegistryConfig(dataDir, addr, extra string) string {
+	return fmt.Sprintf(`version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: %s
+  delete:
+    enabled: true
+http:
+  addr: %s
+  secret: gantry-test-secret
+%s`, dataDir, addr, extra)
 }
 
 // Log returns what the registry printed so far.

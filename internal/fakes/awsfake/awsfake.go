@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"regexp"
 	"sort"
 	"strconv"
@@ -20,6 +19,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gantry-dev/gantry/internal/fakes"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
@@ -128,7 +129,7 @@ type Server struct {
 	repos  map[string]map[string]ecrtypes.Repository // region -> name -> repository
 	issued map[string]aws.Credentials                // access key ID -> credentials issued by STS
 	calls  []Call
-	faults []Fault
+	faults fakes.Faults[Fault]
 	seq    int
 }
 
@@ -156,9 +157,7 @@ func New(opts Options) *Server {
 func Start(tb testing.TB, opts Options) *Server {
 	tb.Helper()
 	s := New(opts)
-	ts := httptest.NewServer(s)
-	tb.Cleanup(ts.Close)
-	s.URL = ts.URL
+	s.URL = fakes.Serve(tb, s)
 	return s
 }
 
@@ -228,16 +227,12 @@ func (s *Server) IssuedCredentials() []aws.Credentials {
 
 // Inject adds a fault; faults are consulted in the order added.
 func (s *Server) Inject(f Fault) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults = append(s.faults, f)
+	s.faults.Add(f.Action, f.Times, f)
 }
 
 // ClearFaults removes every injected fault.
 func (s *Server) ClearFaults() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults = nil
+	s.faults.Clear()
 }
 
 // ServeHTTP implements http.Handler.
@@ -256,18 +251,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // fault returns the first injected fault matching action, consuming one use of it.
 func (s *Server) fault(action string) *Fault {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for i := range s.faults {
-		f := s.faults[i]
-		if f.Action != "" && f.Action != action {
-			continue
-		}
-		if f.Times > 0 {
-			if s.faults[i].Times--; s.faults[i].Times == 0 {
-				s.faults = append(s.faults[:i], s.faults[i+1:]...)
-			}
-		}
+	if f, ok := s.faults.Take(action); ok {
 		return &f
 	}
 	return nil

@@ -9,11 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gantry-dev/gantry/internal/fakes"
 )
 
 // DefaultIssuer is the iss claim of GitHub Actions OIDC tokens.
@@ -101,9 +102,7 @@ func New(opts Options) *Server {
 func Start(tb testing.TB, opts Options) *Server {
 	tb.Helper()
 	s := New(opts)
-	ts := httptest.NewServer(s)
-	tb.Cleanup(ts.Close)
-	s.URL = ts.URL
+	s.URL = fakes.Serve(tb, s)
 	return s
 }
 

@@ -7,12 +7,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gantry-dev/gantry/internal/fakes"
 
 	"github.com/gantry-dev/gantry/internal/fakes/githubfake"
 )
@@ -94,7 +95,7 @@ type Server struct {
 	federated  map[string]time.Time // federated access token -> expiry
 	accessToks map[string]string    // service-account access token -> email
 	calls      []Call
-	faults     []Fault
+	faults     fakes.Faults[Fault]
 }
 
 // New returns a fake Google STS and IAM Credentials handler; use Start to serve it.
@@ -118,9 +119,7 @@ func New(opts Options) *Server {
 func Start(tb testing.TB, opts Options) *Server {
 	tb.Helper()
 	s := New(opts)
-	ts := httptest.NewServer(s)
-	tb.Cleanup(ts.Close)
-	s.URL = ts.URL
+	s.URL = fakes.Serve(tb, s)
 	return s
 }
 
@@ -171,31 +170,16 @@ func (s *Server) Calls() []Call {
 
 // Inject adds a fault; faults are consulted in the order added.
 func (s *Server) Inject(f Fault) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults = append(s.faults, f)
+	s.faults.Add(f.Endpoint, f.Times, f)
 }
 
 // ClearFaults removes every injected fault.
 func (s *Server) ClearFaults() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults = nil
+	s.faults.Clear()
 }
 
 func (s *Server) fault(endpoint string) *Fault {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for i := range s.faults {
-		f := s.faults[i]
-		if f.Endpoint != "" && f.Endpoint != endpoint {
-			continue
-		}
-		if f.Times > 0 {
-			if s.faults[i].Times--; s.faults[i].Times == 0 {
-				s.faults = append(s.faults[:i], s.faults[i+1:]...)
-			}
-		}
+	if f, ok := s.faults.Take(endpoint); ok {
 		return &f
 	}
 	return nil
