@@ -40,7 +40,11 @@ func pushAndReport(ctx context.Context, a *action.Action, r *registryauth.Resolv
 	}
 	start := time.Now()
 	var results []push.Result
-	perr := a.Group(fmt.Sprintf("push %s to %d repositories", digest, len(repos)), func() error {
+	noun := "repositories"
+	if len(repos) == 1 {
+		noun = "repository"
+	}
+	perr := a.Group(fmt.Sprintf("push %s to %d %s", digest, len(repos), noun), func() error {
 		var err error
 		results, err = push.Push(ctx, art, ts, push.Options{ImmutableTag: shaTag, Tags: mutable, Overwrite: overwrite, Transport: a.Transport(), Logf: a.Infof, UserAgent: userAgent()})
 		for _, res := range results {

@@ -431,18 +431,28 @@ func (p *registryPush) tagRest(ctx context.Context, t Target) error {
 	return nil
 }
 
-// progress logs a push's progress at every 10% and at the end.
+// progressEvery is the least time between two progress lines of a push, so
+// that short pushes print one line and long ones a line every few seconds.
+const progressEvery = 3 * time.Second
+
+// progress logs a push's progress at 10% steps, at most every progressEvery,
+// and once at the end.
 func (p *registryPush) progress(repo string, updates <-chan v1.Update) {
-	last := -1
+	last, lastAt := 0, time.Now()
+	var final v1.Update
 	for u := range updates {
 		if u.Total <= 0 {
 			continue
 		}
+		final = u
 		pct := int(u.Complete * 100 / u.Total)
-		if pct/10 > last/10 || (pct == 100 && last != 100) {
-			last = pct
+		if pct/10 > last/10 && pct < 100 && time.Since(lastAt) >= progressEvery {
+			last, lastAt = pct, time.Now()
 			p.o.Logf("%s: %d%% (%s of %s checked or sent, %s uploaded)", repo, pct, HumanBytes(u.Complete), HumanBytes(u.Total), HumanBytes(p.meter.sent.Load()))
 		}
+	}
+	if final.Total > 0 {
+		p.o.Logf("%s: %d%% (%s of %s checked or sent, %s uploaded)", repo, final.Complete*100/final.Total, HumanBytes(final.Complete), HumanBytes(final.Total), HumanBytes(p.meter.sent.Load()))
 	}
 }
 
