@@ -52,6 +52,7 @@ type Action struct {
 	log       io.Writer
 
 	mu      sync.Mutex
+	logMu   sync.Mutex // one log line at a time: commands log from many goroutines
 	masks   []string
 	outputs map[string]string
 	summary strings.Builder
@@ -125,11 +126,13 @@ func (a *Action) Mask(secret string) {
 	a.mu.Unlock()
 	if a.inActions {
 		// Written past the redactor, which would hide the secret being masked.
+		a.logMu.Lock()
 		for _, line := range strings.Split(secret, "\n") {
 			if line = strings.TrimSpace(line); line != "" {
 				fmt.Fprintf(a.log, "::add-mask::%s\n", line)
 			}
 		}
+		a.logMu.Unlock()
 	}
 }
 
@@ -151,7 +154,10 @@ type redactor struct {
 }
 
 func (r *redactor) Write(p []byte) (int, error) {
-	if _, err := io.WriteString(r.w, r.a.Redact(string(p))); err != nil {
+	line := r.a.Redact(string(p))
+	r.a.logMu.Lock()
+	defer r.a.logMu.Unlock()
+	if _, err := io.WriteString(r.w, line); err != nil {
 		return 0, err
 	}
 	return len(p), nil

@@ -30,4 +30,77 @@ steps:
       username: ${{ secrets.PROD_REGISTRY_USER }}
       password: ${{ secrets.PROD_REGISTRY_TOKEN }}
 `,
+	"verify": `steps:
+  # ... deploy sha ${{ github.sha }} ...
+  - id: verify
+    uses: gantry-dev/gantry/actions/verify@v1
+    with:
+      url: https://api.example.com          # /health is appended
+      # sha defaults to the run's commit; the health JSON must report it in
+      # git_sha, version (sha-... too) or commit, or set version-field.
+      version-field: build.commit
+      headers: |
+        Authorization: Bearer ${{ secrets.HEALTH_TOKEN }}
+      timeout: 3m
+      consecutive: 3                          # three right answers in a row
+      # One check a line, run once the version is right:
+      #   METHOD /path [status=201|4xx] [max=300ms] [body=JSON|'text'] [header=Name:value]
+      #                [contains=TEXT] [json.PATH exists|absent] [json.PATH=VALUE]
+      # VALUE is JSON (1, true, "1", {"a":1}) or else a plain word; '...', "..." and
+      # {...} may hold spaces. The default status is any 2xx. exec SERVICE -- CMD
+      # lines run in containers and belong to deploy-compose and deploy-swarm.
+      checks: |
+        GET /api/items status=200 json.items exists max=300ms
+        POST /api/echo body={"a": 1} status=201 json.a=1
+        GET /admin status=401
+        GET / contains='hello from'
+      allow-failure: false                    # true: failed checks only warn
+  - if: failure() && steps.verify.outputs.result == 'old-version'
+    run: echo "still serving ${{ steps.verify.outputs.served-sha }}; rolling back"
+`,
+	"guard": `# A manual deploy: a person picks the target and the commit (an older commit
+# rolls back), types the confirmation and a reason.
+on:
+  workflow_dispatch:
+    inputs:
+      target:
+        type: choice
+        options: [staging, production]
+      confirm:
+        description: Type DEPLOY (for production, type production)
+        required: true
+      reason:
+        description: Why (required for production)
+      sha:
+        description: Commit to deploy (default the branch head; an older one rolls back)
+jobs:
+  guard:
+    runs-on: ubuntu-latest
+    outputs:
+      target: ${{ steps.guard.outputs.target }}
+      sha-tag: ${{ steps.guard.outputs.sha-tag }}
+      reason: ${{ steps.guard.outputs.reason }}
+    steps:
+      - id: guard
+        uses: gantry-dev/gantry/actions/guard@v1
+        with:
+          target: ${{ inputs.target }}
+          confirm: ${{ inputs.confirm }}
+          confirm-target-for: production
+          reason: ${{ inputs.reason }}
+          sha: ${{ inputs.sha }}
+  deploy:
+    needs: guard
+    runs-on: ubuntu-latest
+    # Pair guard with a GitHub environment that has required reviewers
+    # (Settings > Environments > production > Required reviewers): guard
+    # refuses a mistyped request at once, then this job waits until a
+    # reviewer approves, and the deployment is recorded on the environment.
+    environment: ${{ needs.guard.outputs.target }}
+    steps:
+      - env:
+          # Free text goes through env:, never into run: with ${{ }}.
+          REASON: ${{ needs.guard.outputs.reason }}
+        run: echo "deploying ${{ needs.guard.outputs.sha-tag }} because $REASON"
+`,
 }
