@@ -42,7 +42,9 @@ func main() {
 	flag.IntVar(&c.Runs, "runs", 3, "rounds per tool; the table shows medians")
 	flag.StringVar(&c.Out, "out", "BENCHMARKS.md", "Markdown file the results section is appended to")
 	flag.BoolVar(&c.Append, "append", true, "append the results to -out; false only prints them")
+	linkMbit := flag.Int("link-mbit", 0, "cap each registry's upload link at this many Mbit/s (0: loopback speed)")
 	flag.Parse()
+	linkBytesPerSec = int64(*linkMbit) * 1_000_000 / 8
 	c.Command = "go run ./bench/push"
 	flag.Visit(func(f *flag.Flag) { c.Command += fmt.Sprintf(" -%s=%s", f.Name, f.Value) })
 

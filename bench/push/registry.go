@@ -186,6 +186,57 @@ type proxy struct {
 	wg       sync.WaitGroup
 	active   atomic.Int64
 	conns    sync.Map // net.Conn → struct{}, closed on Close
+	link     *pacer   // nil: unlimited
+}
+
+// linkBytesPerSec caps each registry's upload link (the -link-mbit flag), so
+// that a round models registries reached over a network, not over loopback
+// where two cores hashing 900 MB are the bottleneck.
+var linkBytesPerSec int64
+
+// pacer spreads the bytes written through one link over time at rate bytes
+// per second, shared by every connection to that registry.
+type pacer struct {
+	mu    sync.Mutex
+	rate  int64
+	start time.Time
+	sent  int64
+}
+
+func (p *pacer) wait(n int) {
+	p.mu.Lock()
+	now := time.Now()
+	if p.start.IsZero() || now.Sub(p.start) > time.Second && p.sent < p.rate*int64(now.Sub(p.start))/int64(time.Second)-p.rate {
+		// Idle link: start a new accounting window rather than allowing a burst.
+		p.start, p.sent = now, 0
+	}
+	p.sent += int64(n)
+	due := p.start.Add(time.Duration(p.sent * int64(time.Second) / p.rate))
+	p.mu.Unlock()
+	if d := time.Until(due); d > 0 {
+		time.Sleep(d)
+	}
+}
+
+// pacedWriter writes through a pacer in chunks of at most 32 KiB.
+type pacedWriter struct {
+	w io.Writer
+	p *pacer
+}
+
+func (pw pacedWriter) Write(b []byte) (int, error) {
+	written := 0
+	for len(b) > 0 {
+		n := min(len(b), 32<<10)
+		pw.p.wait(n)
+		m, err := pw.w.Write(b[:n])
+		written += m
+		if err != nil {
+			return written, err
+		}
+		b = b[n:]
+	}
+	return written, nil
 }
 
 func startProxy(target string) (*proxy, error) {
@@ -194,6 +245,9 @@ func startProxy(target string) (*proxy, error) {
 		return nil, err
 	}
 	p := &proxy{ln: ln, target: target, requests: map[string]int{}}
+	if linkBytesPerSec > 0 {
+		p.link = &pacer{rate: linkBytesPerSec}
+	}
 	p.wg.Add(1)
 	go p.serve()
 	return p, nil
@@ -263,7 +317,11 @@ func (p *proxy) handle(client net.Conn) {
 		_, _ = io.Copy(&counter{w: client, n: &p.received}, upstream)
 		closeWrite(client)
 	}()
-	_, _ = io.Copy(io.MultiWriter(&counter{w: upstream, n: &p.sent}, pw), client)
+	var up io.Writer = &counter{w: upstream, n: &p.sent}
+	if p.link != nil {
+		up = pacedWriter{w: up, p: p.link}
+	}
+	_, _ = io.Copy(io.MultiWriter(up, pw), client)
 	pw.Close()
 	closeWrite(upstream)
 	<-done

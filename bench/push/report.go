@@ -76,6 +76,11 @@ func (r *results) markdown() string {
 	fmt.Fprintf(&w, "\n## push: %d MB in %d layers to %d registries (%s)\n\n", c.SizeMB, c.Layers, registriesPerRound, r.Date.Format("2006-01-02 15:04 UTC"))
 	fmt.Fprintf(&w, "Reproduce: `./scripts/tools.sh bench && %s` (from the repository root).\n\n", c.Command)
 	fmt.Fprintf(&w, "- Machine: %s. Shared and noisy: read the medians and ratios, not absolute times.\n", r.Machine)
+	if linkBytesPerSec > 0 {
+		fmt.Fprintf(&w, "- Links: each registry's upload link is capped at %d Mbit/s by its proxy, as registries reached over a network are; the copy tools' source registry is not capped.\n", linkBytesPerSec*8/1_000_000)
+	} else {
+		fmt.Fprintf(&w, "- Links: loopback, uncapped: the 3 registry servers hashing and storing 900 MB on 2 cores are the bottleneck, which no client can parallelise away.\n")
+	}
 	fmt.Fprintf(&w, "- Versions: gantry %s; crane %s; regctl %s; skopeo %s; registry (distribution) %s.\n",
 		r.Versions["gantry"], r.Versions["crane"], r.Versions["regctl"], r.Versions["skopeo"], r.Versions["registry"])
 	fmt.Fprintf(&w, "- Image: `%s`, %d blobs (config + %d gzip layers of random data) = %d bytes, manifest %d bytes; one OCI layout all layout-based tools push from, and a source registry holding the same image for the copy tools.\n",
