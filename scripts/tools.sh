@@ -9,29 +9,83 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN="$ROOT/.bin"
 mkdir -p "$BIN"
 
-# name  package                                                version
+# name  package                                                version  [build env]
 GO_TOOLS_TEST=(
   "registry    github.com/distribution/distribution/v3/cmd/registry  v3.1.2"
   "staticcheck honnef.co/go/tools/cmd/staticcheck                    v0.8.2"
   "act         github.com/nektos/act                                 v0.2.89"
   "actionlint  github.com/rhysd/actionlint/cmd/actionlint            v1.7.12"
+  "k6          go.k6.io/k6                                           v1.8.1"
+  # static and stripped: testenv.CaddyImage packs it into a FROM-scratch image.
+  "caddy       github.com/caddyserver/caddy/v2/cmd/caddy             v2.11.9  CGO_ENABLED=0 GOFLAGS=-ldflags=-s"
 )
+# docker compose v2 is not packaged in Debian and its go.mod has exclude
+# directives, which go install refuses: install_compose builds it by hand.
+COMPOSE_MODULE=github.com/docker/compose/v2
+COMPOSE_VERSION=v2.40.3
 GO_TOOLS_BENCH=(
   "crane       github.com/google/go-containerregistry/cmd/crane      v0.22.1"
   "regctl      github.com/regclient/regclient/cmd/regctl             v0.11.7"
 )
-APT_TEST=()
+APT_TEST=(openssh-server)
 APT_BENCH=(skopeo)
 
 install_go() {
-  local name=$1 pkg=$2 ver=$3
-  local stamp="$BIN/.$name.version"
-  if [[ -x "$BIN/$name" && "$(cat "$stamp" 2>/dev/null)" == "$pkg@$ver" ]]; then
+  local name=$1 pkg=$2 ver=$3 env=() goflags=-buildvcs=false kv
+  local stamp="$BIN/.$name.version" want="$pkg@$ver${4:+ ${*:4}}"
+  if [[ -x "$BIN/$name" && "$(cat "$stamp" 2>/dev/null)" == "$want" ]]; then
     return 0
   fi
-  echo "tools: go install $pkg@$ver" >&2
-  GOBIN="$BIN" GOFLAGS=-buildvcs=false go install "$pkg@$ver"
-  echo "$pkg@$ver" >"$stamp"
+  for kv in "${@:4}"; do # GOFLAGS=... adds to -buildvcs=false
+    if [[ $kv == GOFLAGS=* ]]; then goflags+=" ${kv#GOFLAGS=}"; else env+=("$kv"); fi
+  done
+  echo "tools: ${*:4}${4:+ }go install $pkg@$ver" >&2
+  local start=$SECONDS
+  env "${env[@]}" GOBIN="$BIN" GOFLAGS="$goflags" go install "$pkg@$ver"
+  echo "$want" >"$stamp"
+  echo "tools: $name built in $((SECONDS - start))s" >&2
+}
+
+# install_compose builds docker compose from a copy of its module (the module
+# cache is read-only) and installs it as .bin/docker-compose and as the Docker
+# CLI plugin, so "docker compose" works.
+install_compose() {
+  local stamp="$BIN/.docker-compose.version" want="$COMPOSE_MODULE@$COMPOSE_VERSION"
+  local plugins="${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins"
+  # As root, also the system-wide plugin dir, so that every user (the tests'
+  # SSH deploy user among them) has "docker compose".
+  local system=""
+  [[ $(id -u) -eq 0 ]] && system=/usr/local/lib/docker/cli-plugins
+  if [[ -x "$BIN/docker-compose" && "$(cat "$stamp" 2>/dev/null)" == "$want" ]] &&
+    cmp -s "$BIN/docker-compose" "$plugins/docker-compose" &&
+    { [[ -z "$system" ]] || cmp -s "$BIN/docker-compose" "$system/docker-compose"; }; then
+    return 0
+  fi
+  local start=$SECONDS
+  if [[ ! -x "$BIN/docker-compose" || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
+    echo "tools: go build $want" >&2
+    local dir
+    dir=$(go mod download -json "$want" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+    [[ -n "$dir" ]] || { echo "tools: go mod download $want gave no directory" >&2; return 1; }
+    (
+      tmp=$(mktemp -d)
+      trap 'rm -rf "$tmp"' EXIT
+      cp -R "$dir/." "$tmp/"
+      chmod -R u+w "$tmp"
+      cd "$tmp"
+      GOFLAGS=-buildvcs=false go build -trimpath \
+        -ldflags "-s -w -X $COMPOSE_MODULE/internal.Version=$COMPOSE_VERSION" \
+        -o "$BIN/docker-compose" ./cmd
+    )
+    echo "$want" >"$stamp"
+  fi
+  mkdir -p "$plugins"
+  install -m 0755 "$BIN/docker-compose" "$plugins/docker-compose"
+  if [[ -n "$system" ]]; then
+    mkdir -p "$system"
+    install -m 0755 "$BIN/docker-compose" "$system/docker-compose"
+  fi
+  echo "tools: docker-compose installed in $((SECONDS - start))s (also $plugins/docker-compose)" >&2
 }
 
 install_apt() {
@@ -55,10 +109,12 @@ for g in "${groups[@]}"; do
   case "$g" in
     test)
       for t in "${GO_TOOLS_TEST[@]}"; do install_go $t; done
+      install_compose
       if ((${#APT_TEST[@]})); then install_apt "${APT_TEST[@]}"; fi
       ;;
     bench)
       for t in "${GO_TOOLS_TEST[@]}" "${GO_TOOLS_BENCH[@]}"; do install_go $t; done
+      install_compose
       install_apt "${APT_BENCH[@]}"
       ;;
     *) echo "tools: unknown group $g (want test or bench)" >&2; exit 1 ;;

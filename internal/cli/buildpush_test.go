@@ -171,7 +171,8 @@ func TestBuildPushBadInputsPushNothing(t *testing.T) {
 	}
 }
 
-// lastWins keeps the last occurrence of each --flag and its value.
+// lastWins keeps the last occurrence of each --flag and its value (so a
+// list flag given twice keeps only its last value).
 func lastWins(args []string) []string {
 	var order []string
 	vals := map[string]string{}

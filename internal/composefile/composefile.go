@@ -34,6 +34,9 @@ type Service struct {
 	Published      []string
 	Edge           bool
 	HasHealthcheck bool
+	// Hosts are the request host names the edge routes to this service
+	// (label gantry.hosts, comma separated); empty: every request.
+	Hosts []string
 }
 
 // File is a loaded Compose file.
@@ -79,6 +82,11 @@ func Load(ctx context.Context, path, project string, env []string) (*File, error
 		svc := Service{Name: name, Image: s.Image, Replicas: s.GetScale(), HasHealthcheck: s.HealthCheck != nil && !s.HealthCheck.Disable}
 		if v, ok := s.Labels[EdgeLabel]; ok && v != "false" {
 			svc.Edge = true
+		}
+		for _, h := range strings.Split(s.Labels["gantry.hosts"], ",") {
+			if h = strings.TrimSpace(h); h != "" {
+				svc.Hosts = append(svc.Hosts, h)
+			}
 		}
 		if v, ok := s.Labels["gantry.port"]; ok {
 			n, err := strconv.Atoi(v)
@@ -139,7 +147,9 @@ func Override(images map[string]string, edge *Edge) ([]byte, error) {
 	if edge != nil {
 		services[EdgeService] = map[string]any{
 			"image":   edge.Image,
-			"command": []string{"caddy", "run", "--resume"},
+			// Entrypoint, not command: it replaces whatever the image runs
+			// (the official image's Caddyfile, a test image's bootstrap).
+			"entrypoint": []string{"caddy", "run", "--resume"},
 			"ports":   edge.Ports,
 			// The admin API listens on the project network only, where the
 			// deploy reaches it through the SSH connection; never published.

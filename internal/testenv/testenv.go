@@ -12,10 +12,14 @@ import (
 	"testing"
 )
 
+// startDir is the test binary's working directory when it started, before
+// any test changed directory.
+var startDir, startDirErr = os.Getwd()
+
 // RepoRoot returns the directory holding gantry's go.mod.
 func RepoRoot(t testing.TB) string {
 	t.Helper()
-	dir, err := os.Getwd()
+	dir, err := startDir, startDirErr
 	if err != nil {
 		t.Fatal(err)
 	}

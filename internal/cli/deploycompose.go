@@ -1,0 +1,365 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+
+	"github.com/gantry-dev/gantry/internal/action"
+	"github.com/gantry-dev/gantry/internal/commit"
+	"github.com/gantry-dev/gantry/internal/composefile"
+	"github.com/gantry-dev/gantry/internal/deploy/compose"
+	"github.com/gantry-dev/gantry/internal/history"
+	"github.com/gantry-dev/gantry/internal/lock"
+	"github.com/gantry-dev/gantry/internal/verify"
+)
+
+// DefaultEdgeImage is the Caddy image gantry runs as the edge proxy.
+const DefaultEdgeImage = "caddy:2.10.2"
+
+// composeTargetInputs are the inputs shared by deploy-compose and rollback.
+func composeTargetInputs() []action.Input {
+	in := sshInputs()
+	return append(in,
+		action.Input{Name: "project", Description: "Compose project name on the host (lower case letters, digits, - and _).", Required: true},
+		action.Input{Name: "project-dir", Description: "Project directory on the host, where gantry keeps the files, the lock and the history; default gantry/<project> under the SSH user's home."},
+		action.Input{Name: "strategy", Description: "recreate, blue-green, canary or rolling; default blue-green for services with a gantry.edge label (or listed in edge), else recreate."},
+		action.Input{Name: "edge", Description: "Services to serve through the edge proxy, besides those labelled gantry.edge.", Kind: action.List},
+		action.Input{Name: "edge-image", Description: "Image of the edge proxy (Caddy).", Default: DefaultEdgeImage},
+		action.Input{Name: "edge-ports", Description: "Host ports the edge publishes, as in Compose.", Kind: action.List, Default: "80:80"},
+		action.Input{Name: "health-path", Description: "Health endpoint of the services, which must report the commit.", Default: "/health"},
+		action.Input{Name: "url", Description: "Public URL checked after the switch (e.g. https://app.example.com/health); the new containers are always verified at their own address first."},
+		action.Input{Name: "checks", Description: "Contract checks run against a new container before it gets traffic, one a line (see the verify action); `exec SERVICE -- cmd` runs in a container.", Kind: action.List},
+		action.Input{Name: "allow-failure", Description: "A failed contract check becomes a warning instead of a rollback.", Kind: action.Bool, Default: "false"},
+		action.Input{Name: "start-timeout", Description: "How long new containers may take to run (and be healthy).", Kind: action.Duration, Default: "2m"},
+		action.Input{Name: "verify-timeout", Description: "How long the new version may take to report the expected commit.", Kind: action.Duration, Default: "2m"},
+		action.Input{Name: "canary-steps", Description: "Traffic percentages of the canary steps.", Kind: action.List, Default: "10,50,100"},
+		action.Input{Name: "canary-interval", Description: "Time at each canary step, probing the edge.", Kind: action.Duration, Default: "30s"},
+		action.Input{Name: "drain", Description: "Longest wait for in-flight requests on the old containers after the switch.", Kind: action.Duration, Default: "30s"},
+		action.Input{Name: "stop-timeout", Description: "Grace time for old containers to stop after SIGTERM.", Kind: action.Duration, Default: "10s"},
+		action.Input{Name: "auto-rollback", Description: "On failure, send traffic back to the previous version and remove the new containers; false leaves the failed state for debugging.", Kind: action.Bool, Default: "true"},
+		action.Input{Name: "registry-username", Description: "User the host logs in with to pull the images (credentials go on stdin, never a command line, and into a private docker config removed after the deploy)."},
+		action.Input{Name: "registry-password", Description: "Password or token for registry-username.", Secret: true},
+		action.Input{Name: "lock-wait", Description: "How long to wait for another deploy's lock on the host.", Kind: action.Duration, Default: "10m"},
+		action.Input{Name: "lock-stale", Description: "Age after which a lock whose holder stopped its heartbeat may be broken.", Kind: action.Duration, Default: "1h"},
+		action.Input{Name: "reason", Description: "Why this deploy happens; kept in the lock and the history."},
+	)
+}
+
+func deployComposeSpec() *action.Spec {
+	s := &action.Spec{
+		Name:        "deploy-compose",
+		Description: "Deploy to a Docker Compose host over SSH with zero downtime: a deploy lock, the new version verified at its own address before any traffic, an atomic switch at a Caddy edge, automatic rollback and a history.",
+		Outputs: []action.Output{
+			{Name: "previous-sha", Description: "Commit that was serving before the deploy."},
+			{Name: "deployed-sha", Description: "Commit deployed."},
+			{Name: "url", Description: "The verified public URL, when url was given."},
+			{Name: "result", Description: "success, failed (the previous version kept serving), rolled-back (traffic went back) or abandoned (auto-rollback off)."},
+		},
+	}
+	s.Inputs = append(composeTargetInputs(),
+		action.Input{Name: "compose-file", Description: "Compose file in the repository, uploaded to the host (no git checkout needed there).", Default: "compose.yml"},
+		action.Input{Name: "env-file", Description: "Content of the .env file written next to it (KEY=VALUE lines; values are masked).", Secret: true},
+		action.Input{Name: "images", Description: "Images to deploy, service=repository@sha256:... one a line (build-push's images output).", Kind: action.List},
+		action.Input{Name: "services", Description: "Services to update; default: those in images.", Kind: action.List},
+		action.Input{Name: "sha", Description: "Commit being deployed, which the health endpoint must report; default GITHUB_SHA (the pull request head on pull_request events)."},
+	)
+	return s
+}
+
+func deployComposeCommand() *Command { return &Command{Spec: deployComposeSpec(), Run: runDeployCompose} }
+
+// readComposeTarget reads the inputs shared with rollback into opts.
+func readComposeTarget(a *action.Action, in *action.Inputs, o *compose.Options) hostConfig {
+	hc := readHost(a, in)
+	o.Project = in.Required("project")
+	if o.Project != "" && !composefile.ValidProject(o.Project) {
+		in.Fail("project", "%q is not a Compose project name: use lower case letters, digits, - and _", o.Project)
+	}
+	o.Dir = in.String("project-dir")
+	if o.Dir == "" {
+		o.Dir = "gantry/" + o.Project
+	}
+	o.Strategy = in.String("strategy")
+	if o.Strategy != "" && !contains(compose.Strategies, o.Strategy) {
+		in.Fail("strategy", "%q is not a strategy; use one of %s", o.Strategy, strings.Join(compose.Strategies, ", "))
+	}
+	o.EdgeImage, o.EdgePorts = in.String("edge-image"), in.List("edge-ports")
+	o.HealthPath = in.String("health-path")
+	if !strings.HasPrefix(o.HealthPath, "/") {
+		in.Fail("health-path", "%q must start with /", o.HealthPath)
+	}
+	o.URL = in.String("url")
+	if checks := strings.Join(in.Lines("checks"), "\n"); checks != "" {
+		var err error
+		if o.Checks, err = verify.ParseChecks(checks); err != nil {
+			in.Fail("checks", "%v", err)
+		}
+	}
+	o.AllowFailure = in.Bool("allow-failure")
+	o.StartTimeout, o.VerifyTimeout = in.Duration("start-timeout"), in.Duration("verify-timeout")
+	for _, s := range in.List("canary-steps") {
+		n, err := strconv.Atoi(strings.TrimSuffix(s, "%"))
+		if err != nil || n <= 0 || n > 100 || (len(o.CanarySteps) > 0 && n <= o.CanarySteps[len(o.CanarySteps)-1]) {
+			in.Fail("canary-steps", "%q: steps are rising percentages from 1 to 100, e.g. 10,50,100", s)
+			continue
+		}
+		o.CanarySteps = append(o.CanarySteps, n)
+	}
+	if len(o.CanarySteps) > 0 && o.CanarySteps[len(o.CanarySteps)-1] != 100 {
+		o.CanarySteps = append(o.CanarySteps, 100)
+	}
+	o.CanaryInterval = in.Duration("canary-interval")
+	o.Drain, o.StopTimeout = in.Duration("drain"), in.Duration("stop-timeout")
+	o.AutoRollback = in.Bool("auto-rollback")
+	o.Lock = lock.Options{Wait: in.Duration("lock-wait"), Stale: in.Duration("lock-stale")}
+	host, _ := os.Hostname()
+	o.Who = lock.Info{Actor: a.Getenv("GITHUB_ACTOR"), Reason: in.String("reason"), RunURL: runURL(a), Machine: host}
+	if o.Who.Actor == "" {
+		o.Who.Actor = os.Getenv("USER")
+	}
+	return hc
+}
+
+func runURL(a *action.Action) string {
+	srv, repo, id := a.Getenv("GITHUB_SERVER_URL"), a.Getenv("GITHUB_REPOSITORY"), a.Getenv("GITHUB_RUN_ID")
+	if srv == "" || repo == "" || id == "" {
+		return ""
+	}
+	return srv + "/" + repo + "/actions/runs/" + id
+}
+
+func contains(xs []string, x string) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}
+
+// readEnvFile parses KEY=VALUE lines, masking every value.
+func readEnvFile(a *action.Action, in *action.Inputs) ([]byte, []string) {
+	raw := in.String("env-file")
+	var env []string
+	for i, line := range strings.Split(raw, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok || strings.TrimSpace(k) == "" {
+			in.Fail("env-file", "line %d is not KEY=VALUE", i+1)
+			continue
+		}
+		a.Mask(strings.Trim(v, `"'`))
+		env = append(env, line)
+	}
+	if raw != "" && !strings.HasSuffix(raw, "\n") {
+		raw += "\n"
+	}
+	return []byte(raw), env
+}
+
+// finishCompose validates the deploy against the Compose file: services,
+// images, strategy and edge rules.
+func finishCompose(in *action.Inputs, o *compose.Options, edgeList []string) {
+	if o.File == nil {
+		return
+	}
+	for _, s := range append(append([]string{}, o.Services...), edgeList...) {
+		if _, ok := o.File.Services[s]; !ok {
+			in.Fail("services", "service %q is not in %s (it has: %s)", s, o.File.Path, strings.Join(o.File.Names(), ", "))
+		}
+	}
+	for _, s := range edgeList {
+		if svc, ok := o.File.Services[s]; ok {
+			svc.Edge = true
+			o.File.Services[s] = svc
+		}
+	}
+	if len(o.Services) == 0 {
+		for s := range o.Images {
+			o.Services = append(o.Services, s)
+		}
+		sort.Strings(o.Services)
+	}
+	if len(o.Services) == 0 {
+		o.Services = o.File.Names()
+	}
+	anyEdge := false
+	for _, s := range o.Services {
+		if o.File.Services[s].Edge {
+			anyEdge = true
+		}
+	}
+	if o.Strategy == "" {
+		o.Strategy = compose.Recreate
+		if anyEdge {
+			o.Strategy = compose.BlueGreen
+		}
+	}
+	if o.Strategy != compose.Recreate {
+		if !anyEdge {
+			in.Fail("strategy", "%s needs a service served through the edge: label it gantry.edge or list it in edge", o.Strategy)
+		}
+		for _, s := range o.Services {
+			if svc := o.File.Services[s]; svc.Edge {
+				if err := svc.ValidateForEdge(); err != nil {
+					in.Fail("compose-file", "%v", err)
+				}
+			}
+		}
+	}
+}
+
+func runDeployCompose(ctx context.Context, a *action.Action) error {
+	in := a.Inputs()
+	var o compose.Options
+	hc := readComposeTarget(a, in, &o)
+	envFile, env := readEnvFile(a, in)
+	o.EnvFile = envFile
+	raw := in.String("sha")
+	if raw == "" {
+		raw = commit.FromEnv(a.Getenv)
+	}
+	if sha, err := commit.Validate(raw); err != nil {
+		in.Fail("sha", "%v", err)
+	} else {
+		o.SHA = sha
+	}
+	o.Images = map[string]string{}
+	registries := map[string]bool{}
+	for _, line := range in.List("images") {
+		svc, ref, ok := strings.Cut(line, "=")
+		if !ok {
+			in.Fail("images", "%q is not service=repository@sha256:...", line)
+			continue
+		}
+		d, err := name.NewDigest(strings.TrimSpace(ref))
+		if err != nil {
+			in.Fail("images", "%q: %s is not a repository@sha256:... reference; deploy by digest (build-push's images output)", line, ref)
+			continue
+		}
+		o.Images[strings.TrimSpace(svc)] = d.String()
+		registries[d.Context().RegistryStr()] = true
+	}
+	o.Services = in.List("services")
+	edgeList := in.List("edge")
+	if user, pass := in.String("registry-username"), in.String("registry-password"); user != "" || pass != "" {
+		if user == "" || pass == "" {
+			in.Fail("registry-password", "registry-username and registry-password go together")
+		}
+		for r := range registries {
+			o.Logins = append(o.Logins, compose.Login{Registry: r, Username: user, Password: pass})
+		}
+	}
+	if cf := in.String("compose-file"); o.Project != "" {
+		f, err := composefile.Load(ctx, cf, o.Project, env)
+		if err != nil {
+			in.Fail("compose-file", "%v", err)
+		} else {
+			o.File = f
+		}
+	}
+	finishCompose(in, &o, edgeList)
+	if err := in.Err(); err != nil {
+		for _, e := range in.Errs()[1:] {
+			a.Errorf(a.Spec().Name, "%v", e)
+		}
+		return err
+	}
+	return deployAndReport(ctx, a, hc, o, "deploy-compose")
+}
+
+// deployAndReport connects, deploys and writes outputs and the summary.
+func deployAndReport(ctx context.Context, a *action.Action, hc hostConfig, o compose.Options, verb string) error {
+	o.Logf, o.Warnf = a.Infof, a.Warnf
+	start := time.Now()
+	h, err := hc.connect(ctx)
+	if err != nil {
+		writeDeploySummary(a, verb, hc, o, &compose.Result{Outcome: history.ResultFailed}, err, time.Since(start))
+		return err
+	}
+	defer h.Close()
+	a.Infof("deploying %s (%s) to %s, project %s, strategy %s", short(o.SHA), strings.Join(o.Services, ", "), h, o.Project, o.Strategy)
+	res, err := compose.Deploy(ctx, h, o)
+	a.SetOutput("previous-sha", res.PreviousSHA)
+	a.SetOutput("result", res.Outcome)
+	if err == nil {
+		a.SetOutput("deployed-sha", o.SHA)
+		if o.URL != "" {
+			a.SetOutput("url", o.URL)
+		}
+	}
+	writeDeploySummary(a, verb, hc, o, res, err, time.Since(start))
+	return err
+}
+
+func short(sha string) string {
+	if len(sha) > 7 {
+		return sha[:7]
+	}
+	return sha
+}
+
+func writeDeploySummary(a *action.Action, verb string, hc hostConfig, o compose.Options, res *compose.Result, err error, took time.Duration) {
+	s := a.Summary()
+	icon := map[string]string{history.ResultSuccess: "✅", history.ResultRolledBack: "↩️", history.ResultAbandoned: "⚠️"}[res.Outcome]
+	if icon == "" {
+		icon = "❌"
+	}
+	fmt.Fprintf(s, "### %s %s: %s\n\n", icon, verb, action.Escape(res.Outcome))
+	if err != nil {
+		fmt.Fprintf(s, "**Why:** %s\n\n", action.Escape(err.Error()))
+	}
+	prev := res.PreviousSHA
+	if prev == "" {
+		prev = "none"
+	}
+	rows := [][]string{
+		{"Host", action.Code(hc.String())},
+		{"Project", action.Code(o.Project)},
+		{"Strategy", action.Escape(o.Strategy)},
+		{"Commit", action.Code(short(o.SHA)) + " (previous " + action.Code(short(prev)) + ")"},
+		{"Services", action.Escape(strings.Join(o.Services, ", "))},
+		{"Took", fmt.Sprintf("%.1fs", took.Seconds())},
+	}
+	if o.Who.Reason != "" {
+		rows = append(rows, []string{"Reason", action.Escape(o.Who.Reason)})
+	}
+	s.WriteString(action.Table([]string{"", ""}, rows))
+	if len(res.Phases) > 0 {
+		s.WriteString("\n**Timeline**\n\n")
+		var prow [][]string
+		for _, p := range res.Phases {
+			st := "✅"
+			if p.Error != "" {
+				st = "❌ " + action.Escape(p.Error)
+			}
+			prow = append(prow, []string{action.Escape(p.Name), fmt.Sprintf("%.1fs", p.Duration.Seconds()), st})
+		}
+		s.WriteString(action.Table([]string{"Phase", "Duration", "Result"}, prow))
+	}
+	if len(res.Checks) > 0 {
+		s.WriteString("\n**Contract checks**\n\n")
+		var crow [][]string
+		for _, c := range res.Checks {
+			st := "✅"
+			if !c.OK() {
+				st = "❌ " + action.Escape(strings.Join(c.Failures, "; "))
+			}
+			crow = append(crow, []string{action.Code(c.Check.Text), st})
+		}
+		s.WriteString(action.Table([]string{"Check", "Result"}, crow))
+	}
+	for _, w := range res.Warnings {
+		fmt.Fprintf(s, "\n⚠️ %s\n", action.Escape(w))
+	}
+}

@@ -1,0 +1,359 @@
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/gantry-dev/gantry/internal/testenv"
+)
+
+// composeHost is a Compose host as the tests deploy to it: the real Docker
+// engine of this machine reached through a real OpenSSH sshd on loopback,
+// images in a real registry, a Caddy edge image built from scratch.
+type composeHost struct {
+	reg      *testenv.Registry
+	sshd     *testenv.SSHD
+	project  string
+	edgePort int
+	edge     string
+	files    map[string]string // workspace files
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func startComposeHost(t *testing.T) *composeHost {
+	t.Helper()
+	testenv.Docker(t)
+	testenv.Compose(t)
+	h := &composeHost{
+		reg:      testenv.StartRegistry(t, testenv.RegistryOptions{}),
+		sshd:     testenv.StartSSHD(t, testenv.SSHDOptions{DeployUser: true}),
+		project:  "gt" + randHex(4),
+		edgePort: testenv.FreePort(t),
+	}
+	h.edge = digestRef(t, testenv.CaddyImage(t, h.reg.Host))
+	t.Cleanup(func() { h.down(t) })
+	return h
+}
+
+// down removes everything the project left on the engine and the host.
+func (h *composeHost) down(t *testing.T) {
+	ids, _ := exec.Command("docker", "ps", "-aq", "--filter", "label=com.docker.compose.project="+h.project).Output()
+	if f := strings.Fields(string(ids)); len(f) > 0 {
+		_ = exec.Command("docker", append([]string{"rm", "-f"}, f...)...).Run()
+	}
+	_ = exec.Command("docker", "network", "rm", h.project+"_default").Run()
+	_ = exec.Command("docker", "volume", "rm", h.project+"_gantry-edge-config", h.project+"_gantry-edge-data").Run()
+	if u, err := user.Lookup(h.sshd.User); err == nil {
+		_ = os.RemoveAll(filepath.Join(u.HomeDir, "gantry", h.project))
+	}
+}
+
+// digestRef turns a tag reference into repo@digest.
+func digestRef(t *testing.T, ref string) string {
+	t.Helper()
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := remote.Head(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.Context().Digest(d.Digest.String()).String()
+}
+
+const appCompose = `services:
+  web:
+    image: placeholder.invalid/web
+    expose: ["8080"]
+    labels:
+      gantry.edge: "true"
+`
+
+// app returns a FROM-scratch image of examples/app reporting sha.
+func (h *composeHost) app(t *testing.T, sha, version string) string {
+	return digestRef(t, testenv.AppImage(t, h.reg.Host, sha, version))
+}
+
+func (h *composeHost) url() string { return fmt.Sprintf("http://127.0.0.1:%d/health", h.edgePort) }
+
+// deploy runs gantry deploy-compose for web=image at sha; extra flags
+// replace the defaults of the same name.
+func (h *composeHost) deploy(t *testing.T, sha, image string, extra ...string) run {
+	t.Helper()
+	args := h.deployArgs(sha, image)
+	args = lastWins(append(args, extra...))
+	return runCLI(t, map[string]string{"GITHUB_ACTOR": "tester", "GITHUB_ACTIONS": "true"}, nil, args...)
+}
+
+func (h *composeHost) deployArgs(sha, image string) []string {
+	return []string{"deploy-compose",
+		"--host", h.sshd.Host, "--port", fmt.Sprint(h.sshd.Port), "--user", h.sshd.User,
+		"--ssh-key", string(h.sshd.ClientKey), "--known-hosts", h.sshd.KnownHosts,
+		"--project", h.project, "--compose-file", "compose.yml",
+		"--images", "web=" + image, "--sha", sha,
+		"--edge-image", h.edge, "--edge-ports", fmt.Sprintf("127.0.0.1:%d:80", h.edgePort),
+		"--url", h.url(), "--drain", "5s", "--stop-timeout", "5s", "--verify-timeout", "20s", "--start-timeout", "30s",
+	}
+}
+
+// images lists the configured image of every container of service.
+func (h *composeHost) images(t *testing.T, service string) []string {
+	t.Helper()
+	ids, err := exec.Command("docker", "ps", "-aq", "--filter", "label=com.docker.compose.project="+h.project, "--filter", "label=com.docker.compose.service="+service).Output()
+	if err != nil || len(strings.Fields(string(ids))) == 0 {
+		return nil
+	}
+	out, err := exec.Command("docker", append([]string{"inspect", "-f", "{{.Config.Image}}"}, strings.Fields(string(ids))...)...).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Fields(string(out))
+}
+
+// served returns the commit the public URL reports.
+func (h *composeHost) served(t *testing.T) string {
+	t.Helper()
+	resp, err := http.Get(h.url())
+	if err != nil {
+		t.Fatalf("GET %s: %v", h.url(), err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		GitSHA string `json:"git_sha"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&body)
+	return body.GitSHA
+}
+
+// loadErrs receives the first failures of load, for the test log.
+var loadErrs = make(chan string, 100)
+
+// load sends requests to url from 8 workers until stop is closed and counts
+// the ones that failed.
+func load(url string, stop <-chan struct{}) (total, failed *atomic.Int64, wait func()) {
+	total, failed = new(atomic.Int64), new(atomic.Int64)
+	var wg sync.WaitGroup
+	client := &http.Client{Timeout: 5 * time.Second}
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := client.Get(url)
+				total.Add(1)
+				if err != nil || resp.StatusCode != http.StatusOK {
+					if failed.Add(1) <= 5 {
+						if err != nil {
+							loadErrs <- fmt.Sprintf("%s: %v", time.Now().Format("15:04:05.000"), err)
+						} else {
+							loadErrs <- fmt.Sprintf("%s: %s", time.Now().Format("15:04:05.000"), resp.Status)
+						}
+					}
+				}
+				if resp != nil {
+					resp.Body.Close()
+				}
+			}
+		}()
+	}
+	return total, failed, wg.Wait
+}
+
+const (
+	sha1 = "1111111111111111111111111111111111111111"
+	sha2 = "2222222222222222222222222222222222222222"
+	sha3 = "3333333333333333333333333333333333333333"
+)
+
+// TestDeployComposeBlueGreenUnderLoadAndRollback is the happy path: a first
+// deploy, a blue-green update under constant load with no failed request,
+// then a rollback to the previous commit without a rebuild.
+func TestDeployComposeBlueGreenUnderLoadAndRollback(t *testing.T) {
+	h := startComposeHost(t)
+	workspace(t, map[string]string{"compose.yml": appCompose})
+	v1, v2 := h.app(t, sha1, "v1"), h.app(t, sha2, "v2")
+
+	first := h.deploy(t, sha1, v1, "--reason", `first "; rm -rf / # $(id)`)
+	if first.code != 0 {
+		t.Fatalf("first deploy: exit %d\n%s", first.code, first.log)
+	}
+	if first.outputs["result"] != "success" || first.outputs["deployed-sha"] != sha1 || h.served(t) != sha1 {
+		t.Fatalf("first deploy: outputs %v, serving %s\n%s", first.outputs, h.served(t), first.log)
+	}
+
+	stop := make(chan struct{})
+	loadURL := h.url()
+	if os.Getenv("GANTRY_DEBUG_DIRECT") != "" {
+		ip, _ := exec.Command("docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", h.project+"-gantry-edge-1").Output()
+		loadURL = "http://" + strings.TrimSpace(string(ip)) + ":80/health"
+		t.Logf("load on %s", loadURL)
+	}
+	total, failed, wait := load(loadURL, stop)
+	second := h.deploy(t, sha2, v2)
+	close(stop)
+	wait()
+	if second.code != 0 {
+		t.Fatalf("blue-green: exit %d\n%s", second.code, second.log)
+	}
+	if h.served(t) != sha2 || second.outputs["previous-sha"] != sha1 {
+		t.Fatalf("after blue-green: serving %s, outputs %v", h.served(t), second.outputs)
+	}
+	if failed.Load() != 0 || total.Load() < 100 {
+		t.Errorf("blue-green under load: %d of %d requests failed", failed.Load(), total.Load())
+	}
+	t.Logf("blue-green under load: %d requests, %d failed", total.Load(), failed.Load())
+	for len(loadErrs) > 0 {
+		t.Log(<-loadErrs)
+	}
+	t.Log(second.log)
+	for _, phase := range []string{"| lock |", "| upload |", "| pull |", "| start |", "| verify |", "| switch |", "| drain |"} {
+		if !strings.Contains(second.summary, phase) {
+			t.Errorf("summary timeline lacks %s:\n%s", phase, second.summary)
+		}
+	}
+
+	back := runCLI(t, map[string]string{"GITHUB_ACTOR": "tester"}, nil, "rollback",
+		"--host", h.sshd.Host, "--port", fmt.Sprint(h.sshd.Port), "--user", h.sshd.User,
+		"--ssh-key", string(h.sshd.ClientKey), "--known-hosts", h.sshd.KnownHosts,
+		"--project", h.project, "--edge-image", h.edge, "--edge-ports", fmt.Sprintf("127.0.0.1:%d:80", h.edgePort),
+		"--url", h.url(), "--drain", "5s", "--stop-timeout", "5s")
+	if back.code != 0 || h.served(t) != sha1 || back.outputs["deployed-sha"] != sha1 {
+		t.Fatalf("rollback: exit %d, serving %s\n%s", back.code, h.served(t), back.log)
+	}
+}
+
+// TestDeployComposeFailuresKeepOldVersion: each broken new version is caught
+// before it gets traffic, the old one keeps serving, the step fails with
+// the reason.
+func TestDeployComposeFailuresKeepOldVersion(t *testing.T) {
+	h := startComposeHost(t)
+	workspace(t, map[string]string{"compose.yml": appCompose})
+	v1 := h.app(t, sha1, "v1")
+	if r := h.deploy(t, sha1, v1); r.code != 0 {
+		t.Fatalf("first deploy: %s", r.log)
+	}
+	crash, _ := testenv.BuildImage(t, h.reg.Host, "gantry-test/crash", "v1", map[string][]byte{"/bin/app": []byte("not an executable program")}, []string{"/bin/app"}, nil)
+	for _, tc := range []struct {
+		name, sha, image string
+		extra            []string
+		want             string
+		result           string
+	}{
+		{name: "crashes at start", sha: sha2, image: digestRef(t, crash), want: "failed to start", result: "failed"},
+		{name: "serves the old commit", sha: sha3, image: v1, want: "serves 1111111", result: "failed"},
+		{name: "contract fails", sha: sha2, image: h.app(t, sha2, "v2"), extra: []string{"--checks", "GET /health json.status=broken"}, want: "contract checks failed", result: "failed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := h.deploy(t, tc.sha, tc.image, append(tc.extra, "--verify-timeout", "6s")...)
+			if r.code != 1 || r.outputs["result"] != tc.result {
+				t.Fatalf("exit %d result %q, want 1 %q\n%s", r.code, r.outputs["result"], tc.result, r.log)
+			}
+			if !strings.Contains(r.summary, tc.want) || !strings.Contains(r.summary, "previous version kept serving") {
+				t.Errorf("summary does not say %q and that the old version kept serving:\n%s", tc.want, r.summary)
+			}
+			if got := h.served(t); got != sha1 {
+				t.Errorf("serving %s after a failed deploy, want %s", got, sha1)
+			}
+			if imgs := h.images(t, "web"); len(imgs) != 1 || imgs[0] != v1 {
+				t.Errorf("containers left: %q, want only the v1 one", imgs)
+			}
+		})
+	}
+	// A contract failure with allow-failure deploys with a warning.
+	r := h.deploy(t, sha2, h.app(t, sha2, "v2"), "--checks", "GET /health json.status=broken", "--allow-failure=true")
+	if r.code != 0 || h.served(t) != sha2 || !strings.Contains(r.summary, "⚠️") || !strings.Contains(r.log, "::warning") {
+		t.Fatalf("allow-failure: exit %d serving %s\n%s\n%s", r.code, h.served(t), r.summary, r.log)
+	}
+}
+
+func TestDeployComposeBadInputChangesNothing(t *testing.T) {
+	h := startComposeHost(t)
+	v1 := h.app(t, sha1, "v1")
+	for _, tc := range []struct {
+		name, compose, input, want string
+		extra                      []string
+	}{
+		{"compose syntax error", "services:\n  web:\n    image: x\n   expose: [\n", "compose-file", "not a valid Compose file", nil},
+		{"unknown host key", appCompose, "", "does not match known-hosts", []string{"--known-hosts", "[127.0.0.1]:1 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH8Yqs6uI4hZQdsCxBZOc0hn3k9vTbyW/QWNNPsvDkBd"}},
+		{"injection in service name", appCompose, "services", "not in compose.yml", []string{"--services", "web; rm -rf /"}},
+		{"published port with blue-green", "services:\n  web:\n    image: x\n    ports: [\"8080:8080\"]\n    labels: {gantry.edge: \"true\"}\n", "compose-file", "publishes host port 8080", nil},
+		{"canary steps", appCompose, "canary-steps", "rising percentages", []string{"--canary-steps", "50,10"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			workspace(t, map[string]string{"compose.yml": tc.compose})
+			for i := range tc.extra {
+				tc.extra[i] = strings.Replace(tc.extra[i], "[127.0.0.1]:1", fmt.Sprintf("[127.0.0.1]:%d", h.sshd.Port), 1)
+			}
+			r := h.deploy(t, sha1, v1, tc.extra...)
+			if r.code != 1 || !strings.Contains(r.log, tc.want) {
+				t.Fatalf("exit %d, want 1 and %q\n%s", r.code, tc.want, r.log)
+			}
+			if tc.input != "" && !strings.Contains(r.log, "::error title="+tc.input+"::") {
+				t.Errorf("error not titled %s:\n%s", tc.input, r.log)
+			}
+			u, _ := user.Lookup(h.sshd.User)
+			if _, err := os.Stat(filepath.Join(u.HomeDir, "gantry", h.project)); !os.IsNotExist(err) {
+				t.Errorf("the host was touched: %v", err)
+			}
+		})
+	}
+}
+
+func TestDeployComposeStrategies(t *testing.T) {
+	for _, strategy := range []string{"canary", "rolling", "recreate"} {
+		t.Run(strategy, func(t *testing.T) {
+			h := startComposeHost(t)
+			compose := appCompose
+			if strategy == "rolling" {
+				compose = strings.Replace(appCompose, "    expose:", "    deploy:\n      replicas: 2\n    expose:", 1)
+			}
+			if strategy == "recreate" {
+				compose = "services:\n  web:\n    image: x\n    ports: [\"127.0.0.1:" + fmt.Sprint(h.edgePort) + ":8080\"]\n"
+			}
+			workspace(t, map[string]string{"compose.yml": compose})
+			extra := []string{"--strategy", strategy, "--canary-steps", "20,100", "--canary-interval", "2s"}
+			if r := h.deploy(t, sha1, h.app(t, sha1, "v1"), extra...); r.code != 0 {
+				t.Fatalf("first: %s", r.log)
+			}
+			r := h.deploy(t, sha2, h.app(t, sha2, "v2"), extra...)
+			if r.code != 0 || h.served(t) != sha2 {
+				t.Fatalf("%s: exit %d serving %s\n%s", strategy, r.code, h.served(t), r.log)
+			}
+			if strategy == "canary" && !strings.Contains(r.log, "canary: 20% of traffic") {
+				t.Errorf("no canary step in the log:\n%s", r.log)
+			}
+			if strategy == "rolling" && !strings.Contains(r.summary, "replace 2/2") {
+				t.Errorf("no rolling steps in the summary:\n%s", r.summary)
+			}
+		})
+	}
+}
+
+var _ = context.Background

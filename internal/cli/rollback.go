@@ -1,0 +1,123 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/gantry-dev/gantry/internal/action"
+	"github.com/gantry-dev/gantry/internal/composefile"
+	"github.com/gantry-dev/gantry/internal/deploy/compose"
+	"github.com/gantry-dev/gantry/internal/history"
+	"github.com/gantry-dev/gantry/internal/remote"
+)
+
+func rollbackSpec() *action.Spec {
+	s := &action.Spec{
+		Name:        "rollback",
+		Description: "Redeploy the last known-good digests of a Compose project without a rebuild and without canary steps: the previous deploy, or the one of a given commit, from the host's deploy history.",
+		Outputs: []action.Output{
+			{Name: "previous-sha", Description: "Commit that was serving before the rollback."},
+			{Name: "deployed-sha", Description: "Commit rolled back to."},
+			{Name: "url", Description: "The verified public URL, when url was given."},
+			{Name: "result", Description: "success, failed, rolled-back or abandoned, as for deploy-compose."},
+		},
+	}
+	s.Inputs = append([]action.Input{
+		{Name: "to", Description: "`previous` (the last successful deploy of another commit) or a commit SHA (7+ hex) deployed successfully before.", Default: "previous"},
+	}, composeTargetInputs()...)
+	return s
+}
+
+func rollbackCommand() *Command { return &Command{Spec: rollbackSpec(), Run: runRollback} }
+
+func runRollback(ctx context.Context, a *action.Action) error {
+	in := a.Inputs()
+	to := in.String("to")
+	var o compose.Options
+	hc := readComposeTarget(a, in, &o)
+	if to != "previous" && (len(to) < 7 || strings.Trim(strings.ToLower(to), "0123456789abcdef") != "") {
+		in.Fail("to", "%q is neither previous nor a commit SHA of 7 or more hex characters", to)
+	}
+	if o.Strategy == compose.Canary {
+		in.Fail("strategy", "a rollback takes no canary steps; use blue-green, rolling or recreate")
+	}
+	if err := in.Err(); err != nil {
+		return err
+	}
+	h, err := hc.connect(ctx)
+	if err != nil {
+		return err
+	}
+	es, err := history.Read(ctx, h, path.Join(o.Dir, ".gantry", "history.jsonl"))
+	if err != nil {
+		h.Close()
+		return err
+	}
+	target, err := history.Find(es, to)
+	if err != nil {
+		h.Close()
+		return fmt.Errorf("rollback on %s, project %s: %w", h, o.Project, err)
+	}
+	a.Infof("rolling back to %s (deployed %s by %s)", short(target.SHA), target.Finished.Format("2006-01-02 15:04 UTC"), target.Actor)
+	// The files on the host are the ones of the current deploy: roll back
+	// the images within them.
+	dir, err := os.MkdirTemp("", "gantry-rollback-")
+	if err != nil {
+		h.Close()
+		return err
+	}
+	defer os.RemoveAll(dir)
+	file, envData, err := fetchProject(ctx, h, o.Dir, dir)
+	h.Close()
+	if err != nil {
+		return fmt.Errorf("rollback: %w", err)
+	}
+	var env []string
+	for _, line := range strings.Split(string(envData), "\n") {
+		if k, _, ok := strings.Cut(line, "="); ok && strings.TrimSpace(k) != "" && !strings.HasPrefix(strings.TrimSpace(line), "#") {
+			env = append(env, strings.TrimSpace(line))
+			_, v, _ := strings.Cut(line, "=")
+			a.Mask(strings.Trim(strings.TrimSpace(v), `"'`))
+		}
+	}
+	o.File, err = composefile.Load(ctx, file, o.Project, env)
+	if err != nil {
+		return fmt.Errorf("rollback: the project's compose.yml on the host: %w", err)
+	}
+	o.EnvFile, o.SHA, o.Images, o.Rollback = envData, target.SHA, target.Images, true
+	o.Who.Reason = strings.TrimSpace("rollback to " + short(target.SHA) + ". " + o.Who.Reason)
+	for s := range target.Images {
+		o.Services = append(o.Services, s)
+	}
+	sort.Strings(o.Services)
+	finishCompose(in, &o, in.List("edge"))
+	if err := in.Err(); err != nil {
+		return err
+	}
+	return deployAndReport(ctx, a, hc, o, "rollback")
+}
+
+// fetchProject copies the project's compose.yml and .env from the host
+// into dir.
+func fetchProject(ctx context.Context, h remote.Host, projectDir, dir string) (string, []byte, error) {
+	data, err := remote.ReadFile(ctx, h, path.Join(projectDir, "compose.yml"))
+	if err != nil {
+		return "", nil, err
+	}
+	file := filepath.Join(dir, "compose.yml")
+	if err := os.WriteFile(file, data, 0o600); err != nil {
+		return "", nil, err
+	}
+	env, err := remote.ReadFile(ctx, h, path.Join(projectDir, ".env"))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", nil, err
+	}
+	return file, env, nil
+}

@@ -1,0 +1,246 @@
+package compose
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/gantry-dev/gantry/internal/composefile"
+	"github.com/gantry-dev/gantry/internal/edge"
+	"github.com/gantry-dev/gantry/internal/history"
+	"github.com/gantry-dev/gantry/internal/verify"
+)
+
+// recreate updates services the classic way: docker compose up -d, which
+// stops the old containers before the new ones serve. For stateful
+// singletons; on failure the previous files are restored and brought up.
+func (dp *deployer) recreate(ctx context.Context, services []string) error {
+	var started []Container
+	err := dp.step(ctx, "start", func(ctx context.Context) error {
+		args := append([]string{"up", "--detach", "--no-deps", "--remove-orphans"}, services...)
+		if _, err := dp.d.Compose(ctx, args...); err != nil {
+			return err
+		}
+		for _, s := range services {
+			cs, err := dp.d.Containers(ctx, s)
+			if err != nil {
+				return err
+			}
+			started = append(started, cs...)
+		}
+		return dp.waitStarted(ctx, started)
+	})
+	if err == nil {
+		err = dp.step(ctx, "verify", func(ctx context.Context) error {
+			for _, c := range started {
+				if svc := dp.o.File.Services[c.Service]; svc.Port != 0 && contains(dp.o.Services, c.Service) {
+					if err := dp.verifyDirect(ctx, c, svc.Port); err != nil {
+						return err
+					}
+				}
+			}
+			return dp.verifyPublic(ctx)
+		})
+	}
+	if err == nil {
+		return nil
+	}
+	if !dp.o.AutoRollback {
+		dp.res.Outcome = history.ResultAbandoned
+		return fmt.Errorf("%w; auto-rollback is off, so the failed version was left in place for debugging", err)
+	}
+	rerr := dp.step(ctx, "rollback", func(ctx context.Context) error {
+		ctx = context.WithoutCancel(ctx)
+		if err := dp.restoreFiles(ctx, nil); err != nil {
+			return err
+		}
+		args := append([]string{"up", "--detach", "--no-deps"}, services...)
+		_, err := dp.d.Compose(ctx, args...)
+		return err
+	})
+	dp.res.Outcome = history.ResultRolledBack
+	if rerr != nil {
+		return fmt.Errorf("%w; rolling back also failed: %v", err, rerr)
+	}
+	return fmt.Errorf("%w; the previous version was started again", err)
+}
+
+// waitStarted waits until every container runs (and is healthy, when it has
+// a healthcheck), failing as soon as one exits or turns unhealthy.
+func (dp *deployer) waitStarted(ctx context.Context, cs []Container) error {
+	ctx, cancel := context.WithTimeout(ctx, dp.o.StartTimeout)
+	defer cancel()
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		now, err := dp.d.Inspect(ctx, IDs(cs)...)
+		if err != nil {
+			return err
+		}
+		ready := true
+		for _, c := range now {
+			switch {
+			case c.Status == "exited" || c.Status == "dead" || c.Restarting || c.Health == "unhealthy":
+				return fmt.Errorf("the new version failed to start: %s", dp.reason(ctx, []Container{c}))
+			case !c.Running || c.Health == "starting":
+				ready = false
+			}
+		}
+		if ready {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the new containers did not start within %s: %s", dp.o.StartTimeout, dp.reason(ctx, now))
+		case <-t.C:
+		}
+	}
+}
+
+// verifyDirect polls one new container at its own address until it serves
+// the expected commit.
+func (dp *deployer) verifyDirect(ctx context.Context, c Container, port int) error {
+	if c.IP == "" {
+		return fmt.Errorf("container %s has no IP address on the project network", c.Name)
+	}
+	u := "http://" + net.JoinHostPort(c.IP, strconv.Itoa(port)) + dp.o.HealthPath
+	res, err := verify.Wait(ctx, verify.Options{
+		URL: u, SHA: dp.o.SHA, Client: dp.http, Interval: dp.o.VerifyInterval,
+		Timeout: dp.o.VerifyTimeout, Consecutive: dp.o.Consecutive, Logf: dp.o.Logf,
+	})
+	if err != nil {
+		if res.Outcome == verify.OldVersion {
+			return fmt.Errorf("%s (container %s) serves %s, not %s: %w", c.Service, c.Name, res.ServedSHA, short(dp.o.SHA), err)
+		}
+		return fmt.Errorf("%s (container %s): %w", c.Service, c.Name, err)
+	}
+	dp.o.Logf("%s answers %s on %s", c.Name, short(res.ServedSHA), u)
+	return nil
+}
+
+// verifyPublic checks the public URL, when one is set.
+func (dp *deployer) verifyPublic(ctx context.Context) error {
+	if dp.o.URL == "" {
+		return nil
+	}
+	res, err := verify.Wait(ctx, verify.Options{
+		URL: dp.o.URL, SHA: dp.o.SHA, Interval: dp.o.VerifyInterval,
+		Timeout: dp.o.VerifyTimeout, Consecutive: dp.o.Consecutive, Logf: dp.o.Logf,
+	})
+	if err != nil {
+		return fmt.Errorf("public URL: %w", err)
+	}
+	dp.o.Logf("%s answers %s", dp.o.URL, short(res.ServedSHA))
+	return nil
+}
+
+// runChecks runs the contract checks against one new container.
+func (dp *deployer) runChecks(ctx context.Context, c Container, port int) error {
+	if len(dp.o.Checks) == 0 {
+		return nil
+	}
+	ck := verify.Checker{Client: dp.http, BaseURL: "http://" + net.JoinHostPort(c.IP, strconv.Itoa(port)), Execer: &execer{dp: dp, prefer: c}}
+	results := ck.Run(ctx, dp.o.Checks)
+	dp.res.Checks = results
+	var failed []string
+	for _, r := range results {
+		if !r.OK() {
+			failed = append(failed, r.String())
+		}
+	}
+	if len(failed) == 0 {
+		return nil
+	}
+	msg := fmt.Sprintf("%d of %d contract checks failed: %s", len(failed), len(results), failed[0])
+	if dp.o.AllowFailure {
+		dp.o.Warnf("%s (allow-failure: deploying anyway)", msg)
+		dp.res.Warnings = append(dp.res.Warnings, msg)
+		return nil
+	}
+	return errors.New(msg)
+}
+
+// execer runs exec checks in a container of the named service, preferring
+// the new one.
+type execer struct {
+	dp     *deployer
+	prefer Container
+}
+
+func (e *execer) Exec(ctx context.Context, service string, argv []string) (string, int, error) {
+	id := ""
+	if e.prefer.Service == service {
+		id = e.prefer.ID
+	} else {
+		cs, err := e.dp.d.Containers(ctx, service)
+		if err != nil {
+			return "", 0, err
+		}
+		for _, c := range cs {
+			if c.Running {
+				id = c.ID
+			}
+		}
+	}
+	if id == "" {
+		return "", 0, fmt.Errorf("no running container of service %s", service)
+	}
+	return e.dp.d.Exec(ctx, id, argv)
+}
+
+func short(sha string) string {
+	if len(sha) > 7 {
+		return sha[:7]
+	}
+	return sha
+}
+
+func contains(xs []string, x string) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}
+
+// edgeClient returns a client for the edge's admin API, starting the edge
+// when it is not running.
+func (dp *deployer) edgeClient(ctx context.Context) (*edge.Client, Container, error) {
+	if _, err := dp.d.Compose(ctx, "up", "--detach", "--no-deps", composefile.EdgeService); err != nil {
+		return nil, Container{}, fmt.Errorf("start the edge: %w", err)
+	}
+	cs, err := dp.d.Containers(ctx, composefile.EdgeService)
+	if err != nil {
+		return nil, Container{}, err
+	}
+	if err := dp.waitStarted(ctx, cs); err != nil {
+		return nil, Container{}, fmt.Errorf("edge: %w", err)
+	}
+	cs, err = dp.d.Inspect(ctx, IDs(cs)...)
+	if err != nil || len(cs) == 0 || cs[0].IP == "" {
+		return nil, Container{}, fmt.Errorf("edge container has no address (%v)", err)
+	}
+	admin := (&url.URL{Scheme: "http", Host: net.JoinHostPort(cs[0].IP, "2019")}).String()
+	c := &edge.Client{HTTP: dp.http, Admin: admin}
+	// The admin API answers once Caddy is up; wait briefly for it.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := c.Status(ctx)
+		if err == nil {
+			return c, cs[0], nil
+		}
+		if time.Now().After(deadline) {
+			return nil, Container{}, fmt.Errorf("edge admin API at %s: %w", admin, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, Container{}, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,130 @@
+package edge_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gantry-dev/gantry/internal/edge"
+	"github.com/gantry-dev/gantry/internal/testenv"
+)
+
+// TestEdgeInDocker runs the edge as the Compose deploy will: the caddy image
+// and two app containers on a user-defined network, the edge reaching the
+// apps by name and the test reaching the edge's admin API at the container's
+// IP (where the deploy's SSH tunnel leads). It also checks that a restarted
+// edge resumes the routing it was last given.
+func TestEdgeInDocker(t *testing.T) {
+	testenv.Docker(t)
+	reg := testenv.StartRegistry(t, testenv.RegistryOptions{})
+	caddyRef := testenv.CaddyImage(t, reg.Host)
+	blueRef := testenv.AppImage(t, reg.Host, "aaaaaaa", "v1")
+	greenRef := testenv.AppImage(t, reg.Host, "bbbbbbb", "v2")
+
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	id := hex.EncodeToString(b[:])
+	label := "gantry.test.edge=" + id
+	network := "gantry-edge-" + id
+	docker := func(args ...string) string {
+		t.Helper()
+		t.Logf("docker %s", strings.Join(args, " "))
+		out, err := exec.Command("docker", args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	t.Cleanup(func() {
+		// Only what this test made: its labelled containers, network, images.
+		if ids, _ := exec.Command("docker", "ps", "-aq", "--filter", "label="+label).Output(); len(ids) > 0 {
+			_ = exec.Command("docker", append([]string{"rm", "-f"}, strings.Fields(string(ids))...)...).Run()
+		}
+		_ = exec.Command("docker", "network", "rm", network).Run()
+		_ = exec.Command("docker", "rmi", caddyRef, blueRef, greenRef).Run()
+	})
+
+	docker("network", "create", "--label", label, network)
+	for name, ref := range map[string]string{"web-blue": blueRef, "web-green": greenRef} {
+		docker("run", "-d", "--name", name+"-"+id, "--network", network, "--network-alias", name, "--label", label, ref)
+	}
+	edgeName := "gantry-edge-" + id
+	docker("run", "-d", "--name", edgeName, "--network", network, "--label", label, caddyRef)
+	ip := docker("inspect", "-f", `{{(index .NetworkSettings.Networks "`+network+`").IPAddress}}`, edgeName)
+	t.Logf("edge container IP on %s: %s", network, ip)
+
+	ctx := context.Background()
+	c := edge.Client{HTTP: &http.Client{Timeout: 10 * time.Second}, Admin: "http://" + ip + ":2019"}
+	waitHTTP(t, c.Admin+"/config/", edgeName)
+	if err := c.Load(ctx, edge.Config{
+		UpstreamHeader: edge.UpstreamHeader,
+		Services:       []edge.Service{{Name: "web", Upstreams: []edge.Upstream{{Dial: "web-blue:8080", Weight: 1}}}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	front := "http://" + ip + ":80/health"
+	checkHealth(t, front, "aaaaaaa", "web-blue:8080")
+
+	if err := c.SetUpstreams(ctx, "web", []edge.Upstream{{Dial: "web-green:8080", Weight: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	checkHealth(t, front, "bbbbbbb", "web-green:8080")
+
+	// A restarted edge comes back with the last routing (caddy --resume).
+	docker("restart", edgeName)
+	ip = docker("inspect", "-f", `{{(index .NetworkSettings.Networks "`+network+`").IPAddress}}`, edgeName)
+	c.Admin, front = "http://"+ip+":2019", "http://"+ip+":80/health"
+	waitHTTP(t, front, edgeName)
+	checkHealth(t, front, "bbbbbbb", "web-green:8080")
+	ups, err := c.Upstreams(ctx, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ups) != 1 || ups[0].Dial != "web-green:8080" {
+		t.Errorf("upstreams after restart: %v", ups)
+	}
+}
+
+// waitHTTP waits until url answers at all, for a container that just started.
+func waitHTTP(t *testing.T, url, container string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			logs, _ := exec.Command("docker", "logs", "--tail", "50", container).CombinedOutput()
+			t.Fatalf("%s did not answer within 30s: %v\n%s", url, err, logs)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// checkHealth asserts that the app behind the edge reports sha and that the
+// edge names the upstream that answered.
+func checkHealth(t *testing.T, url, sha, upstream string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var h struct {
+		GitSHA string `json:"git_sha"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
+		t.Fatalf("GET %s: HTTP %d: %v", url, resp.StatusCode, err)
+	}
+	if h.GitSHA != sha || resp.Header.Get(edge.UpstreamHeader) != upstream {
+		t.Errorf("GET %s: git_sha %q via %q, want %q via %q", url, h.GitSHA, resp.Header.Get(edge.UpstreamHeader), sha, upstream)
+	}
+}

@@ -1,0 +1,59 @@
+package testenv
+
+import (
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// How the peers below are installed; scripts/tools.sh pins each version.
+const (
+	ComposeInstall = "scripts/tools.sh (builds github.com/docker/compose/v2@v2.40.3 into .bin/docker-compose and ~/.docker/cli-plugins/docker-compose)"
+	K6Install      = "scripts/tools.sh (go install go.k6.io/k6@v1.8.1)"
+	CaddyInstall   = "scripts/tools.sh (CGO_ENABLED=0 go install github.com/caddyserver/caddy/v2/cmd/caddy@v2.11.9)"
+)
+
+// composeChecked remembers, per binary, the version check's failure ("" when
+// it passed), so each test process runs it once.
+var composeChecked sync.Map
+
+// Compose returns the path of a working docker compose v2 binary (it also
+// runs standalone: "docker-compose up" is "docker compose up"); GANTRY_COMPOSE_BIN
+// overrides it. Debian's Python docker-compose 1.x on PATH does not count.
+func Compose(t testing.TB) string {
+	t.Helper()
+	bin := Tool(t, "docker-compose", "GANTRY_COMPOSE_BIN", ComposeInstall)
+	v, ok := composeChecked.Load(bin)
+	if !ok {
+		out, err := exec.Command(bin, "version", "--short").CombinedOutput()
+		short := strings.TrimPrefix(strings.TrimSpace(string(out)), "v")
+		switch {
+		case err != nil:
+			v = "docker compose v2 (" + bin + " version: " + err.Error() + ": " + strings.TrimSpace(string(out)) + ")"
+		case !strings.HasPrefix(short, "2."):
+			v = "docker compose v2 (" + bin + " is version " + short + ")"
+		default:
+			v = ""
+		}
+		composeChecked.Store(bin, v)
+	}
+	if v != "" {
+		Missing(t, v.(string), ComposeInstall)
+	}
+	return bin
+}
+
+// K6 returns the path of the pinned k6 (GANTRY_K6_BIN overrides it). Run it
+// with K6_NO_USAGE_REPORT=true.
+func K6(t testing.TB) string {
+	t.Helper()
+	return Tool(t, "k6", "GANTRY_K6_BIN", K6Install)
+}
+
+// Caddy returns the path of the pinned, statically linked caddy
+// (GANTRY_CADDY_BIN overrides it).
+func Caddy(t testing.TB) string {
+	t.Helper()
+	return Tool(t, "caddy", "GANTRY_CADDY_BIN", CaddyInstall)
+}
