@@ -73,7 +73,9 @@ func deployComposeSpec() *action.Spec {
 	return s
 }
 
-func deployComposeCommand() *Command { return &Command{Spec: deployComposeSpec(), Run: runDeployCompose} }
+func deployComposeCommand() *Command {
+	return &Command{Spec: deployComposeSpec(), Run: runDeployCompose}
+}
 
 // readComposeTarget reads the inputs shared with rollback into opts.
 func readComposeTarget(a *action.Action, in *action.Inputs, o *compose.Options) hostConfig {

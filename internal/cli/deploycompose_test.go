@@ -32,7 +32,6 @@ type composeHost struct {
 	project  string
 	edgePort int
 	edge     string
-	files    map[string]string // workspace files
 }
 
 func randHex(n int) string {

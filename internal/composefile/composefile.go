@@ -146,11 +146,11 @@ func Override(images map[string]string, edge *Edge) ([]byte, error) {
 	doc := map[string]any{"services": services}
 	if edge != nil {
 		services[EdgeService] = map[string]any{
-			"image":   edge.Image,
+			"image": edge.Image,
 			// Entrypoint, not command: it replaces whatever the image runs
 			// (the official image's Caddyfile, a test image's bootstrap).
 			"entrypoint": []string{"caddy", "run", "--resume"},
-			"ports":   edge.Ports,
+			"ports":      edge.Ports,
 			// The admin API listens on the project network only, where the
 			// deploy reaches it through the SSH connection; never published.
 			"environment": map[string]string{"CADDY_ADMIN": "0.0.0.0:2019", "XDG_CONFIG_HOME": "/config", "XDG_DATA_HOME": "/data"},
@@ -174,4 +174,3 @@ func (s Service) ValidateForEdge() error {
 	}
 	return nil
 }
-

@@ -108,7 +108,6 @@ type deployer struct {
 	d      *Docker
 	http   *http.Client
 	res    *Result
-	phase  *history.Phase
 	stored bool // files written to the host; restore them on failure
 }
 
