@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/gantry-dev/gantry/internal/testenv"
@@ -356,3 +357,148 @@ func TestDeployComposeStrategies(t *testing.T) {
 }
 
 var _ = context.Background
+
+// TestDeployComposeSSHCutMidDeploy cuts every SSH connection while the new
+// containers are starting. gantry reconnects: the deploy either finishes or
+// rolls back; either way one version serves, no half-created container is
+// left, the lock is released and the next deploy succeeds.
+func TestDeployComposeSSHCutMidDeploy(t *testing.T) {
+	h := startComposeHost(t)
+	workspace(t, map[string]string{"compose.yml": appCompose})
+	v1, v2 := h.app(t, sha1, "v1"), h.app(t, sha2, "v2")
+	if r := h.deploy(t, sha1, v1); r.code != 0 {
+		t.Fatalf("first deploy: %s", r.log)
+	}
+	cut := make(chan struct{})
+	go func() {
+		defer close(cut)
+		deadline := time.Now().Add(time.Minute)
+		for time.Now().Before(deadline) {
+			if len(h.images(t, "web")) == 2 {
+				h.sshd.CutConnections()
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	r := h.deploy(t, sha2, v2)
+	<-cut
+	t.Logf("deploy cut mid-way: exit %d, result %s", r.code, r.outputs["result"])
+	if !strings.Contains(r.log, "reconnected to") {
+		t.Errorf("no reconnection after the cut:\n%s", r.log)
+	}
+	served := h.served(t)
+	switch {
+	case r.code == 0 && served == sha2:
+	case r.code != 0 && served == sha1:
+	default:
+		t.Fatalf("exit %d but serving %s\n%s", r.code, served, r.log)
+	}
+	if imgs := h.images(t, "web"); len(imgs) != 1 {
+		t.Errorf("containers left after the cut deploy: %v", imgs)
+	}
+	u, _ := user.Lookup(h.sshd.User)
+	if _, err := os.Stat(filepath.Join(u.HomeDir, "gantry", h.project, ".gantry", "lock")); !os.IsNotExist(err) {
+		t.Errorf("the deploy lock is still held: %v", err)
+	}
+	if again := h.deploy(t, sha3, h.app(t, sha3, "v3"), "--lock-wait", "5s"); again.code != 0 || h.served(t) != sha3 {
+		t.Fatalf("re-run after the cut: exit %d\n%s", again.code, again.log)
+	}
+}
+
+// variant pushes base with GIT_SHA=sha in its environment (examples/app
+// reports it on /health): a new image, without a rebuild.
+func (h *composeHost) variant(t *testing.T, base, sha string) string {
+	t.Helper()
+	ref, err := name.ParseReference(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := remote.Image(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := cf.Config
+	cfg.Env = append(append([]string{}, cfg.Env...), "GIT_SHA="+sha)
+	img, err = mutate.Config(img, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tag := ref.Context().Tag("sha-" + sha[:7])
+	if err := remote.Write(tag, img); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := img.Digest()
+	return ref.Context().Digest(d.String()).String()
+}
+
+// TestDeployComposeConcurrentDeploysSerialize starts 20 deploys of different
+// commits at once. The lock serialises them: each one succeeds and is
+// recorded, the version serving at the end is the last one that took the
+// lock, and exactly one web container is left.
+func TestDeployComposeConcurrentDeploysSerialize(t *testing.T) {
+	h := startComposeHost(t)
+	workspace(t, map[string]string{"compose.yml": appCompose})
+	base := h.app(t, sha1, "v1")
+	if r := h.deploy(t, sha1, base); r.code != 0 {
+		t.Fatalf("first deploy: %s", r.log)
+	}
+	const n = 20
+	shas := make([]string, n)
+	images := make([]string, n)
+	for i := range shas {
+		shas[i] = fmt.Sprintf("%08x%032x", 0xc0ffee00+i, i)
+		images[i] = h.variant(t, base, shas[i])
+	}
+	results := make([]run, n)
+	var wg sync.WaitGroup
+	for i := range shas {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = h.deploy(t, shas[i], images[i], "--lock-wait", "10m", "--drain", "2s", "--url", "")
+		}()
+	}
+	wg.Wait()
+	for i, r := range results {
+		if r.code != 0 {
+			t.Errorf("deploy %d (%s) failed: %s", i, shas[i][:7], r.log)
+		}
+	}
+	u, _ := user.Lookup(h.sshd.User)
+	data, err := os.ReadFile(filepath.Join(u.HomeDir, "gantry", h.project, ".gantry", "history.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last struct {
+		SHA    string `json:"sha"`
+		Result string `json:"result"`
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	if len(lines) != n+1 {
+		t.Errorf("history has %d entries, want %d", len(lines), n+1)
+	}
+	seen := map[string]bool{}
+	for _, l := range lines {
+		if err := json.Unmarshal([]byte(l), &last); err != nil || last.Result != "success" {
+			t.Errorf("history line %q", l)
+		}
+		seen[last.SHA] = true
+	}
+	if len(seen) != n+1 {
+		t.Errorf("history records %d distinct commits, want %d", len(seen), n+1)
+	}
+	if got := h.served(t); got != last.SHA {
+		t.Errorf("serving %s, but the last deploy recorded is %s", got, last.SHA)
+	}
+	if imgs := h.images(t, "web"); len(imgs) != 1 {
+		t.Errorf("web containers left: %v", imgs)
+	}
+	if _, err := os.Stat(filepath.Join(u.HomeDir, "gantry", h.project, ".gantry", "lock")); !os.IsNotExist(err) {
+		t.Errorf("lock still held: %v", err)
+	}
+}

@@ -58,17 +58,19 @@ func readHost(a *action.Action, in *action.Inputs) hostConfig {
 	return hostConfig{opts: o}
 }
 
-// connect opens the host.
+// connect opens the host. An SSH host reconnects after a lost connection,
+// so that a deploy cut off mid-way can still roll back and release its lock.
 func (hc hostConfig) connect(ctx context.Context) (remote.Host, error) {
 	if hc.local {
 		name, _ := os.Hostname()
 		return &remote.Local{Name: "local(" + name + ")"}, nil
 	}
-	c, err := ssh.Dial(ctx, hc.opts)
+	r, err := remote.NewRedial(ctx, func(ctx context.Context) (remote.Host, error) { return ssh.Dial(ctx, hc.opts) })
 	if err != nil {
 		return nil, err
 	}
-	return c, nil
+	r.Logf = hc.opts.Warnf
+	return r, nil
 }
 
 func (hc hostConfig) String() string {

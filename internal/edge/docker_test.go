@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"os/exec"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -55,7 +57,7 @@ func TestEdgeInDocker(t *testing.T) {
 		docker("run", "-d", "--name", name+"-"+id, "--network", network, "--network-alias", name, "--label", label, ref)
 	}
 	edgeName := "gantry-edge-" + id
-	docker("run", "-d", "--name", edgeName, "--network", network, "--label", label, caddyRef)
+	docker("run", "-d", "--name", edgeName, "--network", network, "--label", label, "-p", "127.0.0.1::80", caddyRef)
 	ip := docker("inspect", "-f", `{{(index .NetworkSettings.Networks "`+network+`").IPAddress}}`, edgeName)
 	t.Logf("edge container IP on %s: %s", network, ip)
 
@@ -75,6 +77,53 @@ func TestEdgeInDocker(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkHealth(t, front, "bbbbbbb", "web-green:8080")
+
+	// Switches under load through the published port (docker-proxy).
+	published := "http://" + docker("port", edgeName, "80/tcp") + "/health"
+	t.Logf("published: %s", published)
+	var (
+		stop         atomic.Bool
+		sent, failed atomic.Int64
+		firstErr     atomic.Value
+		wg           sync.WaitGroup
+		hc           = edgeClient()
+	)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				_, err := get(ctx, hc, published, "")
+				sent.Add(1)
+				if err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, time.Now().Format("15:04:05.000")+" "+err.Error())
+				}
+			}
+		}()
+	}
+	for i := range 6 {
+		to := []edge.Upstream{{Dial: "web-blue:8080", Weight: 1}}
+		if i%2 == 1 {
+			to = []edge.Upstream{{Dial: "web-green:8080", Weight: 1}}
+		}
+		for n := sent.Load(); sent.Load() < n+300; {
+			time.Sleep(time.Millisecond)
+		}
+		if err := c.SetUpstreams(ctx, "web", to); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s switched to %s", time.Now().Format("15:04:05.000"), to[0].Dial)
+	}
+	for n := sent.Load(); sent.Load() < n+300; {
+		time.Sleep(time.Millisecond)
+	}
+	stop.Store(true)
+	wg.Wait()
+	t.Logf("%d requests through the published port during 6 switches, %d failed", sent.Load(), failed.Load())
+	if failed.Load() > 0 {
+		t.Errorf("%d of %d requests failed, first: %v", failed.Load(), sent.Load(), firstErr.Load())
+	}
 
 	// A restarted edge comes back with the last routing (caddy --resume).
 	docker("restart", edgeName)

@@ -48,11 +48,15 @@ const serverName = "edge"
 
 // Config is one edge: an HTTP listener routing each service to its upstreams.
 type Config struct {
-	// Listen is the address the edge serves HTTP on; DefaultListen if empty.
+	// Listen is the address the edge serves HTTP on, in Caddy's network
+	// address syntax (:80, 127.0.0.1:8080, unix//run/edge.sock, fd/3);
+	// DefaultListen if empty.
 	Listen string
-	// AdminListen is the admin API's address; DefaultAdminListen if empty.
-	// A loopback address (127.0.0.1:2019) makes Caddy also check the Host
-	// header of admin requests, so clients must address it by that name.
+	// AdminListen is the admin API's address, in the same syntax;
+	// DefaultAdminListen if empty. Every Load must keep it, or the API moves.
+	// On a specific IP or host name (127.0.0.1:2019) Caddy also requires
+	// that Host header, so Client.Admin must use that name; on a wildcard
+	// (:2019), a unix socket or fd/N it checks no Host.
 	AdminListen string
 	// Services are routed in order; the one service without Hosts, if any,
 	// takes every request no other service matched. Requests that match no
@@ -60,7 +64,8 @@ type Config struct {
 	Services []Service
 	// GracePeriod is DefaultGracePeriod if zero.
 	GracePeriod time.Duration
-	// FailDuration is DefaultFailDuration if zero.
+	// FailDuration is DefaultFailDuration if zero. While every upstream of
+	// a service with several is within it, the service answers 503.
 	FailDuration time.Duration
 	// UpstreamHeader, when set, names a response header that carries the
 	// dial address of the upstream that answered (UpstreamHeader is the

@@ -124,10 +124,19 @@ func TestConfigJSON(t *testing.T) {
 // caddy is a caddy process on loopback, driven by Client.
 type caddy struct {
 	edge.Client
-	// Listen is where the edge serves HTTP, URL its base URL.
-	Listen, URL string
-	log         *lockedBuffer
+	// URL is the edge's base URL.
+	URL string
+	log *lockedBuffer
 }
+
+// Listener addresses of the test caddy: sockets the test opened and passed
+// to it as file descriptors 3 and 4. Ports the test picks could be taken by
+// another process before caddy binds them, and caddy binds with SO_REUSEPORT,
+// so two caddies could even share one.
+const (
+	caddyListen = "fd/3"
+	caddyAdmin  = "fd/4"
+)
 
 // startCaddy runs the pinned caddy with only its admin API on, as the edge
 // container starts.
@@ -135,22 +144,25 @@ func startCaddy(t *testing.T) *caddy {
 	t.Helper()
 	bin := testenv.Caddy(t)
 	dir := t.TempDir()
-	admin := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	front, frontFile := listenFile(t)
+	admin, adminFile := listenFile(t)
 	boot := filepath.Join(dir, "boot.json")
-	if err := os.WriteFile(boot, []byte(`{"admin":{"listen":"`+admin+`"}}`), 0o600); err != nil {
+	if err := os.WriteFile(boot, []byte(`{"admin":{"listen":"`+caddyAdmin+`"}}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	c := &caddy{
 		Client: edge.Client{HTTP: &http.Client{Timeout: 30 * time.Second}, Admin: "http://" + admin},
-		Listen: listen, URL: "http://" + listen, log: &lockedBuffer{},
+		URL:    "http://" + front, log: &lockedBuffer{},
 	}
 	cmd := exec.Command(bin, "run", "--config", boot)
 	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"), "XDG_DATA_HOME="+filepath.Join(dir, "data"))
 	cmd.Stdout, cmd.Stderr = c.log, c.log
+	cmd.ExtraFiles = []*os.File{frontFile, adminFile}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start caddy: %v", err)
 	}
+	frontFile.Close()
+	adminFile.Close()
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	t.Cleanup(func() {
@@ -180,11 +192,27 @@ func startCaddy(t *testing.T) *caddy {
 	}
 }
 
+// listenFile opens a loopback TCP listener and returns its address and a
+// file for a child process; the test's own listener is closed.
+func listenFile(t *testing.T) (string, *os.File) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	f, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln.Addr().String(), f
+}
+
 // config is an edge configuration for the test caddy with the given services.
 func (c *caddy) config(services ...edge.Service) edge.Config {
 	return edge.Config{
-		Listen:         c.Listen,
-		AdminListen:    strings.TrimPrefix(c.Admin, "http://"),
+		Listen:         caddyListen,
+		AdminListen:    caddyAdmin,
 		UpstreamHeader: edge.UpstreamHeader,
 		Services:       services,
 	}
@@ -499,7 +527,13 @@ func TestWaitDrained(t *testing.T) {
 		}
 		slow <- err
 	}()
-	<-arrived
+	select {
+	case <-arrived:
+	case err := <-slow:
+		t.Fatalf("slow request ended before reaching blue: %v", err)
+	case <-time.After(30 * time.Second): // a guard against hanging, not a timing check
+		t.Fatal("slow request did not reach blue within 30s")
+	}
 	if err := c.SetUpstreams(ctx, "web", []edge.Upstream{green.up(1)}); err != nil {
 		t.Fatal(err)
 	}
@@ -597,13 +631,16 @@ func TestAdminOverUnixSocket(t *testing.T) {
 	if err := os.WriteFile(boot, []byte(`{"admin":{"listen":"unix/`+sock+`"}}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	listen, listenF := listenFile(t)
 	log := &lockedBuffer{}
 	cmd := exec.Command(bin, "run", "--config", boot)
+	cmd.ExtraFiles = []*os.File{listenF}
 	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"), "XDG_DATA_HOME="+filepath.Join(dir, "data"))
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	listenF.Close()
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
@@ -617,8 +654,7 @@ func TestAdminOverUnixSocket(t *testing.T) {
 	}}
 	c := edge.Client{HTTP: &http.Client{Transport: tr, Timeout: 10 * time.Second}, Admin: "http://edge"}
 	blue, green := newBackend(t, "blue", nil), newBackend(t, "green", nil)
-	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	cfg := edge.Config{Listen: listen, AdminListen: "unix/" + sock, Services: []edge.Service{{Name: "web", Upstreams: []edge.Upstream{blue.up(1)}}}}
+	cfg := edge.Config{Listen: caddyListen, AdminListen: "unix/" + sock, Services: []edge.Service{{Name: "web", Upstreams: []edge.Upstream{blue.up(1)}}}}
 	ctx := context.Background()
 	deadline := time.Now().Add(30 * time.Second)
 	for {

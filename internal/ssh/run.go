@@ -92,7 +92,7 @@ func (c *Client) failed(argv []string, err error) error {
 	case closing:
 		return fmt.Errorf("%s: %s: the connection was closed", c, short(argv))
 	case lost != nil:
-		return fmt.Errorf("connection to %s lost during %s (%v); the command may or may not have finished on the host", c.addr, short(argv), lost)
+		return remote.Lost("connection to %s lost during %s (%v); the command may or may not have finished on the host", c.addr, short(argv), lost)
 	}
 	return fmt.Errorf("%s: %s: %w", c, short(argv), err)
 }

@@ -314,6 +314,12 @@ func (c *Client) DialContext(ctx context.Context, network, addr string) (net.Con
 	}
 	conn, err := c.conn.DialContext(ctx, network, addr)
 	if err != nil {
+		c.mu.Lock()
+		lost := c.lostErr
+		c.mu.Unlock()
+		if lost != nil {
+			return nil, remote.Lost("connection to %s lost (%v); cannot reach %s through it", c.addr, lost, addr)
+		}
 		return nil, fmt.Errorf("%s: dial %s: %w", c, addr, err)
 	}
 	return conn, nil

@@ -14,32 +14,39 @@ const (
 	CaddyInstall   = "scripts/tools.sh (CGO_ENABLED=0 go install github.com/caddyserver/caddy/v2/cmd/caddy@v2.11.9)"
 )
 
-// composeChecked remembers, per binary, the version check's failure ("" when
-// it passed), so each test process runs it once.
+// composeChecked remembers, per version command, the check's failure (""
+// when it passed), so each test process runs it once.
 var composeChecked sync.Map
 
-// Compose returns the path of a working docker compose v2 binary (it also
-// runs standalone: "docker-compose up" is "docker compose up"); GANTRY_COMPOSE_BIN
-// overrides it. Debian's Python docker-compose 1.x on PATH does not count.
+// Compose requires docker compose v2 both as the Docker CLI plugin ("docker
+// compose", which a deploy runs on its host) and as the standalone binary,
+// whose path it returns (GANTRY_COMPOSE_BIN overrides it); both take the
+// same arguments. Debian's Python docker-compose 1.x does not count.
 func Compose(t testing.TB) string {
 	t.Helper()
 	bin := Tool(t, "docker-compose", "GANTRY_COMPOSE_BIN", ComposeInstall)
-	v, ok := composeChecked.Load(bin)
-	if !ok {
-		out, err := exec.Command(bin, "version", "--short").CombinedOutput()
-		short := strings.TrimPrefix(strings.TrimSpace(string(out)), "v")
-		switch {
-		case err != nil:
-			v = "docker compose v2 (" + bin + " version: " + err.Error() + ": " + strings.TrimSpace(string(out)) + ")"
-		case !strings.HasPrefix(short, "2."):
-			v = "docker compose v2 (" + bin + " is version " + short + ")"
-		default:
-			v = ""
-		}
-		composeChecked.Store(bin, v)
+	if _, err := exec.LookPath("docker"); err != nil {
+		Missing(t, "the docker CLI (for the docker compose plugin)", "apt-get install docker.io")
 	}
-	if v != "" {
-		Missing(t, v.(string), ComposeInstall)
+	for _, cmd := range [][]string{{bin, "version", "--short"}, {"docker", "compose", "version", "--short"}} {
+		key := strings.Join(cmd, " ")
+		v, ok := composeChecked.Load(key)
+		if !ok {
+			out, err := exec.Command(cmd[0], cmd[1:]...).CombinedOutput()
+			short := strings.TrimPrefix(strings.TrimSpace(string(out)), "v")
+			switch {
+			case err != nil:
+				v = "docker compose v2 (" + key + ": " + err.Error() + ": " + strings.TrimSpace(string(out)) + ")"
+			case !strings.HasPrefix(short, "2."):
+				v = "docker compose v2 (" + key + " says " + short + ")"
+			default:
+				v = ""
+			}
+			composeChecked.Store(key, v)
+		}
+		if v != "" {
+			Missing(t, v.(string), ComposeInstall)
+		}
 	}
 	return bin
 }

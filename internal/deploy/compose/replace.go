@@ -240,7 +240,7 @@ func (r *replacement) abort(ctx context.Context, cause error) error {
 				errs = append(errs, fmt.Errorf("send traffic back to the previous version: %w", err))
 			}
 		}
-		if err := dp.d.Remove(ctx, IDs(r.new)...); err != nil {
+		if err := r.removeNew(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("remove the new containers: %w", err))
 		}
 		errs = append(errs, dp.restoreFiles(ctx, nil))
@@ -256,6 +256,28 @@ func (r *replacement) abort(ctx context.Context, cause error) error {
 		return fmt.Errorf("%w; the previous version kept serving", cause)
 	}
 	return cause
+}
+
+// removeNew removes every container of the service that is not one of the
+// old ones: the new containers, including any a failed or cut command
+// created without reporting it.
+func (r *replacement) removeNew(ctx context.Context) error {
+	cs, err := r.dp.d.Containers(ctx, r.svc)
+	if err != nil {
+		return err
+	}
+	old := map[string]bool{}
+	for _, c := range r.old {
+		old[c.ID] = true
+	}
+	var extra []Container
+	for _, c := range cs {
+		if !old[c.ID] {
+			extra = append(extra, c)
+		}
+	}
+	r.new = extra
+	return r.dp.d.Remove(ctx, IDs(extra)...)
 }
 
 // canary shifts traffic to the new containers in steps, probing the edge
@@ -378,18 +400,26 @@ func (r *replacement) rollingAbort(ctx context.Context, cause error, live []Cont
 		dp.res.Outcome = history.ResultAbandoned
 		return fmt.Errorf("%w; auto-rollback is off: the new containers (%v) were left in place for debugging", cause, Names(r.new))
 	}
-	isNew := map[string]bool{}
-	for _, c := range r.new {
-		isNew[c.ID] = true
-	}
-	var keep []Container
+	var keep []Container // old containers still serving
 	for _, c := range live {
-		if !isNew[c.ID] {
+		if isOld(r.old, c) {
 			keep = append(keep, c)
 		}
 	}
 	err := dp.step(ctx, "rollback", func(ctx context.Context) error {
 		ctx = context.WithoutCancel(ctx)
+		// The new containers are those that are not old, whatever a cut
+		// command left behind; list them before old ones are recreated.
+		cs, err := dp.d.Containers(ctx, r.svc)
+		if err != nil {
+			return err
+		}
+		r.new = r.new[:0]
+		for _, c := range cs {
+			if !isOld(r.old, c) {
+				r.new = append(r.new, c)
+			}
+		}
 		if err := dp.restoreFiles(ctx, nil); err != nil {
 			return err
 		}
@@ -424,6 +454,15 @@ func (r *replacement) rollingAbort(ctx context.Context, cause error, live []Cont
 		return fmt.Errorf("%w; rolling back also failed: %v", cause, err)
 	}
 	return fmt.Errorf("%w; the previous version is serving again", cause)
+}
+
+func isOld(old []Container, c Container) bool {
+	for _, o := range old {
+		if o.ID == c.ID {
+			return true
+		}
+	}
+	return false
 }
 
 func without(cs []Container, x Container) []Container {
