@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/registry"
@@ -71,4 +72,24 @@ func FindRoot() (string, error) {
 		}
 		dir = parent
 	}
+}
+
+// FreePort returns a loopback TCP port that was free a moment ago.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Down removes the demo project's containers, network and volumes.
+func Down(ctx context.Context, project string) {
+	out, _ := exec.CommandContext(ctx, "docker", "ps", "-aq", "--filter", "label=com.docker.compose.project="+project).Output()
+	if ids := strings.Fields(string(out)); len(ids) > 0 {
+		_ = exec.CommandContext(ctx, "docker", append([]string{"rm", "-f"}, ids...)...).Run()
+	}
+	_ = exec.CommandContext(ctx, "docker", "network", "rm", project+"_default").Run()
+	_ = exec.CommandContext(ctx, "docker", "volume", "rm", project+"_gantry-edge-config", project+"_gantry-edge-data").Run()
 }

@@ -10,6 +10,14 @@
 // new routing takes every request that arrives after the change returns,
 // while requests already in flight finish on the old upstreams
 // (Client.WaitDrained tells when they have).
+//
+// Every change restarts Caddy's HTTP server on the same port, which clients
+// that keep their connections alive never notice. A client that opens a new
+// connection just as the old server stops can lose its request: the kernel
+// resets connections still queued on the old listening socket (unless the
+// edge runs with the sysctl net.ipv4.tcp_migrate_req=1, Linux 5.14+), and Go's
+// HTTP server closes, without an answer, a new connection whose first request
+// it reads after its shutdown began (golang/go#75591).
 package edge
 
 import (
