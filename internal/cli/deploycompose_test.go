@@ -207,6 +207,19 @@ func TestDeployComposeBlueGreenUnderLoadAndRollback(t *testing.T) {
 	if first.outputs["result"] != "success" || first.outputs["deployed-sha"] != sha1 || h.served(t) != sha1 {
 		t.Fatalf("first deploy: outputs %v, serving %s\n%s", first.outputs, h.served(t), first.log)
 	}
+	// The reason is data: it reaches the history byte for byte.
+	u, _ := user.Lookup(h.sshd.User)
+	data, err := os.ReadFile(filepath.Join(u.HomeDir, "gantry", h.project, ".gantry", "history.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var entry struct {
+		Reason string `json:"reason"`
+		Actor  string `json:"actor"`
+	}
+	if err := json.Unmarshal([]byte(strings.Split(string(data), "\n")[0]), &entry); err != nil || entry.Reason != `first "; rm -rf / # $(id)` || entry.Actor != "tester" {
+		t.Errorf("history entry = %+v, %v", entry, err)
+	}
 
 	stop := make(chan struct{})
 	loadURL := h.url()

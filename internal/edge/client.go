@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -247,45 +248,68 @@ func (c *Client) serviceErr(service string, err error) error {
 	return err
 }
 
+// adminAttempts is how many times a request that the admin API closed
+// unanswered is sent. Caddy replaces its admin server with every change, so
+// the request after a change can reach the server that is going away, which
+// closes it without reading it (see the package documentation). Every
+// request the client sends may be repeated: GETs read, POST /load of the
+// same configuration changes nothing, and a PATCH carries If-Match.
+const adminAttempts = 4
+
 func (c *Client) do(ctx context.Context, method, path string, body []byte, header map[string]string) (*http.Response, []byte, error) {
 	if c.Admin == "" {
 		return nil, nil, errors.New("edge: Client.Admin is empty; set it to the admin API's base URL")
 	}
 	url := strings.TrimSuffix(c.Admin, "/") + path
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, url, rd)
-	if err != nil {
-		return nil, nil, fmt.Errorf("edge: %w", err)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
 	hc := c.HTTP
 	if hc == nil {
 		hc = http.DefaultClient
 	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, nil, fmt.Errorf("edge: caddy admin API %s %s: %w", method, url, ctx.Err())
+	for attempt := 1; ; attempt++ {
+		var rd io.Reader
+		if body != nil {
+			rd = bytes.NewReader(body)
 		}
-		return nil, nil, fmt.Errorf("edge: caddy admin API unreachable: %w", err)
+		req, err := http.NewRequestWithContext(ctx, method, url, rd)
+		if err != nil {
+			return nil, nil, fmt.Errorf("edge: %w", err)
+		}
+		if body != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		for k, v := range header {
+			req.Header.Set(k, v)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, nil, fmt.Errorf("edge: caddy admin API %s %s: %w", method, url, ctx.Err())
+			}
+			if attempt < adminAttempts && closedUnanswered(err) {
+				select {
+				case <-ctx.Done():
+				case <-time.After(time.Duration(attempt) * 50 * time.Millisecond):
+				}
+				continue
+			}
+			return nil, nil, fmt.Errorf("edge: caddy admin API unreachable: %w", err)
+		}
+		b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
+		resp.Body.Close()
+		if err != nil {
+			return nil, nil, fmt.Errorf("edge: caddy admin API %s %s: read answer: %w", method, url, err)
+		}
+		if resp.StatusCode/100 != 2 {
+			return nil, nil, &AdminError{Method: method, URL: url, Status: resp.StatusCode, Message: adminMessage(b)}
+		}
+		return resp, b, nil
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
-	if err != nil {
-		return nil, nil, fmt.Errorf("edge: caddy admin API %s %s: read answer: %w", method, url, err)
-	}
-	if resp.StatusCode/100 != 2 {
-		return nil, nil, &AdminError{Method: method, URL: url, Status: resp.StatusCode, Message: adminMessage(b)}
-	}
-	return resp, b, nil
+}
+
+// closedUnanswered reports an error of a connection the server closed or
+// reset before it answered.
+func closedUnanswered(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
 }
 
 // adminMessage extracts Caddy's {"error": "..."} message, or shows the body.
