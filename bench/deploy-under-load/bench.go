@@ -38,6 +38,11 @@ type bench struct {
 	// images by release: v1, v2, crash, edge (repository@digest).
 	images map[string]string
 
+	// bg is the blue-green project, which the crash scenario deploys to
+	// again; bgServes is the commit it serves.
+	bg       *edgeTarget
+	bgServes string
+
 	mu       sync.Mutex
 	projects []string // Compose projects to remove
 }

@@ -2,9 +2,13 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os/exec"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -84,4 +88,55 @@ func (e *events) Stop() []event {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return append([]event(nil), e.list...)
+}
+
+// edgeEntry is a line of the edge's (Caddy's) log that changes its
+// routing: an admin API write, or the old HTTP server shutting down after a
+// configuration change.
+type edgeEntry struct {
+	Time time.Time
+	What string
+}
+
+// edgeLog reads from the log of project's edge container the configuration
+// changes since since, so that failed requests can be placed next to them.
+func (b *bench) edgeLog(ctx context.Context, project string, since time.Time) ([]edgeEntry, error) {
+	id, err := b.exec(ctx, nil, "docker", "ps", "-q", "--filter", "label=com.docker.compose.project="+project,
+		"--filter", "label=com.docker.compose.service=gantry-edge")
+	if err != nil {
+		return nil, err
+	}
+	id = strings.TrimSpace(id)
+	if id == "" {
+		return nil, fmt.Errorf("no edge container in %s", project)
+	}
+	cmd := exec.CommandContext(ctx, "docker", "logs", "--since", strconv.FormatInt(since.Add(-time.Second).Unix(), 10), id)
+	cmd.Env = b.env
+	out, err := cmd.CombinedOutput() // Caddy logs to stderr
+	if err != nil {
+		return nil, fmt.Errorf("docker logs %s: %v", id, err)
+	}
+	var es []edgeEntry
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(make([]byte, 1<<20), 1<<24)
+	for sc.Scan() {
+		var l struct {
+			TS     float64 `json:"ts"`
+			Logger string  `json:"logger"`
+			Msg    string  `json:"msg"`
+			Method string  `json:"method"`
+			URI    string  `json:"uri"`
+		}
+		if json.Unmarshal(sc.Bytes(), &l) != nil {
+			continue
+		}
+		at := time.Unix(0, int64(l.TS*1e9))
+		switch {
+		case l.Logger == "admin.api" && l.Msg == "received request" && l.Method != "GET":
+			es = append(es, edgeEntry{at, fmt.Sprintf("edge: admin API %s %s (configuration change)", l.Method, l.URI)})
+		case strings.HasPrefix(l.Msg, "servers shutting down"):
+			es = append(es, edgeEntry{at, "edge: previous HTTP server shutting down (" + l.Msg + ")"})
+		}
+	}
+	return es, nil
 }

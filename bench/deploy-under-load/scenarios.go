@@ -50,6 +50,8 @@ type scenario struct {
 	DetectMsg          string
 	Phases             []phase
 	Events             []event
+	// Edge lists the edge's configuration changes during the load.
+	Edge []edgeEntry
 	// Gantry is the gantry run, for gantry scenarios; Outcome its result.
 	Gantry  *gantryRun
 	Outcome string
@@ -161,7 +163,6 @@ func (b *bench) crash(ctx context.Context) (*scenario, error) {
 	if sc.Gantry == nil {
 		return sc, nil
 	}
-	sc.Err = nil
 	for _, p := range sc.Phases {
 		if p.Name == "start" && strings.Contains(p.Err, "failed to start") {
 			sc.Detected, sc.DetectMsg = p.End, p.Err
@@ -169,9 +170,9 @@ func (b *bench) crash(ctx context.Context) (*scenario, error) {
 	}
 	switch {
 	case sc.Gantry.Err == nil:
-		sc.Err = errors.New("gantry reported success deploying a release that exits on start")
+		sc.Err = errors.Join(sc.Err, errors.New("gantry reported success deploying a release that exits on start"))
 	case sc.Detected.IsZero():
-		sc.Err = fmt.Errorf("the deploy failed, but not at the start step with \"failed to start\": %s", firstLine(sc.Gantry.Err.Error()))
+		sc.Err = errors.Join(sc.Err, fmt.Errorf("the deploy failed, but not at the start step with \"failed to start\": %s", firstLine(sc.Gantry.Err.Error())))
 	}
 	return sc, nil
 }
@@ -193,7 +194,8 @@ func (b *bench) rolling(ctx context.Context) (*scenario, error) {
 // gantryUnderLoad runs one gantry deploy under load and reads its timeline
 // from the deploy history gantry keeps in the project directory.
 func (b *bench) gantryUnderLoad(ctx context.Context, sc *scenario, t *edgeTarget, step string, args []string) {
-	if err := waitServes(ctx, t.url, sc.OldSHA, 30*time.Second); err != nil {
+	err := waitServes(ctx, t.url, sc.OldSHA, 30*time.Second)
+	if err != nil {
 		sc.Err = err
 		return
 	}
@@ -203,6 +205,9 @@ func (b *bench) gantryUnderLoad(ctx context.Context, sc *scenario, t *edgeTarget
 		sc.Outcome = sc.Gantry.Outputs["result"]
 		return sc.Gantry.Err
 	})
+	if sc.Edge, err = b.edgeLog(ctx, t.project, sc.LoadStart); err != nil {
+		logf("%s: edge log unavailable: %v", sc.Name, err)
+	}
 	e, err := lastHistory(filepath.Join(t.dir, "host", ".gantry", "history.jsonl"))
 	if err != nil {
 		sc.Err = errors.Join(sc.Err, err)

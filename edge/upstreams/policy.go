@@ -6,7 +6,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 )
 
@@ -29,8 +28,8 @@ func (Policy) CaddyModule() caddy.ModuleInfo {
 
 // Select returns the chosen upstream, or nil if none is available.
 func (Policy) Select(pool reverseproxy.UpstreamPool, r *http.Request, _ http.ResponseWriter) *reverseproxy.Upstream {
-	h, _ := caddyhttp.GetVar(r.Context(), holdVar).(*hold)
-	if h == nil || len(pool) == 0 || len(pool) != len(h.pool) || pool[0] != h.pool[0] {
+	h := holdFor(r, pool)
+	if h == nil {
 		return randomAvailable(pool)
 	}
 	// Available reads the upstream's health; do it outside the locks.
@@ -40,8 +39,8 @@ func (Policy) Select(pool reverseproxy.UpstreamPool, r *http.Request, _ http.Res
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.done || h.route == nil {
-		return nil
+	if h.done || h.route == nil || len(h.pool) != len(pool) || h.pool[0] != pool[0] {
+		return nil // the request ended, or a retry replaced the pool
 	}
 	h.selected = true
 	i := h.route.pick(available)

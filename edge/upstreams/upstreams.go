@@ -107,10 +107,15 @@ func (s *Source) Provision(ctx caddy.Context) error {
 // every upstream it is given, which must not race with other requests.
 func (s *Source) GetUpstreams(r *http.Request) ([]*reverseproxy.Upstream, error) {
 	ctx := r.Context()
-	h, _ := caddyhttp.GetVar(ctx, holdVar).(*hold)
+	holds, _ := caddyhttp.GetVar(ctx, holdsVar).(map[*Source]*hold)
+	if holds == nil {
+		holds = map[*Source]*hold{}
+		caddyhttp.SetVar(ctx, holdsVar, holds)
+	}
+	h := holds[s]
 	if h == nil {
 		h = &hold{src: s}
-		caddyhttp.SetVar(ctx, holdVar, h)
+		holds[s] = h
 		context.AfterFunc(ctx, h.finish)
 	}
 	h.mu.Lock()
@@ -146,11 +151,30 @@ func (s *Source) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-// holdVar is the request variable that carries a request's hold.
-const holdVar = "gantry.upstreams.hold"
+// holdsVar is the request variable that carries a request's holds, one per
+// Source that gave it upstreams (a request may pass several reverse_proxy
+// handlers).
+const holdsVar = "gantry.upstreams.holds"
 
-// hold is one request's claim on the upstreams it was given: the dials it
-// is counted in flight on.
+// holdFor returns the hold whose upstreams pool is, or nil.
+func holdFor(r *http.Request, pool reverseproxy.UpstreamPool) *hold {
+	if len(pool) == 0 {
+		return nil
+	}
+	holds, _ := caddyhttp.GetVar(r.Context(), holdsVar).(map[*Source]*hold)
+	for _, h := range holds {
+		h.mu.Lock()
+		mine := len(h.pool) == len(pool) && h.pool[0] == pool[0]
+		h.mu.Unlock()
+		if mine {
+			return h
+		}
+	}
+	return nil
+}
+
+// hold is one request's claim on the upstreams a Source gave it: the dials
+// it is counted in flight on.
 type hold struct {
 	src *Source
 

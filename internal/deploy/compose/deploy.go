@@ -122,7 +122,9 @@ func (o *Options) defaults() {
 		o.VerifyTimeout = 2 * time.Minute
 	}
 	if o.VerifyInterval == 0 {
-		o.VerifyInterval = time.Second
+		// Each check is one request to a container the deploy just started:
+		// poll often, so that verification adds fractions of a second.
+		o.VerifyInterval = 250 * time.Millisecond
 	}
 	if o.Consecutive == 0 {
 		o.Consecutive = 2

@@ -74,7 +74,7 @@ func (dp *deployer) recreate(ctx context.Context, services []string) error {
 func (dp *deployer) waitStarted(ctx context.Context, cs []Container) error {
 	ctx, cancel := context.WithTimeout(ctx, dp.o.StartTimeout)
 	defer cancel()
-	t := time.NewTicker(500 * time.Millisecond)
+	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
 	for {
 		now, err := dp.d.Inspect(ctx, IDs(cs)...)
