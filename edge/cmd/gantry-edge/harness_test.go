@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -177,34 +178,49 @@ func tail(s string, n int) string {
 	return s
 }
 
+// adminAttempts is how often call sends a request that the admin API closed
+// unanswered: Caddy replaces its admin server after every config load, and
+// the old one closes the connections it has not read. Every request the
+// tests send may be repeated.
+const adminAttempts = 4
+
 // call sends one admin API request and returns the status and body.
 func (p *edgeProc) call(method, path string, body any) (int, []byte) {
 	p.t.Helper()
-	var rd io.Reader
+	var payload []byte
 	if body != nil {
-		b, ok := body.([]byte)
-		if !ok {
+		var ok bool
+		if payload, ok = body.([]byte); !ok {
 			var err error
-			if b, err = json.Marshal(body); err != nil {
+			if payload, err = json.Marshal(body); err != nil {
 				p.t.Fatal(err)
 			}
 		}
-		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequest(method, p.admin+path, rd)
-	if err != nil {
-		p.t.Fatal(err)
+	for attempt := 1; ; attempt++ {
+		var rd io.Reader
+		if body != nil {
+			rd = bytes.NewReader(payload)
+		}
+		req, err := http.NewRequest(method, p.admin+path, rd)
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		if body != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			if attempt < adminAttempts && (errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)) {
+				time.Sleep(time.Duration(attempt) * 50 * time.Millisecond)
+				continue
+			}
+			p.t.Fatalf("%s %s: %v", method, path, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, b
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		p.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
 }
 
 // mustCall is call that fails the test unless the answer is 200.
