@@ -16,9 +16,10 @@ GO_TOOLS_TEST=(
   "act         github.com/nektos/act                                 v0.2.89"
   "actionlint  github.com/rhysd/actionlint/cmd/actionlint            v1.7.12"
   "k6          go.k6.io/k6                                           v1.8.1"
-  # static and stripped: testenv.CaddyImage packs it into a FROM-scratch image.
-  "caddy       github.com/caddyserver/caddy/v2/cmd/caddy             v2.11.9  CGO_ENABLED=0 GOFLAGS=-ldflags=-s"
 )
+# The edge proxy is gantry-edge (edge/): Caddy v2.11.9 with gantry's
+# reload-free upstreams module, built from this checkout by install_edge and
+# also installed as .bin/caddy (it is a complete Caddy).
 # docker compose v2 is not packaged in Debian and its go.mod has exclude
 # directives, which go install refuses: install_compose builds it by hand.
 COMPOSE_MODULE=github.com/docker/compose/v2
@@ -88,6 +89,22 @@ install_compose() {
   echo "tools: docker-compose installed in $((SECONDS - start))s (also $plugins/docker-compose)" >&2
 }
 
+# install_edge builds edge/cmd/gantry-edge, static and stripped (it goes into
+# FROM-scratch images), whenever the edge module's sources changed.
+install_edge() {
+  local stamp="$BIN/.gantry-edge.version" want
+  want=$(cd "$ROOT/edge" && find . -name '*.go' -o -name 'go.mod' -o -name 'go.sum' | LC_ALL=C sort | xargs cat | sha256sum | cut -c1-16)
+  if [[ -x "$BIN/gantry-edge" && "$(cat "$stamp" 2>/dev/null)" == "$want" && -e "$BIN/caddy" ]]; then
+    return 0
+  fi
+  local start=$SECONDS
+  echo "tools: go build gantry-edge (Caddy + gantry's upstreams module)" >&2
+  (cd "$ROOT/edge" && CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -trimpath -ldflags "-s -w" -o "$BIN/gantry-edge" ./cmd/gantry-edge)
+  ln -sf gantry-edge "$BIN/caddy"
+  echo "$want" >"$stamp"
+  echo "tools: gantry-edge built in $((SECONDS - start))s" >&2
+}
+
 install_apt() {
   local missing=()
   for p in "$@"; do
@@ -109,11 +126,13 @@ for g in "${groups[@]}"; do
   case "$g" in
     test)
       for t in "${GO_TOOLS_TEST[@]}"; do install_go $t; done
+      install_edge
       install_compose
       if ((${#APT_TEST[@]})); then install_apt "${APT_TEST[@]}"; fi
       ;;
     bench)
       for t in "${GO_TOOLS_TEST[@]}" "${GO_TOOLS_BENCH[@]}"; do install_go $t; done
+      install_edge
       install_compose
       install_apt "${APT_BENCH[@]}"
       ;;

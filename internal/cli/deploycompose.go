@@ -20,8 +20,10 @@ import (
 	"github.com/gantry-dev/gantry/internal/verify"
 )
 
-// DefaultEdgeImage is the Caddy image gantry runs as the edge proxy.
-const DefaultEdgeImage = "caddy:2.10.2"
+// DefaultEdgeImage is gantry-edge (edge/): Caddy with gantry's reload-free
+// upstreams module, published by the release workflow. A stock Caddy image
+// works too, switching by configuration reloads (with a warning).
+const DefaultEdgeImage = "ghcr.io/gantry-dev/gantry-edge:v1"
 
 // composeTargetInputs are the inputs shared by deploy-compose and rollback.
 func composeTargetInputs() []action.Input {

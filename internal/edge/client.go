@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"syscall"
 	"time"
@@ -36,6 +37,9 @@ type Client struct {
 	HTTP *http.Client
 	// Admin is the admin API's base URL, e.g. http://172.18.0.5:2019.
 	Admin string
+	// Dynamic is set by Detect (or by the caller) when the edge is
+	// gantry-edge: upstreams then change without a configuration reload.
+	Dynamic bool
 }
 
 // AdminError is an answer of the admin API other than success, with the
@@ -56,11 +60,50 @@ func (e *AdminError) Error() string {
 // configuration before it stops the old one, so no request is refused;
 // requests already in flight finish on the old routing.
 func (c *Client) Load(ctx context.Context, cfg Config) error {
+	cfg.Dynamic = c.Dynamic
 	body, err := cfg.JSON()
 	if err != nil {
 		return err
 	}
+	if c.Dynamic {
+		// Fill the registry first, so the new routes have upstreams at once.
+		for _, s := range cfg.Services {
+			if err := c.putUpstreams(ctx, s.Name, s.Upstreams); err != nil {
+				return err
+			}
+		}
+	}
 	_, _, err = c.do(ctx, http.MethodPost, "/load", body, nil)
+	return err
+}
+
+// Detect sets Dynamic when the edge is gantry-edge, whose upstreams module
+// switches without a configuration reload.
+func (c *Client) Detect(ctx context.Context) (bool, error) {
+	_, _, err := c.do(ctx, http.MethodGet, "/gantry/upstreams", nil, nil)
+	var ae *AdminError
+	switch {
+	case err == nil:
+		c.Dynamic = true
+	case errors.As(err, &ae) && ae.Status == http.StatusNotFound:
+		c.Dynamic = false
+	default:
+		return false, err
+	}
+	return c.Dynamic, nil
+}
+
+// putUpstreams replaces a service's upstreams in gantry-edge's registry.
+func (c *Client) putUpstreams(ctx context.Context, service string, upstreams []Upstream) error {
+	active, err := activeUpstreams(service, upstreams)
+	if err != nil {
+		return err
+	}
+	body, err := json.Marshal(active)
+	if err != nil {
+		return err
+	}
+	_, _, err = c.do(ctx, http.MethodPut, "/gantry/upstreams/"+url.PathEscape(service), body, nil)
 	return err
 }
 
@@ -72,6 +115,13 @@ func (c *Client) SetUpstreams(ctx context.Context, service string, upstreams []U
 	active, err := activeUpstreams(service, upstreams)
 	if err != nil {
 		return err
+	}
+	if c.Dynamic {
+		// The route must exist; then the switch is one registry update.
+		if _, _, err := c.handler(ctx, service); err != nil {
+			return err
+		}
+		return c.serviceErr(service, c.putUpstreams(ctx, service, active))
 	}
 	var p reverseProxy
 	p.setUpstreams(active)
@@ -123,6 +173,17 @@ func (c *Client) Upstreams(ctx context.Context, service string) ([]Upstream, err
 	if err != nil {
 		return nil, err
 	}
+	if c.Dynamic {
+		_, body, err := c.do(ctx, http.MethodGet, "/gantry/upstreams/"+url.PathEscape(service), nil, nil)
+		if err != nil {
+			return nil, c.serviceErr(service, err)
+		}
+		var out []Upstream
+		if err := json.Unmarshal(body, &out); err != nil {
+			return nil, fmt.Errorf("edge: service %q: decode upstreams: %w", service, err)
+		}
+		return out, nil
+	}
 	var p struct {
 		Upstreams     []caddyUpstream `json:"upstreams"`
 		LoadBalancing struct {
@@ -162,6 +223,26 @@ type UpstreamStatus struct {
 // (and of removed upstreams that still serve requests). Caddy keeps no
 // cumulative request or error counts per upstream; these are current values.
 func (c *Client) Status(ctx context.Context) ([]UpstreamStatus, error) {
+	if c.Dynamic {
+		// gantry-edge counts requests per upstream from the moment one is
+		// picked, including upstreams removed in the last minutes.
+		_, body, err := c.do(ctx, http.MethodGet, "/gantry/inflight", nil, nil)
+		if err != nil {
+			return nil, err
+		}
+		var st []struct {
+			Dial     string `json:"dial"`
+			InFlight int    `json:"in_flight"`
+		}
+		if err := json.Unmarshal(body, &st); err != nil {
+			return nil, fmt.Errorf("edge: decode in-flight counts: %w", err)
+		}
+		out := make([]UpstreamStatus, len(st))
+		for i, s := range st {
+			out[i] = UpstreamStatus{Dial: s.Dial, InFlight: s.InFlight}
+		}
+		return out, nil
+	}
 	_, body, err := c.do(ctx, http.MethodGet, "/reverse_proxy/upstreams", nil, nil)
 	if err != nil {
 		return nil, err

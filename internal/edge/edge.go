@@ -75,6 +75,12 @@ type Config struct {
 	// FailDuration is DefaultFailDuration if zero. While every upstream of
 	// a service with several is within it, the service answers 503.
 	FailDuration time.Duration
+	// Dynamic routes every service through gantry-edge's upstreams module
+	// (http.reverse_proxy.upstreams.gantry): upstreams then change through
+	// PUT /gantry/upstreams/{service}, with no configuration reload. A reload
+	// restarts Caddy's listeners and resets a few connections opened at that
+	// moment; a stock Caddy image has no such module, and Dynamic is false.
+	Dynamic bool
 	// UpstreamHeader, when set, names a response header that carries the
 	// dial address of the upstream that answered (UpstreamHeader is the
 	// usual name). It shows internal names to clients: use it for tests
@@ -236,7 +242,12 @@ func (c Config) proxy(service string, ups []Upstream) reverseProxy {
 			MaxFails:     1,
 		}},
 	}
-	p.setUpstreams(ups)
+	if c.Dynamic {
+		p.Dynamic = &dynamicSource{Source: "gantry", Service: service}
+		p.LoadBalancing.SelectionPolicy = selectionPolicy{Policy: "gantry"}
+	} else {
+		p.setUpstreams(ups)
+	}
 	if c.UpstreamHeader != "" {
 		p.Headers = &headerOps{Response: &headerSet{Set: map[string][]string{
 			c.UpstreamHeader: {"{http.reverse_proxy.upstream.hostport}"},
@@ -293,13 +304,18 @@ type (
 	reverseProxy struct {
 		ID            string          `json:"@id"`
 		Handler       string          `json:"handler"`
-		Upstreams     []caddyUpstream `json:"upstreams"`
+		Upstreams     []caddyUpstream `json:"upstreams,omitempty"`
+		Dynamic       *dynamicSource  `json:"dynamic_upstreams,omitempty"`
 		LoadBalancing loadBalancing   `json:"load_balancing"`
 		HealthChecks  healthChecks    `json:"health_checks"`
 		Headers       *headerOps      `json:"headers,omitempty"`
 	}
 	caddyUpstream struct {
 		Dial string `json:"dial"`
+	}
+	dynamicSource struct {
+		Source  string `json:"source"`
+		Service string `json:"service"`
 	}
 	loadBalancing struct {
 		SelectionPolicy selectionPolicy `json:"selection_policy"`

@@ -11,7 +11,7 @@ import (
 const (
 	ComposeInstall = "scripts/tools.sh (builds github.com/docker/compose/v2@v2.40.3 into .bin/docker-compose and ~/.docker/cli-plugins/docker-compose)"
 	K6Install      = "scripts/tools.sh (go install go.k6.io/k6@v1.8.1)"
-	CaddyInstall   = "scripts/tools.sh (CGO_ENABLED=0 go install github.com/caddyserver/caddy/v2/cmd/caddy@v2.11.9)"
+	CaddyInstall   = "scripts/tools.sh (builds edge/cmd/gantry-edge, Caddy v2.11.9 with gantry's upstreams module, as .bin/caddy)"
 )
 
 // composeChecked remembers, per version command, the check's failure (""

@@ -109,6 +109,8 @@ type deployer struct {
 	http   *http.Client
 	res    *Result
 	stored bool // files written to the host; restore them on failure
+	// warnedEdge is set once the missing upstreams module was reported.
+	warnedEdge bool
 }
 
 func (o *Options) defaults() {

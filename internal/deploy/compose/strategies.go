@@ -230,8 +230,14 @@ func (dp *deployer) edgeClient(ctx context.Context) (*edge.Client, Container, er
 	// The admin API answers once Caddy is up; wait briefly for it.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		_, err := c.Status(ctx)
+		dynamic, err := c.Detect(ctx)
 		if err == nil {
+			if !dynamic && !dp.warnedEdge {
+				dp.warnedEdge = true
+				msg := fmt.Sprintf("the edge image %s has no gantry upstreams module, so each switch reloads Caddy's configuration, which can reset a few connections opened at that instant; use gantry's edge image (the default) for switches without any failed request", dp.o.EdgeImage)
+				dp.o.Warnf("%s", msg)
+				dp.res.Warnings = append(dp.res.Warnings, msg)
+			}
 			return c, cs[0], nil
 		}
 		if time.Now().After(deadline) {
