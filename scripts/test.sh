@@ -21,3 +21,5 @@ echo "== actionlint"
 ./.bin/actionlint -shellcheck= .github/workflows/*.yml
 echo "== go test"
 go test -count=1 -timeout 30m ./... "$@"
+echo "== edge module (gantry-edge)"
+(cd edge && go vet ./... && ../.bin/staticcheck ./... && go test -count=1 -timeout 20m ./...)
