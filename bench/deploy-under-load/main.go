@@ -35,6 +35,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/gantry-dev/gantry/bench/benchenv"
 )
 
 // config is one run's settings.
@@ -127,7 +129,7 @@ func run(ctx context.Context, c config) error {
 			return err
 		}
 	}
-	res.Machine = machineInfo()
+	res.Machine = benchenv.Machine()
 	res.Versions = b.versions(ctx)
 	res.Date = time.Now().UTC()
 	md := res.markdown()

@@ -22,6 +22,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/gantry-dev/gantry/bench/benchenv"
 )
 
 // benchSHA is the commit every push is tagged for (sha-be7c0de).
@@ -110,7 +112,7 @@ func run(ctx context.Context, c config) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	res.Machine = machineInfo()
+	res.Machine = benchenv.Machine()
 	res.Versions = b.versions(ctx)
 	res.Date = time.Now().UTC()
 	md := res.markdown()
