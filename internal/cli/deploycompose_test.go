@@ -225,7 +225,10 @@ func TestDeployComposeBlueGreenUnderLoadAndRollback(t *testing.T) {
 
 	stop := make(chan struct{})
 	total, failed, wait := load(h.url(), stop)
-	second := h.deploy(t, sha2, v2)
+	// The contract checks run in and against the new container before it
+	// gets traffic: an HTTP check, and an exec check (a second instance of
+	// the app cannot bind the port the first one serves on).
+	second := h.deploy(t, sha2, v2, "--checks", "GET /health json.git_sha=\""+sha2+"\"\nexec web exit=1 contains='address already in use' -- /app")
 	close(stop)
 	wait()
 	if second.code != 0 {
@@ -240,6 +243,9 @@ func TestDeployComposeBlueGreenUnderLoadAndRollback(t *testing.T) {
 	t.Logf("blue-green under load: %d requests, %d failed", total.Load(), failed.Load())
 	for len(loadErrs) > 0 {
 		t.Log(<-loadErrs)
+	}
+	if !strings.Contains(second.summary, "| `exec web exit=1") || !strings.Contains(second.summary, "| `GET /health json.git_sha=") {
+		t.Errorf("contract checks missing from the summary:\n%s", second.summary)
 	}
 	for _, phase := range []string{"| lock |", "| upload |", "| pull |", "| start |", "| verify |", "| switch |", "| drain |"} {
 		if !strings.Contains(second.summary, phase) {
