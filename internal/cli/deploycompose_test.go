@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -514,5 +515,60 @@ func TestDeployComposeConcurrentDeploysSerialize(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(u.HomeDir, "gantry", h.project, ".gantry", "lock")); !os.IsNotExist(err) {
 		t.Errorf("lock still held: %v", err)
+	}
+}
+
+// TestDeployComposePrivateRegistryAndNoAutoRollback pulls from a registry
+// that demands credentials (the host logs in with a private docker config
+// that is removed afterwards), then shows that auto-rollback: false leaves a
+// failed version in place, saying so.
+func TestDeployComposePrivateRegistryAndNoAutoRollback(t *testing.T) {
+	h := startComposeHost(t)
+	private := testenv.StartRegistry(t, testenv.RegistryOptions{Users: map[string]string{"puller": "s3cret-pull"}})
+	workspace(t, map[string]string{"compose.yml": appCompose})
+	// Copy v1 into the private registry.
+	src, err := name.ParseReference(h.app(t, sha1, "v1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := remote.Image(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst, _ := name.ParseReference(private.Host + "/shop/web:v1")
+	if err := remote.Write(dst, img, remote.WithAuth(&authn.Basic{Username: "puller", Password: "s3cret-pull"})); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := img.Digest()
+	v1 := dst.Context().Digest(d.String()).String()
+
+	if r := h.deploy(t, sha1, v1); r.code == 0 {
+		t.Fatalf("a pull without credentials succeeded:\n%s", r.log)
+	}
+	r := h.deploy(t, sha1, v1, "--registry-username", "puller", "--registry-password", "s3cret-pull")
+	if r.code != 0 || h.served(t) != sha1 {
+		t.Fatalf("deploy with registry credentials: exit %d\n%s", r.code, r.log)
+	}
+	if strings.Count(r.log, "s3cret-pull") != 1 || strings.Contains(r.summary, "s3cret-pull") {
+		t.Errorf("the registry password leaked:\n%s", r.log)
+	}
+	u, _ := user.Lookup(h.sshd.User)
+	if b, err := os.ReadFile(filepath.Join(u.HomeDir, ".docker", "config.json")); err == nil && strings.Contains(string(b), "auths") {
+		t.Errorf("the deploy user's docker config kept a login: %s", b)
+	}
+	if out, _ := exec.Command("find", "/tmp", "-maxdepth", "2", "-user", h.sshd.User, "-name", "config.json").Output(); len(out) > 0 {
+		t.Errorf("a private docker config with the login was left behind: %s", out)
+	}
+
+	crash, _ := testenv.BuildImage(t, h.reg.Host, "gantry-test/crash", "v2", map[string][]byte{"/bin/app": []byte("not a program")}, []string{"/bin/app"}, nil)
+	r = h.deploy(t, sha2, digestRef(t, crash), "--auto-rollback=false", "--registry-username", "puller", "--registry-password", "s3cret-pull")
+	if r.code != 1 || r.outputs["result"] != "abandoned" || !strings.Contains(r.summary, "auto-rollback is off") {
+		t.Fatalf("auto-rollback off: exit %d result %q\n%s", r.code, r.outputs["result"], r.summary)
+	}
+	if imgs := h.images(t, "web"); len(imgs) != 2 {
+		t.Errorf("the failed container should be left for debugging beside the old one: %v", imgs)
+	}
+	if h.served(t) != sha1 {
+		t.Errorf("the old version should still serve: %s", h.served(t))
 	}
 }

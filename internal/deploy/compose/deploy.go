@@ -201,6 +201,11 @@ func Deploy(ctx context.Context, h remote.Host, o Options) (*Result, error) {
 	}
 
 	err = dp.run(ctx)
+	// The registry login goes, whatever happened.
+	if cerr := dp.step(cleanupCtx, "cleanup", dp.cleanup); cerr != nil {
+		o.Warnf("cleanup: %v", cerr)
+		dp.res.Warnings = append(dp.res.Warnings, "cleanup: "+cerr.Error())
+	}
 	if err != nil && dp.res.Outcome == "" {
 		dp.res.Outcome = history.ResultFailed
 	}
@@ -267,10 +272,6 @@ func (dp *deployer) run(ctx context.Context) error {
 		if err := dp.replace(ctx, s); err != nil {
 			return err
 		}
-	}
-	if err := dp.step(ctx, "cleanup", dp.cleanup); err != nil {
-		dp.o.Warnf("cleanup: %v", err)
-		dp.res.Warnings = append(dp.res.Warnings, "cleanup: "+err.Error())
 	}
 	return nil
 }
