@@ -100,7 +100,13 @@ func resolve(root string, maps []FileMap) ([]entry, error) {
 				dest = path.Join(fm.Dest, rel)
 			}
 			src := filepath.Join(root, filepath.FromSlash(m))
-			st, err := os.Lstat(src)
+			// A file named explicitly is what it points to, as with docker
+			// COPY; links found inside a directory or by a glob stay links.
+			stat := os.Lstat
+			if literal {
+				stat = os.Stat
+			}
+			st, err := stat(src)
 			if err != nil {
 				return nil, err
 			}

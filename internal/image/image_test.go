@@ -324,3 +324,30 @@ func tarNames(t *testing.T, r io.Reader) map[string]bool {
 		out[strings.TrimPrefix(h.Name, "./")] = true
 	}
 }
+
+func TestSymlinks(t *testing.T) {
+	t.Parallel()
+	root := writeFiles(t, map[string]string{"bin/real": "binary", "tree/file": "f"})
+	if err := os.Symlink("real", filepath.Join(root, "bin", "alias")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("file", filepath.Join(root, "tree", "link")); err != nil {
+		t.Fatal(err)
+	}
+	es, err := resolve(root, []FileMap{{Glob: "bin/alias", Dest: "/usr/bin/tool"}, {Glob: "tree", Dest: "/t"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range es {
+		switch e.dest {
+		case "/usr/bin/tool":
+			if e.link != "" {
+				t.Errorf("an explicitly named symlink must be followed, got a link to %q", e.link)
+			}
+		case "/t/link":
+			if e.link != "file" {
+				t.Errorf("a symlink inside a directory must stay a link, got %+v", e)
+			}
+		}
+	}
+}
