@@ -103,4 +103,50 @@ jobs:
           REASON: ${{ needs.guard.outputs.reason }}
         run: echo "deploying ${{ needs.guard.outputs.sha-tag }} because $REASON"
 `,
+	"deploy-compose": `jobs:
+  deploy:
+    runs-on: ubuntu-latest
+    environment: production          # required reviewers apply
+    concurrency: deploy-production   # a second line of defence behind the host's lock
+    steps:
+      - uses: actions/checkout@v4    # the compose.yml is uploaded from the repository
+      - id: deploy
+        uses: gantry-dev/gantry/actions/deploy-compose@v1
+        with:
+          host: vm1.example.com
+          user: deploy
+          ssh-key: ${{ secrets.DEPLOY_SSH_KEY }}
+          known-hosts: ${{ vars.VM1_KNOWN_HOSTS }}   # ssh-keyscan vm1.example.com
+          project: shop
+          images: web=ghcr.io/acme/shop@${{ needs.build.outputs.digest }}
+          registry-username: ${{ github.actor }}
+          registry-password: ${{ secrets.GITHUB_TOKEN }}
+          url: https://shop.example.com/health
+          checks: |
+            GET /api/items status=200 json.items exists max=300ms
+            exec web -- /app -selftest
+      - if: failure()
+        run: echo "deploy ${{ steps.deploy.outputs.result }}; the previous version (${{ steps.deploy.outputs.previous-sha }}) is serving"
+`,
+	"rollback": `on:
+  workflow_dispatch:
+    inputs:
+      to:
+        description: previous, or the commit SHA to go back to
+        default: previous
+jobs:
+  rollback:
+    runs-on: ubuntu-latest
+    environment: production
+    steps:
+      - uses: gantry-dev/gantry/actions/rollback@v1
+        with:
+          to: ${{ inputs.to }}
+          host: vm1.example.com
+          user: deploy
+          ssh-key: ${{ secrets.DEPLOY_SSH_KEY }}
+          known-hosts: ${{ vars.VM1_KNOWN_HOSTS }}
+          project: shop
+          url: https://shop.example.com/health
+`,
 }
