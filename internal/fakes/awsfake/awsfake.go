@@ -541,7 +541,7 @@ func (s *Server) serveECR(w http.ResponseWriter, r *http.Request, body []byte, t
 	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
 	w.Header().Set("X-Amzn-Requestid", s.requestID())
 	w.WriteHeader(http.StatusOK)
-	_ = json.NewEncoder(w).Encode(awsJSON(out))
+	_ = json.NewEncoder(w).Encode(fakes.AWSJSON(out))
 }
 
 func (s *Server) registryID(id *string) string {

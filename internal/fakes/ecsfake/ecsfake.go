@@ -312,7 +312,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.record(call)
 	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
 	w.Header().Set("X-Amzn-Requestid", uuid())
-	_ = json.NewEncoder(w).Encode(awsJSON(out))
+	_ = json.NewEncoder(w).Encode(fakes.AWSJSON(out))
 }
 
 func (s *Server) record(c Call) {
