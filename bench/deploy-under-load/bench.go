@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gantry-dev/gantry/bench/benchenv"
+
 	"github.com/gantry-dev/gantry/internal/action"
 	"github.com/gantry-dev/gantry/internal/demo"
 )
@@ -271,14 +273,7 @@ func (b *bench) versions(ctx context.Context) map[string]string {
 		}
 		return "unknown"
 	}
-	commit := "unknown commit"
-	if out, err := exec.CommandContext(ctx, "git", "-C", b.root, "rev-parse", "--short", "HEAD").Output(); err == nil {
-		commit = strings.TrimSpace(string(out))
-		if st, err := exec.CommandContext(ctx, "git", "-C", b.root, "status", "--porcelain").Output(); err == nil && len(st) > 0 {
-			commit += " + uncommitted changes"
-		}
-	}
-	v["gantry"] = "dev build of " + commit
+	v["gantry"] = benchenv.GantryBuild(ctx, b.root)
 	v["docker"] = "engine " + first("docker", "version", "--format", "{{.Server.Version}}") + ", client " + first("docker", "version", "--format", "{{.Client.Version}}")
 	v["compose"] = first("docker", "compose", "version", "--short")
 	v["k6"] = first(b.bin["k6"], "version")

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/gantry-dev/gantry/bench/benchenv"
 )
 
 // repo is the repository every tool pushes to, in every registry.
@@ -309,14 +311,7 @@ func (b *bench) versions(ctx context.Context) map[string]string {
 		}
 		return "unknown"
 	}
-	commit := "unknown commit"
-	if out, err := exec.CommandContext(ctx, "git", "-C", b.root, "rev-parse", "--short", "HEAD").Output(); err == nil {
-		commit = strings.TrimSpace(string(out))
-		if st, err := exec.CommandContext(ctx, "git", "-C", b.root, "status", "--porcelain").Output(); err == nil && len(st) > 0 {
-			commit += " + uncommitted changes"
-		}
-	}
-	v["gantry"] = "dev build of " + commit
+	v["gantry"] = benchenv.GantryBuild(ctx, b.root)
 	v["crane"] = first(b.bin["crane"], "version")
 	v["regctl"] = strings.TrimSpace(strings.TrimPrefix(first(b.bin["regctl"], "version"), "VCSTag:"))
 	v["skopeo"] = strings.TrimPrefix(first(b.bin["skopeo"], "--version"), "skopeo version ")

@@ -118,7 +118,7 @@ func run(ctx context.Context, c config) error {
 	md := res.markdown()
 	fmt.Print(md)
 	if c.Append {
-		if err := appendSection(c.Out, md); err != nil {
+		if err := benchenv.AppendSection(c.Out, md); err != nil {
 			return err
 		}
 		logf("appended to %s", c.Out)

@@ -1,10 +1,7 @@
 package main
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -252,27 +249,4 @@ func firstLines(s string, n int) string {
 		lines = append(lines[:n], "…")
 	}
 	return strings.Join(lines, " ")
-}
-
-const benchmarksHeader = `# Benchmarks
-
-Each benchmark in ` + "`bench/<name>`" + ` is reproduced by one command and appends a dated section here, with the machine and the versions of every tool compared. The machines are shared: compare the ratios within a section, not absolute times across sections.
-`
-
-// appendSection appends md to path, creating it with a header if missing.
-func appendSection(path, md string) error {
-	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		if err := os.WriteFile(path, []byte(benchmarksHeader), 0o644); err != nil {
-			return err
-		}
-	}
-	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.WriteString(md); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -51,9 +50,7 @@ func TestDockerfileBuildFromScratch(t *testing.T) {
 
 func TestDockerfileErrors(t *testing.T) {
 	t.Parallel()
-	if _, err := exec.LookPath("docker"); err != nil {
-		t.Skip("docker CLI not installed; the error paths need it to get past the first check")
-	}
+	testenv.Docker(t) // the error paths need the docker CLI to get past its first check
 	dir := t.TempDir()
 	_, err := Dockerfile{Context: dir}.Build(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "not found") {
@@ -62,7 +59,6 @@ func TestDockerfileErrors(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\nRUN-THIS nonsense\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	testenv.Docker(t)
 	_, err = Dockerfile{Context: dir}.Build(context.Background())
 	var ee *ExecError
 	if err == nil || !errors.As(err, &ee) {
