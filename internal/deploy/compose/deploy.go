@@ -111,6 +111,8 @@ type deployer struct {
 	stored bool // files written to the host; restore them on failure
 	// warnedEdge is set once the missing upstreams module was reported.
 	warnedEdge bool
+	// current is the last successful deploy before this one, if any.
+	current *history.Entry
 }
 
 func (o *Options) defaults() {
@@ -198,6 +200,7 @@ func Deploy(ctx context.Context, h remote.Host, o Options) (*Result, error) {
 	}
 	if cur, ok := history.Current(entries); ok {
 		dp.res.PreviousSHA = cur.SHA
+		dp.current = &cur
 	}
 
 	err = dp.run(ctx)
@@ -292,7 +295,7 @@ func (dp *deployer) upload(ctx context.Context) error {
 	if o.Strategy != Recreate && dp.anyEdge() {
 		edge = &composefile.Edge{Image: o.EdgeImage, Ports: o.EdgePorts}
 	}
-	override, err := composefile.Override(dp.pinnedImages(ctx), edge)
+	override, err := composefile.Override(dp.pinnedImages(), edge)
 	if err != nil {
 		return err
 	}
@@ -315,14 +318,12 @@ func (dp *deployer) upload(ctx context.Context) error {
 // pinnedImages is the images to pin: the ones of this deploy, plus those the
 // previous deploy pinned for services this deploy leaves alone, so that
 // their containers are not recreated with a moving tag.
-func (dp *deployer) pinnedImages(ctx context.Context) map[string]string {
+func (dp *deployer) pinnedImages() map[string]string {
 	out := map[string]string{}
-	if es, err := history.Read(ctx, dp.h, dp.historyPath()); err == nil {
-		if cur, ok := history.Current(es); ok {
-			for s, img := range cur.Images {
-				if _, ok := dp.o.File.Services[s]; ok {
-					out[s] = img
-				}
+	if dp.current != nil {
+		for s, img := range dp.current.Images {
+			if _, ok := dp.o.File.Services[s]; ok {
+				out[s] = img
 			}
 		}
 	}
