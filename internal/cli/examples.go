@@ -149,4 +149,33 @@ jobs:
           project: shop
           url: https://shop.example.com/health
 `,
+	"deploy-ecs": `permissions:
+  contents: read
+  id-token: write   # GitHub OIDC -> AWS STS
+jobs:
+  deploy:
+    runs-on: ubuntu-latest
+    needs: build      # build-push to ECR, outputs digest
+    environment: production
+    concurrency: ecs-production
+    steps:
+      - uses: actions/checkout@v4   # the task definition JSON lives in the repository
+      - id: deploy
+        uses: gantry-dev/gantry/actions/deploy-ecs@v1
+        with:
+          region: eu-west-3
+          aws-role-arn: arn:aws:iam::123456789012:role/gantry-deploy
+          cluster: prod
+          service: api
+          task-definition: deploy/api-task.json   # aws ecs describe-task-definition output works as is
+          images: api=123456789012.dkr.ecr.eu-west-3.amazonaws.com/api@${{ needs.build.outputs.digest }}
+          url: https://api.example.com/health
+      - if: failure()
+        run: echo "deploy ${{ steps.deploy.outputs.result }}; the service runs ${{ steps.deploy.outputs.previous-task-definition }}"
+# ECS's native blue/green (the service needs a load balancer with
+# advancedConfiguration: alternate target group, production and test listener rules):
+#       strategy: blue-green      # or canary (canary-percent, step-bake-time) or linear
+#       test-url: https://api.example.com:8443/health   # the test listener: verified before production traffic moves
+#       bake-time: 5m             # url is verified here while the old revision still runs
+`,
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/gantry-dev/gantry/internal/action"
 	"github.com/gantry-dev/gantry/internal/composefile"
 	"github.com/gantry-dev/gantry/internal/deploy/compose"
+	ecsdeploy "github.com/gantry-dev/gantry/internal/deploy/ecs"
 	"github.com/gantry-dev/gantry/internal/history"
 	"github.com/gantry-dev/gantry/internal/remote"
 )
@@ -21,17 +22,31 @@ import (
 func rollbackSpec() *action.Spec {
 	s := &action.Spec{
 		Name:        "rollback",
-		Description: "Redeploy the last known-good digests of a Compose project without a rebuild and without canary steps: the previous deploy, or the one of a given commit, from the host's deploy history.",
+		Description: "Go back to a known-good version without a rebuild: on a Compose host, redeploy the digests of the previous deploy (or of a given commit) from the host's history, without canary steps; on ECS (service given), redeploy the task-definition revision of that commit.",
 		Outputs: []action.Output{
 			{Name: "previous-sha", Description: "Commit that was serving before the rollback."},
 			{Name: "deployed-sha", Description: "Commit rolled back to."},
 			{Name: "url", Description: "The verified public URL, when url was given."},
 			{Name: "result", Description: "success, failed, rolled-back or abandoned, as for deploy-compose."},
+			{Name: "task-definition", Description: "ECS: ARN of the task-definition revision rolled back to."},
 		},
 	}
+	compose := composeTargetInputs()
+	for i := range compose {
+		if compose[i].Name == "host" {
+			compose[i].Required = false
+			compose[i].Description = "Compose: " + compose[i].Description + " Required unless service (ECS) is given."
+		}
+	}
+	ecsIn := ecsTargetInputs()
+	for i := range ecsIn {
+		ecsIn[i].Required = false
+		ecsIn[i].Description = "ECS: " + ecsIn[i].Description
+	}
+	ecsIn[1].Description = "ECS: service to roll back; giving it makes this an ECS rollback."
 	s.Inputs = append([]action.Input{
-		{Name: "to", Description: "`previous` (the last successful deploy of another commit) or a commit SHA (7+ hex) deployed successfully before.", Default: "previous"},
-	}, composeTargetInputs()...)
+		{Name: "to", Description: "`previous` (the last successful, verified deploy of another commit) or a commit SHA (7+ hex) deployed before.", Default: "previous"},
+	}, append(compose, ecsIn...)...)
 	return s
 }
 
@@ -40,11 +55,14 @@ func rollbackCommand() *Command { return &Command{Spec: rollbackSpec(), Run: run
 func runRollback(ctx context.Context, a *action.Action) error {
 	in := a.Inputs()
 	to := in.String("to")
-	var o compose.Options
-	hc := readComposeTarget(a, in, &o)
 	if to != "previous" && (len(to) < 7 || strings.Trim(strings.ToLower(to), "0123456789abcdef") != "") {
 		in.Fail("to", "%q is neither previous nor a commit SHA of 7 or more hex characters", to)
 	}
+	if in.String("service") != "" {
+		return runRollbackECS(ctx, a, in, to)
+	}
+	var o compose.Options
+	hc := readComposeTarget(a, in, &o)
 	if o.Strategy == compose.Canary {
 		in.Fail("strategy", "a rollback takes no canary steps; use blue-green, rolling or recreate")
 	}
@@ -120,4 +138,29 @@ func fetchProject(ctx context.Context, h remote.Host, projectDir, dir string) (s
 		return "", nil, err
 	}
 	return file, env, nil
+}
+
+// runRollbackECS redeploys the task-definition revision of an earlier commit
+// to an ECS service, registering nothing.
+func runRollbackECS(ctx context.Context, a *action.Action, in *action.Inputs, to string) error {
+	t := readECSTarget(a, in)
+	if in.String("host") != "" {
+		in.Fail("host", "give host (Compose) or service (ECS), not both")
+	}
+	if err := in.Err(); err != nil {
+		return err
+	}
+	t.opts.Wait = true
+	t.opts.RollbackOnly = true
+	client, _, err := ecsClient(ctx, a, t)
+	if err != nil {
+		return err
+	}
+	rev, current, err := ecsdeploy.FindRevision(ctx, client, t.opts, to)
+	if err != nil {
+		return fmt.Errorf("rollback of service %s: %w", t.opts.Service, err)
+	}
+	a.Infof("rolling back service %s from %s to %s (commit %s)", t.opts.Service, ecsdeploy.Short(current), ecsdeploy.Short(rev.ARN), short(rev.SHA))
+	t.opts.Revision, t.opts.SHA = rev.ARN, rev.SHA
+	return runECS(ctx, a, t, "rollback", strings.TrimSpace("rollback to "+short(rev.SHA)+". "+in.String("reason")))
 }

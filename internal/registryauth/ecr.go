@@ -8,18 +8,12 @@ import (
 	"net"
 	"net/url"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
-	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	ecrtypes "github.com/aws/aws-sdk-go-v2/service/ecr/types"
-	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -47,130 +41,21 @@ func (r *Resolver) newECRRegistry(ctx context.Context, host string) (*ecrRegistr
 	if m == nil {
 		return nil, fmt.Errorf("ecr: %s is not an ECR registry host", host)
 	}
-	getenv := r.opts.Getenv
 	reg := &ecrRegistry{host: host, account: m[1], region: m[3], regionFrom: "the registry host"}
 	if r.opts.AWSRegion != "" {
 		reg.region, reg.regionFrom = r.opts.AWSRegion, "aws-region"
 	}
-
-	// The SDK reads the process environment itself; these options put Options.Getenv first.
-	opts := []func(*config.LoadOptions) error{config.WithRegion(reg.region)}
-	if v := getenv("AWS_ENDPOINT_URL"); v != "" {
-		opts = append(opts, config.WithBaseEndpoint(v))
-	} else if m[2] != "" && getenv("AWS_ENDPOINT_URL_ECR") == "" {
-		opts = append(opts, config.WithUseFIPSEndpoint(aws.FIPSEndpointStateEnabled))
-	}
-	if getenv("AWS_EC2_METADATA_DISABLED") == "true" || getenv("RUNNER_ENVIRONMENT") == "github-hosted" {
-		// GitHub-hosted runners have no instance metadata; asking for it only delays the error.
-		opts = append(opts, config.WithEC2IMDSClientEnableState(imds.ClientDisabled))
-	}
-	if v := getenv("AWS_PROFILE"); v != "" {
-		opts = append(opts, config.WithSharedConfigProfile(v))
-	}
-	if v := getenv("AWS_CONFIG_FILE"); v != "" {
-		opts = append(opts, config.WithSharedConfigFiles([]string{v}))
-	}
-	if v := getenv("AWS_SHARED_CREDENTIALS_FILE"); v != "" {
-		opts = append(opts, config.WithSharedCredentialsFiles([]string{v}))
-	}
-	if n, err := strconv.Atoi(getenv("AWS_MAX_ATTEMPTS")); err == nil && n > 0 {
-		opts = append(opts, config.WithRetryMaxAttempts(n))
-	}
-
-	var oidc *oidcRetriever
-	switch keyID := getenv("AWS_ACCESS_KEY_ID"); {
-	case r.opts.AWSRoleARN != "":
-		reg.source = "aws-role-arn " + r.opts.AWSRoleARN
-		// Replaced below; keeps LoadDefaultConfig from resolving a chain it would not use.
-		opts = append(opts, config.WithCredentialsProvider(aws.AnonymousCredentials{}))
-	case keyID != "":
-		secret, session := getenv("AWS_SECRET_ACCESS_KEY"), getenv("AWS_SESSION_TOKEN")
-		if secret == "" {
-			return nil, fmt.Errorf("ecr: %s: AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is empty; set both, or use aws-role-arn", host)
-		}
-		r.mask(secret)
-		r.mask(session)
-		reg.source = "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
-		opts = append(opts, config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(keyID, secret, session)))
-	default:
-		reg.source = "the AWS default credential chain"
-	}
-
-	cfg, err := config.LoadDefaultConfig(ctx, opts...)
+	cfg, source, err := r.awsConfig(ctx, "ecr: "+host, reg.region, m[2] != "" && r.opts.Getenv("AWS_ENDPOINT_URL_ECR") == "")
 	if err != nil {
-		return nil, fmt.Errorf("ecr: %s: loading the AWS configuration: %w", host, err)
+		return nil, err
 	}
-	if r.opts.HTTPClient != nil {
-		// Set after loading: with AWS_CA_BUNDLE in the process environment, LoadDefaultConfig
-		// refuses any client but its own. The caller's transport decides which CAs to trust.
-		cfg.HTTPClient = r.opts.HTTPClient
-	}
-	if r.opts.AWSRoleARN != "" {
-		stsClient := sts.NewFromConfig(cfg, func(o *sts.Options) {
-			if v := getenv("AWS_ENDPOINT_URL_STS"); v != "" {
-				o.BaseEndpoint = aws.String(v)
-			}
-		})
-		oidc = &oidcRetriever{r: r}
-		role := stscreds.NewWebIdentityRoleProvider(stsClient, r.opts.AWSRoleARN, oidc, func(o *stscreds.WebIdentityRoleOptions) {
-			o.RoleSessionName = roleSessionName(getenv)
-		})
-		cfg.Credentials = aws.NewCredentialsCache(&maskingProvider{r: r, inner: &contextProvider{inner: role, oidc: oidc}})
-	} else if cfg.Credentials != nil {
-		cfg.Credentials = aws.NewCredentialsCache(&maskingProvider{r: r, inner: cfg.Credentials})
-	}
-	if cfg.Credentials == nil {
-		return nil, noAWSCredentials(host)
-	}
-	if _, err := cfg.Credentials.Retrieve(ctx); err != nil {
-		return nil, r.explainAWSCredentials(host, oidc, err)
-	}
+	reg.source = source
 	reg.client = ecr.NewFromConfig(cfg, func(o *ecr.Options) {
-		if v := getenv("AWS_ENDPOINT_URL_ECR"); v != "" {
+		if v := r.opts.Getenv("AWS_ENDPOINT_URL_ECR"); v != "" {
 			o.BaseEndpoint = aws.String(v)
 		}
 	})
 	return reg, nil
-}
-
-func noAWSCredentials(host string) error {
-	return fmt.Errorf("ecr: no AWS credentials for %s: set aws-role-arn (and grant `permissions: id-token: write`) or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY", host)
-}
-
-// explainAWSCredentials turns a failure to get credentials into one line saying what to change.
-func (r *Resolver) explainAWSCredentials(host string, oidc *oidcRetriever, err error) error {
-	if isContextErr(err) {
-		return fmt.Errorf("ecr: %s: getting AWS credentials: %w", host, err)
-	}
-	var oe *oidcError
-	if errors.As(err, &oe) {
-		return fmt.Errorf("ecr: %s: aws-role-arn needs the job's OIDC token: %w", host, oe)
-	}
-	role := r.opts.AWSRoleARN
-	if role == "" {
-		r.logf("registry auth: %s: the AWS default credential chain found nothing: %v", host, err)
-		return noAWSCredentials(host)
-	}
-	var apiErr smithy.APIError
-	if !errors.As(err, &apiErr) {
-		return fmt.Errorf("ecr: %s: assuming role %s: %w", host, role, err)
-	}
-	code, msg := apiErr.ErrorCode(), apiErr.ErrorMessage()
-	sub := ""
-	if s := oidc.subject(); s != "" {
-		sub = "; token sub: " + s
-	}
-	switch code {
-	case "InvalidIdentityToken", "IDPRejectedClaim", "ExpiredTokenException", "IDPCommunicationError":
-		return explained(err, "ecr: %s: AWS STS rejected the GitHub OIDC token for role %s (%s: %s%s); the account needs an IAM OIDC identity provider for token.actions.githubusercontent.com with audience %s",
-			host, role, code, msg, sub, stsAudience)
-	case "AccessDenied":
-		return explained(err, "ecr: %s: this workflow may not assume role %s (%s: %s%s); allow it in the role's trust policy",
-			host, role, code, msg, sub)
-	case "ValidationError":
-		return explained(err, "ecr: %s: aws-role-arn %q is not a valid role ARN, want arn:aws:iam::<account>:role/<name> (%s)", host, role, msg)
-	}
-	return explained(err, "ecr: %s: assuming role %s (%s: %s)", host, role, code, msg)
 }
 
 // explain turns an ECR API failure into one line saying which input to check.

@@ -146,7 +146,7 @@ func TestECRErrors(t *testing.T) {
 		{
 			name:      "no credentials",
 			env:       func(*awsfake.Server, *githubfake.Server) map[string]string { return nil },
-			wantParts: []string{"no AWS credentials for 123456789012.dkr.ecr.us-east-1.amazonaws.com", "aws-role-arn", "id-token: write", "AWS_ACCESS_KEY_ID"},
+			wantParts: []string{"ecr: 123456789012.dkr.ecr.us-east-1.amazonaws.com: no AWS credentials", "aws-role-arn", "id-token: write", "AWS_ACCESS_KEY_ID"},
 		},
 		{
 			name:      "secret key without access key pair",

@@ -1,10 +1,12 @@
 // Package ecsfake is an in-process fake of Amazon ECS speaking its awsJson1.1 wire protocol with the
 // SDK's own types, for tests of code built on aws-sdk-go-v2/service/ecs. It keeps task definitions,
 // services, deployments and tasks, and moves them over a virtual clock that only Advance moves, so
-// tests of rollouts, crashing tasks and circuit-breaker rollbacks never sleep.
+// tests of rolling, blue/green, canary and linear rollouts, crashing tasks, circuit-breaker
+// rollbacks and StopServiceDeployment never sleep; Traffic shows where the load balancer routes.
 package ecsfake
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -32,6 +34,7 @@ const (
 	DefaultTick        = time.Second
 	DefaultStopAfter   = 30 * time.Second // STOPPING to STOPPED for tasks the scheduler stops
 	DefaultSteadyAfter = 10 * time.Second // steady that long before a rollout is COMPLETED
+	DefaultStageAfter  = 5 * time.Second  // length of a lifecycle stage that waits for nothing
 )
 
 // Error codes the fake answers with; tests inject some of them with Inject.
@@ -46,6 +49,10 @@ const (
 	CodeMissingAuthentication = "MissingAuthenticationTokenException"
 	CodeSerialization         = "SerializationException"
 	CodeUnknownOperation      = "UnknownOperationException"
+	// CodeConflict answers StopServiceDeployment of a service deployment that is no longer
+	// PENDING or IN_PROGRESS (nor already being stopped or rolled back).
+	CodeConflict                  = "ConflictException"
+	CodeServiceDeploymentNotFound = "ServiceDeploymentNotFoundException"
 )
 
 // Options configures a Server; the zero value is usable.
@@ -63,8 +70,16 @@ type Options struct {
 	// SteadyAfter is how long a deployment must hold its desired healthy tasks, older deployments
 	// drained, before ECS marks it COMPLETED; default DefaultSteadyAfter.
 	SteadyAfter time.Duration
+	// StageAfter is how long each lifecycle stage of a BLUE_GREEN, CANARY or LINEAR deployment
+	// lasts that waits for nothing else (PRE_SCALE_UP, TEST_TRAFFIC_SHIFT, ...), and how long a
+	// StopServiceDeployment request stays ROLLBACK_REQUESTED or STOP_REQUESTED; default
+	// DefaultStageAfter.
+	StageAfter time.Duration
 	// Default is the behaviour of tasks no SetBehavior key matches (a healthy task).
 	Default Behavior
+	// AccessKeys, when set, are the only access key IDs the fake accepts (others get
+	// UnrecognizedClientException, as AWS answers unknown keys); nil accepts any.
+	AccessKeys func(id string) bool
 }
 
 // Behavior is how a task of some task definition or image behaves once launched.
@@ -127,7 +142,8 @@ type Server struct {
 	families  map[string][]*types.TaskDefinition // family -> revisions, index = revision-1
 	services  map[string]map[string]*service     // cluster -> name -> service
 	behaviors map[string]Behavior
-	tasks     map[string]*task // task ARN -> task
+	tasks     map[string]*task       // task ARN -> task
+	tdTags    map[string][]types.Tag // task definition ARN -> tags given at registration
 	sds       map[string]*deployment
 	calls     []Call
 	faults    fakes.Faults[Fault]
@@ -157,6 +173,9 @@ func New(opts Options) *Server {
 	if opts.Tick <= 0 {
 		opts.Tick = DefaultTick
 	}
+	if opts.StageAfter <= 0 {
+		opts.StageAfter = DefaultStageAfter
+	}
 	s := &Server{
 		opts:      opts,
 		now:       opts.Start.Truncate(time.Millisecond),
@@ -165,6 +184,7 @@ func New(opts Options) *Server {
 		services:  map[string]map[string]*service{},
 		behaviors: map[string]Behavior{},
 		tasks:     map[string]*task{},
+		tdTags:    map[string][]types.Tag{},
 		sds:       map[string]*deployment{},
 		seq:       7_000_000_000_000_000_000,
 	}
@@ -208,6 +228,30 @@ func (s *Server) Advance(d time.Duration) {
 	}
 }
 
+// RunRealtime moves the virtual clock with the wall clock until ctx ends: every step (default
+// Options.Tick) it advances by the wall time elapsed since the last step, and once more when ctx
+// ends, so the two clocks keep the distance they had when it was called. It is for benchmarks that
+// time a deployer against the fake in real time; tests should call Advance, which never sleeps.
+func (s *Server) RunRealtime(ctx context.Context, step time.Duration) {
+	if step <= 0 {
+		step = s.opts.Tick
+	}
+	tick := time.NewTicker(step)
+	defer tick.Stop()
+	last := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			s.Advance(time.Since(last))
+			return
+		case <-tick.C:
+			now := time.Now()
+			s.Advance(now.Sub(last))
+			last = now
+		}
+	}
+}
+
 // SetBehavior sets how tasks behave whose task definition is key ("family:revision") or, failing
 // that, one of whose containers runs image key (exactly as in the container definition).
 func (s *Server) SetBehavior(key string, b Behavior) {
@@ -242,8 +286,11 @@ func (s *Server) CallCount(operation string) int {
 	return n
 }
 
-// apiError is an ECS error answer.
-type apiError struct{ code, msg string }
+// apiError is an ECS error answer; resourceIds is ConflictException's member of that name.
+type apiError struct {
+	code, msg   string
+	resourceIds []string
+}
 
 func (e *apiError) Error() string { return e.code + ": " + e.msg }
 
@@ -262,7 +309,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
 		w.Header().Set("X-Amzn-Requestid", uuid())
 		w.WriteHeader(http.StatusBadRequest)
-		_ = json.NewEncoder(w).Encode(map[string]string{"__type": e.code, "message": e.msg})
+		body := map[string]any{"__type": e.code, "message": e.msg}
+		if len(e.resourceIds) > 0 {
+			body["resourceIds"] = e.resourceIds
+		}
+		_ = json.NewEncoder(w).Encode(body)
 	}
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
@@ -277,7 +328,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fail(errorf(CodeSerialization, "Content-Type must be application/x-amz-json-1.1, got %q", ct))
 		return
 	}
-	if e := checkAuth(r.Header.Get("Authorization")); e != nil {
+	if e := checkAuth(r.Header.Get("Authorization"), s.opts.Region, s.opts.AccessKeys); e != nil {
 		fail(e)
 		return
 	}
@@ -321,9 +372,9 @@ func (s *Server) record(c Call) {
 	s.calls = append(s.calls, c)
 }
 
-// checkAuth requires a SigV4 Authorization header scoped to service ecs; the signature itself is
-// not verified.
-func checkAuth(h string) *apiError {
+// checkAuth requires a SigV4 Authorization header scoped to service ecs in the fake's region, by
+// an accepted access key; the signature itself is not verified.
+func checkAuth(h, region string, keys func(string) bool) *apiError {
 	const prefix = "AWS4-HMAC-SHA256 Credential="
 	if !strings.HasPrefix(h, prefix) {
 		return errorf(CodeMissingAuthentication, "Missing Authentication Token")
@@ -335,6 +386,12 @@ func checkAuth(h string) *apiError {
 	}
 	if parts[3] != "ecs" {
 		return errorf("InvalidSignatureException", "Credential should be scoped to correct service: 'ecs'. ")
+	}
+	if parts[2] != region {
+		return errorf("InvalidSignatureException", "Credential should be scoped to a valid region. ")
+	}
+	if keys != nil && !keys(parts[0]) {
+		return errorf("UnrecognizedClientException", "The security token included in the request is invalid.")
 	}
 	return nil
 }
@@ -373,6 +430,12 @@ func newInput(op string) any {
 		return &ecs.DescribeServiceDeploymentsInput{}
 	case "ListServiceDeployments":
 		return &ecs.ListServiceDeploymentsInput{}
+	case "StopServiceDeployment":
+		return &ecs.StopServiceDeploymentInput{}
+	case "ListTaskDefinitions":
+		return &ecs.ListTaskDefinitionsInput{}
+	case "TagResource":
+		return &ecs.TagResourceInput{}
 	}
 	return nil
 }
@@ -403,6 +466,12 @@ func (s *Server) dispatch(in any) (any, *apiError) {
 		return s.describeServiceDeployments(in)
 	case *ecs.ListServiceDeploymentsInput:
 		return s.listServiceDeployments(in)
+	case *ecs.StopServiceDeploymentInput:
+		return s.stopServiceDeployment(in)
+	case *ecs.ListTaskDefinitionsInput:
+		return s.listTaskDefinitions(in)
+	case *ecs.TagResourceInput:
+		return s.tagResource(in)
 	}
 	return nil, errorf(CodeUnknownOperation, "unknown input %T", in)
 }

@@ -34,6 +34,14 @@ type deployment struct {
 	d  types.Deployment
 	sd types.ServiceDeployment
 	td *types.TaskDefinition
+	// native is the lifecycle of a BLUE_GREEN, CANARY or LINEAR deployment; nil under ROLLING.
+	native *lifecycle
+	// stopReq is a StopServiceDeployment request ECS has accepted and acts on at stopAt.
+	stopReq types.StopServiceDeploymentStopType
+	stopAt  time.Time
+	// aborted is set once StopServiceDeployment stops the deployment where it is: the scheduler
+	// then leaves the service's tasks alone until the next deployment.
+	aborted bool
 	// rollbackOf is the failed deployment whose circuit breaker made this one PRIMARY again.
 	rollbackOf *deployment
 	// steadySince is when the deployment last reached its desired healthy tasks with older
@@ -130,6 +138,9 @@ func (s *Server) createService(in *ecs.CreateServiceInput) (any, *apiError) {
 		Strategy:                 types.DeploymentStrategyRolling,
 	}
 	mergeConfig(cfg, in.DeploymentConfiguration)
+	if e := validateStrategy(cfg, in.LoadBalancers); e != nil {
+		return nil, e
+	}
 	svc := &service{cluster: cluster, svc: types.Service{
 		ServiceArn:                    aws.String(fmt.Sprintf("arn:aws:ecs:%s:%s:service/%s/%s", s.opts.Region, s.opts.Account, cluster, name)),
 		ServiceName:                   aws.String(name),
@@ -140,7 +151,7 @@ func (s *Server) createService(in *ecs.CreateServiceInput) (any, *apiError) {
 		CapacityProviderStrategy:      in.CapacityProviderStrategy,
 		PlatformVersion:               in.PlatformVersion,
 		DeploymentConfiguration:       cfg,
-		DeploymentController:          &types.DeploymentController{Type: types.DeploymentControllerTypeEcs},
+		DeploymentController:          controller(in.DeploymentController),
 		SchedulingStrategy:            types.SchedulingStrategyReplica,
 		NetworkConfiguration:          in.NetworkConfiguration,
 		LoadBalancers:                 in.LoadBalancers,
@@ -184,6 +195,14 @@ func mergeConfig(dst, src *types.DeploymentConfiguration) {
 	if src.BakeTimeInMinutes != nil {
 		dst.BakeTimeInMinutes = src.BakeTimeInMinutes
 	}
+	if src.CanaryConfiguration != nil {
+		c := *src.CanaryConfiguration
+		dst.CanaryConfiguration = &c
+	}
+	if src.LinearConfiguration != nil {
+		l := *src.LinearConfiguration
+		dst.LinearConfiguration = &l
+	}
 }
 
 // UpdateByOther applies an UpdateService as if another person or pipeline made it (it is not
@@ -221,6 +240,17 @@ func (s *Server) updateService(in *ecs.UpdateServiceInput) (*types.Service, *api
 	if in.DesiredCount != nil && *in.DesiredCount < 0 {
 		return nil, errorf(CodeInvalidParameter, "Desired count must be at least 0.")
 	}
+	cfg := *svc.svc.DeploymentConfiguration
+	mergeConfig(&cfg, in.DeploymentConfiguration)
+	lbs := svc.svc.LoadBalancers
+	if in.LoadBalancers != nil {
+		lbs = in.LoadBalancers
+	}
+	if e := validateStrategy(&cfg, lbs); e != nil {
+		return nil, e
+	}
+	svc.svc.DeploymentConfiguration = &cfg
+	svc.svc.LoadBalancers = lbs
 	if in.DesiredCount != nil {
 		if *in.DesiredCount != svc.svc.DesiredCount {
 			svc.steady = false
@@ -228,7 +258,6 @@ func (s *Server) updateService(in *ecs.UpdateServiceInput) (*types.Service, *api
 		svc.svc.DesiredCount = *in.DesiredCount
 		primary.d.DesiredCount = *in.DesiredCount
 	}
-	mergeConfig(svc.svc.DeploymentConfiguration, in.DeploymentConfiguration)
 	if in.NetworkConfiguration != nil {
 		svc.svc.NetworkConfiguration = in.NetworkConfiguration
 	}
@@ -253,6 +282,10 @@ func (s *Server) deploy(svc *service, td *types.TaskDefinition) {
 		cb = &types.ServiceDeploymentCircuitBreaker{Status: types.ServiceDeploymentRollbackMonitorsStatusMonitoring, Threshold: threshold(svc.svc.DesiredCount)}
 	}
 	dep := &deployment{td: td}
+	if isNative(cfg.Strategy) {
+		blue := s.productionDeployment(svc)
+		dep.native = &lifecycle{blue: blue, stage: stagePreScaleUp, since: s.now}
+	}
 	dep.d = types.Deployment{
 		Id:                   aws.String(id),
 		Status:               aws.String(statusPrimary),
@@ -284,7 +317,10 @@ func (s *Server) deploy(svc *service, td *types.TaskDefinition) {
 		if old.d.Status != nil && *old.d.Status == statusPrimary {
 			old.d.Status = aws.String(statusActive)
 			old.d.UpdatedAt = s.stamp()
-			if old.sd.Status == types.ServiceDeploymentStatusInProgress || old.sd.Status == types.ServiceDeploymentStatusPending {
+			switch old.sd.Status {
+			case types.ServiceDeploymentStatusInProgress, types.ServiceDeploymentStatusPending,
+				types.ServiceDeploymentStatusRollbackRequested, types.ServiceDeploymentStatusStopRequested:
+				old.stopReq = ""
 				old.sd.Status = types.ServiceDeploymentStatusStopped
 				old.sd.StatusReason = aws.String("Service deployment stopped by a newer service deployment " + aws.ToString(dep.sd.ServiceDeploymentArn) + ".")
 				old.sd.StoppedAt = s.stamp()
@@ -297,6 +333,11 @@ func (s *Server) deploy(svc *service, td *types.TaskDefinition) {
 	svc.svc.CurrentServiceDeployment = dep.sd.ServiceDeploymentArn
 	svc.steady = false
 	s.sds[aws.ToString(dep.sd.ServiceDeploymentArn)] = dep
+	if dep.native != nil {
+		dep.sd.LifecycleStage = stagePreScaleUp
+		s.event(svc, "(deployment %s) deployment started with the %s strategy.", id, cfg.Strategy)
+		s.event(svc, "(deployment %s) deployment lifecycle stage %s started.", id, stagePreScaleUp)
+	}
 }
 
 // view renders svc as DescribeServices shows it.
@@ -381,6 +422,20 @@ func (s *Server) sdView(d *deployment) types.ServiceDeployment {
 		cb := *sd.DeploymentCircuitBreaker
 		sd.DeploymentCircuitBreaker = &cb
 	}
+	sd.SourceServiceRevisions = slices.Clone(sd.SourceServiceRevisions)
+	if n := d.native; n != nil {
+		prod, test := n.green, 0.0
+		if n.test {
+			test = 100
+		}
+		r.RequestedProductionTrafficWeight, r.RequestedTestTrafficWeight = aws.Float64(prod), aws.Float64(test)
+		for i := range sd.SourceServiceRevisions {
+			src := &sd.SourceServiceRevisions[i]
+			if n.blue != nil && aws.ToString(src.Arn) == aws.ToString(n.blue.sd.TargetServiceRevision.Arn) {
+				src.RequestedProductionTrafficWeight, src.RequestedTestTrafficWeight = aws.Float64(100-prod), aws.Float64(100-test)
+			}
+		}
+	}
 	return sd
 }
 
@@ -422,4 +477,13 @@ func (s *Server) listServiceDeployments(in *ecs.ListServiceDeploymentsInput) (an
 		})
 	}
 	return out, nil
+}
+
+// controller is the service's deployment controller; ECS when the request names none.
+func controller(c *types.DeploymentController) *types.DeploymentController {
+	if c == nil || c.Type == "" {
+		return &types.DeploymentController{Type: types.DeploymentControllerTypeEcs}
+	}
+	cp := *c
+	return &cp
 }

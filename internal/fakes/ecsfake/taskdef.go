@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -60,7 +62,11 @@ func (s *Server) registerTaskDefinition(in *ecs.RegisterTaskDefinitionInput) (an
 		td.NetworkMode = types.NetworkModeBridge
 	}
 	s.families[family] = append(s.families[family], td)
-	return &ecs.RegisterTaskDefinitionOutput{TaskDefinition: td, Tags: in.Tags}, nil
+	if len(in.Tags) > 0 {
+		s.tdTags[*td.TaskDefinitionArn] = slices.Clone(in.Tags)
+	}
+	cp := *td
+	return &ecs.RegisterTaskDefinitionOutput{TaskDefinition: &cp, Tags: in.Tags}, nil
 }
 
 // resolveTaskDef finds a task definition by family (latest ACTIVE), family:revision or ARN.
@@ -94,7 +100,12 @@ func (s *Server) describeTaskDefinition(in *ecs.DescribeTaskDefinitionInput) (an
 	if td == nil {
 		return nil, errorf(CodeClient, "Unable to describe task definition.")
 	}
-	return &ecs.DescribeTaskDefinitionOutput{TaskDefinition: td}, nil
+	cp := *td // encoded after the lock is released
+	out := &ecs.DescribeTaskDefinitionOutput{TaskDefinition: &cp}
+	if slices.Contains(in.Include, types.TaskDefinitionFieldTags) {
+		out.Tags = append([]types.Tag{}, s.tdTags[*td.TaskDefinitionArn]...)
+	}
+	return out, nil
 }
 
 func (s *Server) deregisterTaskDefinition(in *ecs.DeregisterTaskDefinitionInput) (any, *apiError) {
@@ -109,5 +120,70 @@ func (s *Server) deregisterTaskDefinition(in *ecs.DeregisterTaskDefinitionInput)
 	now := s.now
 	td.Status = types.TaskDefinitionStatusInactive
 	td.DeregisteredAt = &now
-	return &ecs.DeregisterTaskDefinitionOutput{TaskDefinition: td}, nil
+	cp := *td
+	return &ecs.DeregisterTaskDefinitionOutput{TaskDefinition: &cp}, nil
+}
+
+// listTaskDefinitions lists ARNs by family name, then revision, as ECS does; familyPrefix is a
+// whole family name.
+func (s *Server) listTaskDefinitions(in *ecs.ListTaskDefinitionsInput) (any, *apiError) {
+	status := in.Status
+	if status == "" {
+		status = types.TaskDefinitionStatusActive
+	}
+	if !slices.Contains(status.Values(), status) {
+		return nil, errorf(CodeInvalidParameter, "Invalid status %q: must be one of ACTIVE, INACTIVE, DELETE_IN_PROGRESS.", status)
+	}
+	if in.Sort != "" && in.Sort != types.SortOrderAsc && in.Sort != types.SortOrderDesc {
+		return nil, errorf(CodeInvalidParameter, "Invalid sort %q: must be ASC or DESC.", in.Sort)
+	}
+	var families []string
+	if f := aws.ToString(in.FamilyPrefix); f != "" {
+		families = []string{f}
+	} else {
+		for f := range s.families {
+			families = append(families, f)
+		}
+		sort.Strings(families)
+	}
+	var arns []string
+	for _, f := range families {
+		for _, td := range s.families[f] {
+			if td.Status == status {
+				arns = append(arns, aws.ToString(td.TaskDefinitionArn))
+			}
+		}
+	}
+	if in.Sort == types.SortOrderDesc {
+		slices.Reverse(arns)
+	}
+	page, next, e := paginate(arns, in.NextToken, in.MaxResults)
+	if e != nil {
+		return nil, e
+	}
+	out := &ecs.ListTaskDefinitionsOutput{TaskDefinitionArns: page, NextToken: next}
+	return out, nil
+}
+
+// tagResource adds or replaces tags of a task definition (the only resource the fake tags).
+func (s *Server) tagResource(in *ecs.TagResourceInput) (any, *apiError) {
+	td := s.resolveTaskDef(aws.ToString(in.ResourceArn), false)
+	if td == nil || !strings.HasPrefix(aws.ToString(in.ResourceArn), "arn:") {
+		return nil, errorf(CodeInvalidParameter, "The ARN %q is not a task definition of this account.", aws.ToString(in.ResourceArn))
+	}
+	arn := aws.ToString(td.TaskDefinitionArn)
+	if len(in.Tags) == 0 {
+		return nil, errorf(CodeInvalidParameter, "Tags must contain at least 1 item.")
+	}
+	tags := s.tdTags[arn]
+	for _, t := range in.Tags {
+		i := slices.IndexFunc(tags, func(x types.Tag) bool { return aws.ToString(x.Key) == aws.ToString(t.Key) })
+		if i >= 0 {
+			tags[i] = t
+		} else {
+			tags = append(tags, t)
+		}
+	}
+	s.tdTags[arn] = tags
+	return &ecs.TagResourceOutput{}, nil
 }

@@ -148,6 +148,9 @@ func (s *Server) trip(svc *service, d *deployment, rollback bool) {
 	prev := svc.lastCompleted
 	if !rollback || prev == nil || prev == d || d.rollbackOf != nil {
 		d.d.RolloutStateReason = aws.String("ECS deployment circuit breaker: tasks failed to start.")
+		if d.native != nil {
+			d.native.halted = true
+		}
 		if d.rollbackOf != nil {
 			d.rollbackOf.sd.Status = types.ServiceDeploymentStatusRollbackFailed
 			d.rollbackOf.sd.FinishedAt = s.stamp()
@@ -160,15 +163,33 @@ func (s *Server) trip(svc *service, d *deployment, rollback bool) {
 		}
 		return
 	}
+	s.rollBack(svc, d, prev, "ECS deployment circuit breaker:",
+		"Service deployment rolled back because the circuit breaker threshold was exceeded.")
+}
+
+// rollBack fails deployment d and makes prev, the last completed deployment, PRIMARY again: d's
+// service deployment goes ROLLBACK_IN_PROGRESS until prev is steady. cause starts the status
+// reasons ("ECS deployment circuit breaker:"); reason is the service deployment's Rollback.Reason.
+// Under BLUE_GREEN, CANARY and LINEAR, production and test traffic go straight back to prev.
+func (s *Server) rollBack(svc *service, d, prev *deployment, cause, reason string) {
 	prevID := aws.ToString(prev.d.Id)
-	d.d.RolloutStateReason = aws.String("ECS deployment circuit breaker: rolling back to deploymentId " + prevID + ".")
+	why := cause + " rolling back to deploymentId " + prevID + "."
+	d.stopReq = ""
+	d.d.RolloutState = types.DeploymentRolloutStateFailed
+	d.d.RolloutStateReason = aws.String(why)
 	d.d.Status = aws.String(statusActive)
+	d.d.UpdatedAt = s.stamp()
 	d.sd.Status = types.ServiceDeploymentStatusRollbackInProgress
-	d.sd.StatusReason = aws.String("ECS deployment circuit breaker: rolling back to deploymentId " + prevID + ".")
+	d.sd.StatusReason = aws.String(why)
+	d.sd.UpdatedAt = s.stamp()
 	d.sd.Rollback = &types.Rollback{
-		Reason:             aws.String("Service deployment rolled back because the circuit breaker threshold was exceeded."),
+		Reason:             aws.String(reason),
 		ServiceRevisionArn: prev.sd.TargetServiceRevision.Arn,
 		StartedAt:          s.stamp(),
+	}
+	if n := d.native; n != nil && !n.over {
+		n.over, n.green, n.test = true, 0, false
+		s.event(svc, "(deployment %s) production and test traffic shifted back to %s.", aws.ToString(d.d.Id), tdName(prev.td))
 	}
 	var rest []*deployment
 	for _, o := range svc.deployments {
@@ -191,10 +212,21 @@ func (s *Server) trip(svc *service, d *deployment, rollback bool) {
 
 // schedule is the service scheduler: launch the PRIMARY's missing tasks, stop surplus ones, drain
 // older deployments as the PRIMARY's tasks become healthy, and mark the rollout COMPLETED.
+//
+// Under BLUE_GREEN, CANARY and LINEAR the PRIMARY is green: it launches its tasks from SCALE_UP on
+// while blue keeps all of its tasks until CLEAN_UP, and its lifecycle, not the steady-state rule
+// above, completes the rollout.
 func (s *Server) schedule(svc *service) {
+	s.runStopRequests(svc)
 	primary := svc.deployments[0]
 	desired := svc.svc.DesiredCount
 	primary.d.DesiredCount = desired
+	if primary.aborted {
+		return // stopped where it was: tasks are left as they are
+	}
+	s.advanceLifecycle(svc, primary)
+	n := primary.native
+	inFlight := n != nil && !n.over
 	var live, healthy []*task
 	for _, t := range svc.tasks {
 		if t.dep == primary && t.alive() {
@@ -204,7 +236,8 @@ func (s *Server) schedule(svc *service) {
 			}
 		}
 	}
-	if primary.d.RolloutState != types.DeploymentRolloutStateFailed && int32(len(live)) < desired {
+	if primary.d.RolloutState != types.DeploymentRolloutStateFailed && int32(len(live)) < desired &&
+		(!inFlight || n.stage != stagePreScaleUp) {
 		var ids []string
 		for int32(len(live)) < desired {
 			t := s.launch(svc, primary)
@@ -236,15 +269,23 @@ func (s *Server) schedule(svc *service) {
 			}
 		}
 	}
-	if n := len(old) - keepOld; n > 0 {
+	if inFlight {
+		// blue serves production until CLEAN_UP; any other older deployment goes at once
+		keepBlue := n.stage != stageCleanUp || n.halted
 		for _, t := range old {
-			if n > 0 && !t.running() {
-				stop, n = append(stop, t), n-1
+			if t.dep != n.blue || !keepBlue {
+				stop = append(stop, t)
+			}
+		}
+	} else if k := len(old) - keepOld; k > 0 {
+		for _, t := range old {
+			if k > 0 && !t.running() {
+				stop, k = append(stop, t), k-1
 			}
 		}
 		for _, t := range old {
-			if n > 0 && t.running() {
-				stop, n = append(stop, t), n-1
+			if k > 0 && t.running() {
+				stop, k = append(stop, t), k-1
 			}
 		}
 	}
@@ -297,6 +338,9 @@ func (s *Server) schedule(svc *service) {
 				nowHealthy++
 			}
 		}
+	}
+	if inFlight {
+		return // the lifecycle completes the rollout
 	}
 	if !allDrained || nowHealthy != int(desired) || nowLive != int(desired) {
 		primary.steadySince = time.Time{}
@@ -428,24 +472,11 @@ func (s *Server) listTasks(in *ecs.ListTasksInput) (any, *apiError) {
 		}
 		arns = append(arns, aws.ToString(t.t.TaskArn))
 	}
-	start := 0
-	if tok := aws.ToString(in.NextToken); tok != "" {
-		n, err := strconv.Atoi(tok)
-		if err != nil || n < 0 || n > len(arns) {
-			return nil, errorf(CodeInvalidParameter, "Invalid nextToken.")
-		}
-		start = n
+	page, next, e := paginate(arns, in.NextToken, in.MaxResults)
+	if e != nil {
+		return nil, e
 	}
-	size := int(aws.ToInt32(in.MaxResults))
-	if size <= 0 || size > 100 {
-		size = 100
-	}
-	out := &ecs.ListTasksOutput{TaskArns: []string{}}
-	end := min(start+size, len(arns))
-	out.TaskArns = append(out.TaskArns, arns[start:end]...)
-	if end < len(arns) {
-		out.NextToken = aws.String(strconv.Itoa(end))
-	}
+	out := &ecs.ListTasksOutput{TaskArns: page, NextToken: next}
 	return out, nil
 }
 
@@ -476,4 +507,30 @@ func (s *Server) describeTasks(in *ecs.DescribeTasksInput) (any, *apiError) {
 		out.Tasks = append(out.Tasks, tt)
 	}
 	return out, nil
+}
+
+// paginate answers one page of a List call: nextToken is the index of the page's first item,
+// maxResults 1 to 100 (default 100).
+func paginate(items []string, nextToken *string, maxResults *int32) ([]string, *string, *apiError) {
+	start := 0
+	if tok := aws.ToString(nextToken); tok != "" {
+		n, err := strconv.Atoi(tok)
+		if err != nil || n < 0 || n > len(items) {
+			return nil, nil, errorf(CodeInvalidParameter, "Invalid nextToken.")
+		}
+		start = n
+	}
+	size := int(aws.ToInt32(maxResults))
+	if maxResults != nil && (size < 1 || size > 100) {
+		return nil, nil, errorf(CodeInvalidParameter, "maxResults must be between 1 and 100.")
+	}
+	if size == 0 {
+		size = 100
+	}
+	end := min(start+size, len(items))
+	var next *string
+	if end < len(items) {
+		next = aws.String(strconv.Itoa(end))
+	}
+	return append([]string{}, items[start:end]...), next, nil
 }
