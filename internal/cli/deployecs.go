@@ -73,7 +73,7 @@ func deployECSSpec() *action.Spec {
 		{Name: "image", Description: "Image for container, repository@sha256:..."},
 		{Name: "environment", Description: "Environment variables to set, CONTAINER:NAME=value one a line (NAME=value when images names one container).", Kind: action.List},
 		{Name: "sha", Description: "Commit being deployed, which url and test-url must report and which tags the revision (gantry.sha); default GITHUB_SHA (the pull request head on pull_request events)."},
-		{Name: "strategy", Description: "rolling, or ECS's native blue-green, canary or linear (these need a load balancer with advancedConfiguration on the service).", Default: "rolling"},
+		{Name: "strategy", Description: "rolling, or ECS's native blue-green, canary or linear (these need a load balancer with advancedConfiguration on the service); default: the service's own strategy and settings, unchanged."},
 		{Name: "minimum-healthy-percent", Description: "Rolling: lower limit of running tasks during the deployment, percent of the desired count; default: the service's setting."},
 		{Name: "maximum-percent", Description: "Rolling: upper limit of running tasks during the deployment, percent of the desired count; default: the service's setting."},
 		{Name: "canary-percent", Description: "Canary: percent of production traffic sent to the new revision first.", Default: "10"},
@@ -247,7 +247,7 @@ func runDeployECS(ctx context.Context, a *action.Action) error {
 		o.Render.Environment[c] = append(o.Render.Environment[c], ecsdeploy.Env{Name: strings.TrimSpace(k), Value: v})
 	}
 	o.Strategy = in.String("strategy")
-	if !contains(ecsdeploy.Strategies, o.Strategy) {
+	if o.Strategy != "" && !contains(ecsdeploy.Strategies, o.Strategy) {
 		in.Fail("strategy", "%q is not a strategy; use one of %s", o.Strategy, strings.Join(ecsdeploy.Strategies, ", "))
 	}
 	o.MinimumHealthyPercent = parseOptionalPercent(in, "minimum-healthy-percent", 100)

@@ -105,7 +105,8 @@ type Options struct {
 	// SHA is the commit deployed, which URL and TestURL must report.
 	SHA string
 
-	Strategy                              string // default Rolling
+	// Strategy is one of Strategies; "" keeps the service's own, with its settings.
+	Strategy                              string
 	MinimumHealthyPercent, MaximumPercent *int32
 	// CanaryPercent and LinearPercent are the traffic steps of Canary and
 	// Linear; StepBakeTime is the time at each step and BakeTime the time both
@@ -242,15 +243,17 @@ type deployer struct {
 	res   *Result
 	start time.Time
 
-	native     bool
-	failFast   bool
-	seenEvents map[string]bool
-	seenTasks  map[string]bool
-	noSD       bool // DescribeServiceDeployments unavailable (old region, IAM)
-	lastCounts string
-	stage      types.ServiceDeploymentLifecycleStage
-	marked     map[string]bool
-	gated      map[string]bool
+	native       bool
+	keepStrategy bool // Options.Strategy was empty: the service's own settings stay
+	failFast     bool
+	seenEvents   map[string]bool
+	seenTasks    map[string]bool
+	noSD         bool // DescribeServiceDeployments unavailable (old region, IAM)
+	lastCounts   string
+	stage        types.ServiceDeploymentLifecycleStage
+	stageN       int // lifecycle stage changes seen
+	marked       map[string]bool
+	gated        map[string]bool
 }
 
 // Deploy runs one deploy. The Result is filled in either way; on failure the
@@ -266,9 +269,6 @@ func Deploy(ctx context.Context, api API, o Options) (*Result, error) {
 	if o.Warnf == nil {
 		o.Warnf = o.Logf
 	}
-	if o.Strategy == "" {
-		o.Strategy = Rolling
-	}
 	if o.PollInterval <= 0 {
 		o.PollInterval = DefaultPollInterval
 	}
@@ -277,7 +277,7 @@ func Deploy(ctx context.Context, api API, o Options) (*Result, error) {
 	}
 	d := &deployer{
 		api: api, o: o, res: &Result{Outcome: history.ResultFailed}, start: o.Clock.Now(),
-		native: o.Strategy != Rolling, seenEvents: map[string]bool{}, seenTasks: map[string]bool{},
+		seenEvents: map[string]bool{}, seenTasks: map[string]bool{},
 		marked: map[string]bool{}, gated: map[string]bool{},
 	}
 	err := d.run(ctx)
@@ -312,6 +312,19 @@ func (d *deployer) run(ctx context.Context) error {
 	if err := checkService(svc, o); err != nil {
 		return err
 	}
+	d.keepStrategy = d.o.Strategy == ""
+	if d.keepStrategy {
+		d.o.Strategy = Rolling
+		if cfg := svc.DeploymentConfiguration; cfg != nil {
+			for name, st := range strategyTypes {
+				if st == cfg.Strategy {
+					d.o.Strategy = name
+				}
+			}
+		}
+	}
+	d.native = d.o.Strategy != Rolling
+	o = d.o
 	d.failFast = svc.DesiredCount <= FailFastMaxDesired
 	if o.FailFast != nil {
 		d.failFast = *o.FailFast
@@ -404,7 +417,8 @@ func (d *deployer) describe(ctx context.Context) (*types.Service, error) {
 	return &out.Services[0], nil
 }
 
-// inProgress returns a deployment that is still rolling out, if any.
+// inProgress returns a deployment that is still rolling out, if any. A
+// FAILED one is over: a deploy may replace it (that is how a fix ships).
 func inProgress(svc *types.Service) *types.Deployment {
 	for i := range svc.Deployments {
 		dep := &svc.Deployments[i]
@@ -412,8 +426,8 @@ func inProgress(svc *types.Service) *types.Deployment {
 			return dep
 		}
 	}
-	if len(svc.Deployments) > 1 {
-		return primaryOf(svc)
+	if p := primaryOf(svc); p != nil && p.RolloutState == "" && len(svc.Deployments) > 1 {
+		return p // a service without rollout states: several deployments means one is under way
 	}
 	return nil
 }
@@ -507,10 +521,19 @@ func (e *InputError) Unwrap() error { return e.Err }
 func (d *deployer) updateInput(arn string) *ecs.UpdateServiceInput {
 	o := d.o
 	cfg := &types.DeploymentConfiguration{
-		Strategy:              strategyTypes[o.Strategy],
 		MinimumHealthyPercent: o.MinimumHealthyPercent,
 		MaximumPercent:        o.MaximumPercent,
 	}
+	if d.keepStrategy {
+		if cfg.MinimumHealthyPercent == nil && cfg.MaximumPercent == nil {
+			cfg = nil
+		}
+		return &ecs.UpdateServiceInput{
+			Cluster: aws.String(o.Cluster), Service: aws.String(o.Service), TaskDefinition: aws.String(arn),
+			ForceNewDeployment: o.ForceNewDeployment, DeploymentConfiguration: cfg,
+		}
+	}
+	cfg.Strategy = strategyTypes[o.Strategy]
 	if d.native {
 		cfg.BakeTimeInMinutes = aws.Int32(minutes(o.BakeTime))
 	}
@@ -565,11 +588,15 @@ func short(arn string) string {
 // Short is short for callers: a task-definition ARN as family:revision.
 func Short(arn string) string { return short(arn) }
 
+// tagVerified marks the revision as deployed (and verified, when it was), so
+// that rollback --to previous finds the last good one.
 func (d *deployer) tagVerified(ctx context.Context, arn string) {
-	if d.o.Verify == nil || (d.o.URL == "" && d.o.TestURL == "") {
-		return
+	now := aws.String(d.o.Clock.Now().UTC().Format(time.RFC3339))
+	tags := []types.Tag{{Key: aws.String(TagDeployed), Value: now}}
+	if len(d.res.Verified) > 0 {
+		tags = append(tags, types.Tag{Key: aws.String(TagVerified), Value: now})
 	}
-	_, err := d.api.TagResource(ctx, &ecs.TagResourceInput{ResourceArn: aws.String(arn), Tags: []types.Tag{{Key: aws.String(TagVerified), Value: aws.String(d.o.Clock.Now().UTC().Format(time.RFC3339))}}})
+	_, err := d.api.TagResource(ctx, &ecs.TagResourceInput{ResourceArn: aws.String(arn), Tags: tags})
 	if err != nil {
 		d.warn("could not tag %s as verified (rollback --to previous uses the tag): %v", short(arn), explain("TagResource", d.o, err))
 	}

@@ -732,3 +732,49 @@ func TestDeployNativeStrategies(t *testing.T) {
 		})
 	}
 }
+
+// Without a strategy the service keeps its own: a blue-green service is deployed blue-green,
+// with its settings untouched.
+func TestDeployKeepsTheServiceStrategy(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{strategy: types.DeploymentStrategyBlueGreen})
+	o := e.opts(img2, sha2)
+	o.TestURL = e.testURL
+	res, err := Deploy(context.Background(), e.api, o)
+	if err != nil {
+		e.e("Deploy: %v", err)
+		return
+	}
+	if !strings.Contains(marks(res), "verified test listener") || strings.Count(marks(res), "verified test listener") != 2 {
+		e.e("not deployed blue-green: %s", marks(res))
+	}
+	for _, c := range e.s.Calls() {
+		if in, ok := c.Input.(*ecs.UpdateServiceInput); ok && in.DeploymentConfiguration != nil {
+			e.e("UpdateService changed the deployment configuration: %+v", in.DeploymentConfiguration)
+		}
+	}
+	if got := e.service().DeploymentConfiguration.Strategy; got != types.DeploymentStrategyBlueGreen {
+		e.e("strategy now %s", got)
+	}
+}
+
+// A FAILED deployment left by the circuit breaker (no rollback) is over: the fix deploys at once.
+func TestDeployOverAFailedDeployment(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{breaker: true})
+	e.s.SetBehavior(img2, ecsfake.Behavior{StartAfter: 20 * time.Second, CrashAfter: time.Second, ExitCode: 1})
+	bad := e.opts(img2, sha2)
+	bad.AutoRollback, bad.FailFast = false, aws.Bool(false)
+	if _, err := Deploy(context.Background(), e.api, bad); err == nil {
+		t.Fatal("the crashing revision deployed")
+	}
+	sha3 := "3333333ccccccccccccccccccccccccccccccccc"
+	fix := e.opts(strings.Replace(img2, "2222", "3333", 1), sha3)
+	fix.LockWait = 0
+	res, err := Deploy(context.Background(), e.api, fix)
+	if err != nil {
+		e.e("deploying the fix over the failed deployment: %v", err)
+		return
+	}
+	e.steadyOn(res.TaskDefinition)
+}

@@ -19,13 +19,14 @@ const maxRevisionsSearched = 50
 type Revision struct {
 	ARN      string
 	SHA      string // its gantry.sha tag, or the commit of a sha-XXXXXXX image tag
+	Deployed string // its gantry.deployed tag: when a deploy of it became steady
 	Verified string // its gantry.verified tag: when a deploy verified it
 }
 
 // FindRevision finds the revision of the service's task-definition family to
-// roll back to: for to = "previous", the newest verified revision of another
-// commit than the one running; else the newest revision of commit to (7+ hex),
-// preferring a verified one. Commits come from the gantry.sha tag gantry puts
+// roll back to: for to = "previous", the newest revision of another commit
+// than the one running that a deploy made steady; else the newest revision of
+// commit to (7+ hex), preferring a verified one. Commits come from the gantry.sha tag gantry puts
 // on the revisions it registers, or from an image tagged sha-XXXXXXX.
 func FindRevision(ctx context.Context, api API, o Options, to string) (Revision, string, error) {
 	out, err := api.DescribeServices(ctx, &ecs.DescribeServicesInput{Cluster: aws.String(o.Cluster), Services: []string{o.Service}})
@@ -61,7 +62,7 @@ func FindRevision(ctx context.Context, api API, o Options, to string) (Revision,
 				return Revision{}, "", err
 			}
 			if to == "previous" {
-				if r.Verified != "" && r.SHA != "" && !commit.Matches(r.SHA, cur.SHA) {
+				if (r.Deployed != "" || r.Verified != "") && r.SHA != "" && !commit.Matches(r.SHA, cur.SHA) {
 					return r, current, nil
 				}
 				continue
@@ -84,7 +85,7 @@ func FindRevision(ctx context.Context, api API, o Options, to string) (Revision,
 		return *fallback, current, nil
 	}
 	if to == "previous" {
-		return Revision{}, "", fmt.Errorf("no earlier verified revision of family %s runs another commit than the current one (%s) among its last %d revisions; give a commit SHA in to", family, orNone(cur.SHA), maxRevisionsSearched)
+		return Revision{}, "", fmt.Errorf("no earlier successfully deployed revision of family %s runs another commit than the current one (%s) among its last %d revisions; give a commit SHA in to", family, orNone(cur.SHA), maxRevisionsSearched)
 	}
 	return Revision{}, "", fmt.Errorf("no revision of family %s among its last %d was registered for commit %s (gantry.sha tag or sha-XXXXXXX image tag)", family, maxRevisionsSearched, to)
 }
@@ -94,7 +95,8 @@ func describeRevision(ctx context.Context, api API, o Options, arn string) (Revi
 	if err != nil {
 		return Revision{}, explain("DescribeTaskDefinition", o, err)
 	}
-	r := Revision{ARN: aws.ToString(out.TaskDefinition.TaskDefinitionArn), SHA: tagValue(out.Tags, TagSHA), Verified: tagValue(out.Tags, TagVerified)}
+	r := Revision{ARN: aws.ToString(out.TaskDefinition.TaskDefinitionArn), SHA: tagValue(out.Tags, TagSHA),
+		Deployed: tagValue(out.Tags, TagDeployed), Verified: tagValue(out.Tags, TagVerified)}
 	if r.SHA == "" {
 		for _, c := range out.TaskDefinition.ContainerDefinitions {
 			if sha := imageSHA(aws.ToString(c.Image)); sha != "" {

@@ -19,7 +19,8 @@ import (
 // finds a commit's revision by them.
 const (
 	TagSHA      = "gantry.sha"
-	TagVerified = "gantry.verified"
+	TagDeployed = "gantry.deployed" // when a deploy of the revision became steady
+	TagVerified = "gantry.verified" // when a deploy verified it serves its commit
 )
 
 // readOnlyFields are the members `aws ecs describe-task-definition` prints that
@@ -117,7 +118,7 @@ func RenderTaskDefinition(raw []byte, r Render) (*ecs.RegisterTaskDefinitionInpu
 		tags, _ := doc["tags"].([]any)
 		kept := tags[:0]
 		for _, t := range tags {
-			if m, ok := t.(map[string]any); ok && (m["key"] == TagSHA || m["key"] == TagVerified) {
+			if m, ok := t.(map[string]any); ok && (m["key"] == TagSHA || m["key"] == TagDeployed || m["key"] == TagVerified) {
 				continue
 			}
 			kept = append(kept, t)

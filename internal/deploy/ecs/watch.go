@@ -236,6 +236,7 @@ func (d *deployer) trackStage(sd *types.ServiceDeployment) {
 		return
 	}
 	d.stage = sd.LifecycleStage
+	d.stageN++
 	d.mark("stage " + string(sd.LifecycleStage))
 	d.o.Logf("deployment %s: lifecycle stage %s", d.res.DeploymentID, sd.LifecycleStage)
 }
@@ -249,7 +250,7 @@ func (d *deployer) gate(ctx context.Context, sd *types.ServiceDeployment) error 
 		return nil
 	}
 	i := stageIndex(sd.LifecycleStage)
-	key := fmt.Sprintf("%s#%d", sd.LifecycleStage, len(d.res.Timeline))
+	key := fmt.Sprintf("%s#%d", sd.LifecycleStage, d.stageN) // once per traffic step
 	switch {
 	case i >= stageIndex(types.ServiceDeploymentLifecycleStageBakeTime):
 		if d.o.URL != "" && !d.gated["bake"] {
