@@ -167,6 +167,10 @@ type reality struct {
 	// own; FirstStopped is the StoppedAt of the first.
 	Crashed      int
 	FirstStopped time.Time
+	// OldStopping is when the scheduler first told a task of an older
+	// revision to stop after the update, OldStopped how many it told.
+	OldStopping time.Time
+	OldStopped  int
 	// Completed is when ECS wrote "(deployment <ours>) deployment
 	// completed."; Steady the first "has reached a steady state." after the
 	// update.
@@ -255,7 +259,16 @@ func (f *fake) observe(ctx context.Context, depID, newTD, sdArn string, update t
 				return r
 			}
 			for _, t := range out.Tasks {
-				if aws.ToString(t.TaskDefinitionArn) != newTD || t.StopCode != types.TaskStopCodeEssentialContainerExited || t.StoppedAt == nil {
+				if aws.ToString(t.TaskDefinitionArn) != newTD {
+					if t.StopCode == types.TaskStopCodeServiceSchedulerInitiated && t.StoppingAt != nil && !f.wall(t.StoppingAt).Before(update.Add(-time.Second)) {
+						r.OldStopped++
+						if at := f.wall(t.StoppingAt); r.OldStopping.IsZero() || at.Before(r.OldStopping) {
+							r.OldStopping = at
+						}
+					}
+					continue
+				}
+				if t.StopCode != types.TaskStopCodeEssentialContainerExited || t.StoppedAt == nil {
 					continue
 				}
 				r.Crashed++

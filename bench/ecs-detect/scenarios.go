@@ -141,9 +141,13 @@ func runGantry(ctx context.Context, c config, f *fake, r *runResult) {
 		return
 	}
 	r.Outcome, r.DeploymentID, r.SDArn, r.NewTD, r.Marks = res.Outcome, res.DeploymentID, res.ServiceDeploymentArn, res.TaskDefinition, res.Timeline
+	// After a rollback Deploy's error no longer wraps the *Failure: the
+	// timeline's "failed: <kind>" mark names the kind either way.
 	var fl *ecsdeploy.Failure
 	if errors.As(err, &fl) {
 		r.Kind = fl.Kind
+	} else if m, ok := markName(res.Timeline, "failed: "); ok {
+		r.Kind = strings.TrimPrefix(m, "failed: ")
 	}
 	if m, ok := markAt(res.Timeline, "service updated"); ok {
 		r.Update = r.DeployStart.Add(m)
@@ -160,6 +164,15 @@ func runGantry(ctx context.Context, c config, f *fake, r *runResult) {
 	if r.Reported.IsZero() {
 		r.Reported = r.End
 	}
+}
+
+func markName(ms []ecsdeploy.Mark, prefix string) (string, bool) {
+	for _, m := range ms {
+		if strings.HasPrefix(m.Name, prefix) {
+			return m.Name, true
+		}
+	}
+	return "", false
 }
 
 func markAt(ms []ecsdeploy.Mark, prefix string) (time.Duration, bool) {

@@ -2,7 +2,10 @@ package acceptance
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -42,6 +45,22 @@ jobs:
           sha: abcdef0123456789abcdef0123456789abcdef01
           poll-interval: 500ms
       - run: echo "got result=${{ steps.deploy.outputs.result }} td=${{ steps.deploy.outputs.task-definition }} dep=${{ steps.deploy.outputs.deployment-id }}"
+      - id: canary
+        uses: ./actions/deploy-ecs
+        with:
+          region: us-east-1
+          aws-role-arn: arn:aws:iam::123456789012:role/gantry-deploy
+          service: web
+          images: api=IMAGE
+          sha: abcdef0123456789abcdef0123456789abcdef01
+          strategy: canary
+          canary-percent: 20
+          step-bake-time: 1m
+          bake-time: 0m
+          test-url: TESTURL
+          url: PRODURL
+          poll-interval: 500ms
+      - run: echo "canary result=${{ steps.canary.outputs.result }} url=${{ steps.canary.outputs.url }}"
 `
 
 // TestDeployECSActionUnderAct runs actions/deploy-ecs from a workflow: GitHub
@@ -72,6 +91,17 @@ func TestDeployECSActionUnderAct(t *testing.T) {
 	if _, err := api.CreateService(ctx, &ecs.CreateServiceInput{ServiceName: aws.String("api"), TaskDefinition: reg.TaskDefinition.TaskDefinitionArn, DesiredCount: aws.Int32(2)}); err != nil {
 		t.Fatal(err)
 	}
+	// "web" sits behind a load balancer with a test listener, for ECS's native canary.
+	if _, err := api.CreateService(ctx, &ecs.CreateServiceInput{ServiceName: aws.String("web"), TaskDefinition: reg.TaskDefinition.TaskDefinitionArn, DesiredCount: aws.Int32(2),
+		LoadBalancers: []types.LoadBalancer{{TargetGroupArn: aws.String("arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/blue/1"),
+			ContainerName: aws.String("api"), ContainerPort: aws.Int32(8080), AdvancedConfiguration: &types.AdvancedConfiguration{
+				AlternateTargetGroupArn: aws.String("arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/green/2"),
+				ProductionListenerRule:  aws.String("arn:aws:elasticloadbalancing:us-east-1:123456789012:listener-rule/app/lb/1/2/3"),
+				TestListenerRule:        aws.String("arn:aws:elasticloadbalancing:us-east-1:123456789012:listener-rule/app/lb/1/4/5"),
+				RoleArn:                 aws.String("arn:aws:iam::123456789012:role/ecs-lb")}}}}); err != nil {
+		t.Fatal(err)
+	}
+	prodURL, testURL := listener(t, api, fake, false), listener(t, api, fake, true)
 	vars := map[string]string{"AWS_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
 	for _, m := range []map[string]string{gh.Env(), sts.Env(), fake.Env()} {
 		for k, v := range m {
@@ -86,7 +116,7 @@ func TestDeployECSActionUnderAct(t *testing.T) {
 		env = append(env, fmt.Sprintf("  %s: %q", k, v))
 	}
 	image := "123456789012.dkr.ecr.us-east-1.amazonaws.com/api@sha256:" + strings.Repeat("2", 64)
-	wf := strings.NewReplacer("ENV", strings.Join(env, "\n"), "IMAGE", image).Replace(ecsWorkflow)
+	wf := strings.NewReplacer("ENV", strings.Join(env, "\n"), "IMAGE", image, "TESTURL", testURL, "PRODURL", prodURL).Replace(ecsWorkflow)
 	out, ok := runAct(t, repoCopy(t, wf))
 	if !ok {
 		t.Fatalf("workflow failed:\n%s", out)
@@ -97,6 +127,9 @@ func TestDeployECSActionUnderAct(t *testing.T) {
 	if !strings.Contains(out, "### ✅ deploy-ecs: success") {
 		t.Errorf("no job summary in act's output:\n%s", out)
 	}
+	if !strings.Contains(out, "canary result=success url="+prodURL) || !strings.Contains(out, "verified test listener") || !strings.Contains(out, "production traffic shifted: 20%") {
+		t.Errorf("the canary deploy did not shift traffic in steps behind verify:\n%s", out)
+	}
 	if sts.CallCount("AssumeRoleWithWebIdentity") == 0 || len(gh.Issued()) == 0 {
 		t.Errorf("no OIDC exchange: %d AssumeRoleWithWebIdentity, %d tokens", sts.CallCount("AssumeRoleWithWebIdentity"), len(gh.Issued()))
 	}
@@ -104,4 +137,32 @@ func TestDeployECSActionUnderAct(t *testing.T) {
 	if err != nil || aws.ToString(svc.Services[0].TaskDefinition) != "arn:aws:ecs:us-east-1:123456789012:task-definition/api:2" {
 		t.Errorf("service runs %v (%v)", aws.ToString(svc.Services[0].TaskDefinition), err)
 	}
+}
+
+// listener serves /health for service web with the gantry.sha tag of the revision its production
+// (or test) listener routes to, as a load balancer in front of the tasks would.
+func listener(t *testing.T, api *ecs.Client, fake *ecsfake.Server, test bool) string {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		prod, testTD := fake.Traffic("default", "web")
+		td, best := testTD, -1.0
+		for arn, pct := range prod {
+			if !test && pct > best {
+				td, best = arn, pct
+			}
+		}
+		out, err := api.DescribeTaskDefinition(r.Context(), &ecs.DescribeTaskDefinitionInput{TaskDefinition: aws.String(td), Include: []types.TaskDefinitionField{types.TaskDefinitionFieldTags}})
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		sha := ""
+		for _, tg := range out.Tags {
+			if aws.ToString(tg.Key) == "gantry.sha" {
+				sha = aws.ToString(tg.Value)
+			}
+		}
+		_ = json.NewEncoder(w).Encode(map[string]string{"git_sha": sha})
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL + "/health"
 }

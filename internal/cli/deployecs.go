@@ -352,7 +352,7 @@ func runECS(ctx context.Context, a *action.Action, t *ecsTarget, verb, reason st
 	writeECSSummary(a, verb, t, res, reason, err, time.Since(start))
 	var ie *ecsdeploy.InputError
 	if errors.As(err, &ie) {
-		a.Errorf(ie.Input, "%v", ie.Err)
+		return &action.InputError{Input: ie.Input, Msg: ie.Err.Error()}
 	}
 	return err
 }
@@ -389,7 +389,7 @@ func writeECSSummary(a *action.Action, verb string, t *ecsTarget, res *ecsdeploy
 	}
 	rows := [][]string{
 		{"Service", action.Code(o.Service) + " in cluster " + action.Code(o.Cluster) + " (" + action.Escape(t.region) + ")"},
-		{"Strategy", action.Escape(o.Strategy)},
+		{"Strategy", action.Escape(strategyText(res.Strategy, o.Strategy))},
 		{"Task definition", td + " (previous " + prev + ")"},
 	}
 	if o.SHA != "" || res.SHA != "" {
@@ -436,7 +436,7 @@ func writeECSSummary(a *action.Action, verb string, t *ecsTarget, res *ecsdeploy
 				if ce.ExitCode != nil {
 					x += fmt.Sprintf(" exit %d", *ce.ExitCode)
 				}
-				if ce.Reason != "" {
+				if ce.Reason != "" && ce.Reason != st.Reason {
 					x += ": " + ce.Reason
 				}
 				cs = append(cs, x)
@@ -457,4 +457,15 @@ func writeECSSummary(a *action.Action, verb string, t *ecsTarget, res *ecsdeploy
 	for _, w := range res.Warnings {
 		fmt.Fprintf(s, "\n⚠️ %s\n", action.Escape(w))
 	}
+}
+
+// strategyText is the strategy a deploy used, or the one it was asked for.
+func strategyText(used, asked string) string {
+	switch {
+	case used != "":
+		return used
+	case asked != "":
+		return asked
+	}
+	return "the service's own"
 }

@@ -182,7 +182,7 @@ func TestDeployECSCrashIsReportedAndRolledBack(t *testing.T) {
 		t.Fatalf("exit %d, result %q\n%s\n%s", r.code, r.outputs["result"], r.log, r.summary)
 	}
 	for _, want := range []string{"### ↩️ deploy-ecs: rolled-back", "**Why:** a task of the new revision api:2 failed", "OutOfMemoryError", "exited 137",
-		"rolled back to api:1", "**Stopped tasks of the new revision**", "| Rolled back to | `api:1` |", "ECS service events"} {
+		"rolled back to api:1", "**Stopped tasks of the new revision**", "| Rolled back to | `api:1` |", "ECS service events", "| Strategy | rolling (the service's own) |", "| api exit 137 |"} {
 		if !strings.Contains(r.summary, want) {
 			t.Errorf("summary lacks %q:\n%s", want, r.summary)
 		}
@@ -234,7 +234,7 @@ func TestDeployECSBadInputsTouchNothing(t *testing.T) {
 			t.Errorf("%v: exit %d, want 1\n%s", tc.args, r.code, r.log)
 			continue
 		}
-		if !strings.Contains(r.log, "::error title="+tc.input+"::") {
+		if !strings.Contains(r.log, "::error title="+tc.input+"::") || strings.Count(r.log, "::error") != 1 {
 			t.Errorf("%v: no error titled %s:\n%s", tc.args, tc.input, r.log)
 		}
 	}

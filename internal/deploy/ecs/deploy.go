@@ -197,7 +197,9 @@ type Event struct {
 // Result is what a deploy did, filled in even when it failed.
 type Result struct {
 	// Outcome is one of history's results, or ResultStarted.
-	Outcome                                string
+	Outcome string
+	// Strategy is the strategy used, e.g. "rolling (the service's own)".
+	Strategy                               string
 	PreviousTaskDefinition, TaskDefinition string
 	DeploymentID, ServiceDeploymentArn     string
 	// Rendered is the registered task definition's JSON.
@@ -325,6 +327,10 @@ func (d *deployer) run(ctx context.Context) error {
 	}
 	d.native = d.o.Strategy != Rolling
 	o = d.o
+	d.res.Strategy = o.Strategy
+	if d.keepStrategy {
+		d.res.Strategy += " (the service's own)"
+	}
 	d.failFast = svc.DesiredCount <= FailFastMaxDesired
 	if o.FailFast != nil {
 		d.failFast = *o.FailFast

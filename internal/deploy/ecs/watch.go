@@ -52,12 +52,11 @@ func (d *deployer) watch(ctx context.Context) error {
 		if sd != nil {
 			d.trackStage(sd)
 		}
-		if d.failFast || len(d.res.Stopped) == 0 {
-			if f, err := d.checkTasks(ctx, id); err != nil {
-				return err
-			} else if f != nil && d.failFast {
-				return f
-			}
+		// Stopped tasks are read even without fail-fast: their reasons explain a circuit breaker.
+		if f, err := d.checkTasks(ctx, id); err != nil {
+			return err
+		} else if f != nil && d.failFast {
+			return f
 		}
 		if f := d.judge(svc, dep, primary, sd); f != nil {
 			return f
