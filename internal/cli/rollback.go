@@ -13,6 +13,7 @@ import (
 
 	"github.com/gantry-dev/gantry/internal/action"
 	"github.com/gantry-dev/gantry/internal/composefile"
+	"github.com/gantry-dev/gantry/internal/deploy/cloudrun"
 	"github.com/gantry-dev/gantry/internal/deploy/compose"
 	ecsdeploy "github.com/gantry-dev/gantry/internal/deploy/ecs"
 	"github.com/gantry-dev/gantry/internal/history"
@@ -29,6 +30,7 @@ func rollbackSpec() *action.Spec {
 			{Name: "url", Description: "The verified public URL, when url was given."},
 			{Name: "result", Description: "success, failed, rolled-back or abandoned, as for deploy-compose."},
 			{Name: "task-definition", Description: "ECS: ARN of the task-definition revision rolled back to."},
+			{Name: "revision", Description: "Cloud Run: the revision that serves all traffic again."},
 		},
 	}
 	compose := composeTargetInputs()
@@ -43,10 +45,26 @@ func rollbackSpec() *action.Spec {
 		ecsIn[i].Required = false
 		ecsIn[i].Description = "ECS: " + ecsIn[i].Description
 	}
-	ecsIn[1].Description = "ECS: service to roll back; giving it makes this an ECS rollback."
+	for i := range ecsIn {
+		switch ecsIn[i].Name {
+		case "service":
+			ecsIn[i].Description = "ECS or Cloud Run: service to roll back; giving it makes this an ECS rollback, or a Cloud Run one with gcp-project."
+		case "region":
+			ecsIn[i].Description = "ECS or Cloud Run: region of the service (ECS: default AWS_REGION)."
+		case "timeout", "poll-interval":
+			ecsIn[i].Description = "ECS or Cloud Run:" + strings.TrimPrefix(ecsIn[i].Description, "ECS:")
+		}
+	}
+	var runIn []action.Input
+	for _, in := range cloudRunTargetInputs() {
+		if in.Name != "health-path" { // the Compose input of that name serves Cloud Run too
+			in.Description = "Cloud Run: " + in.Description
+			runIn = append(runIn, in)
+		}
+	}
 	s.Inputs = append([]action.Input{
-		{Name: "to", Description: "`previous` (the last successful, verified deploy of another commit) or a commit SHA (7+ hex) deployed before.", Default: "previous"},
-	}, append(compose, ecsIn...)...)
+		{Name: "to", Description: "`previous` (the last successful deploy of another commit) or a commit SHA (7+ hex) deployed before.", Default: "previous"},
+	}, append(append(compose, ecsIn...), runIn...)...)
 	return s
 }
 
@@ -57,6 +75,9 @@ func runRollback(ctx context.Context, a *action.Action) error {
 	to := in.String("to")
 	if to != "previous" && (len(to) < 7 || strings.Trim(strings.ToLower(to), "0123456789abcdef") != "") {
 		in.Fail("to", "%q is neither previous nor a commit SHA of 7 or more hex characters", to)
+	}
+	if in.String("service") != "" && in.String("gcp-project") != "" {
+		return runRollbackCloudRun(ctx, a, in, to)
 	}
 	if in.String("service") != "" {
 		return runRollbackECS(ctx, a, in, to)
@@ -163,4 +184,28 @@ func runRollbackECS(ctx context.Context, a *action.Action, in *action.Inputs, to
 	a.Infof("rolling back service %s from %s to %s (commit %s)", t.opts.Service, ecsdeploy.Short(current), ecsdeploy.Short(rev.ARN), short(rev.SHA))
 	t.opts.Revision, t.opts.SHA = rev.ARN, rev.SHA
 	return runECS(ctx, a, t, "rollback", strings.TrimSpace("rollback to "+short(rev.SHA)+". "+in.String("reason")))
+}
+
+// runRollbackCloudRun sends all traffic of a Cloud Run service to the revision
+// of an earlier commit, creating no revision.
+func runRollbackCloudRun(ctx context.Context, a *action.Action, in *action.Inputs, to string) error {
+	t := readRunTarget(a, in)
+	if in.String("host") != "" {
+		in.Fail("host", "give host (Compose) or service (Cloud Run), not both")
+	}
+	if err := in.Err(); err != nil {
+		return err
+	}
+	api, closeAPI, _, err := cloudRunAPI(ctx, a, t)
+	if err != nil {
+		return err
+	}
+	rev, sha, err := cloudrun.FindRevision(ctx, api, t.opts, to)
+	closeAPI()
+	if err != nil {
+		return fmt.Errorf("rollback of service %s: %w", t.opts.Service, err)
+	}
+	a.Infof("rolling back service %s to revision %s (commit %s)", t.opts.Service, rev, short(sha))
+	t.opts.Revision, t.opts.SHA, t.opts.Strategy = rev, sha, cloudrun.All
+	return runCloudRun(ctx, a, t, "rollback", strings.TrimSpace("rollback to "+short(sha)+". "+in.String("reason")))
 }

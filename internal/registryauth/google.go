@@ -34,24 +34,11 @@ var wifProvider = regexp.MustCompile(`^projects/[^/]+/locations/global/workloadI
 // googleAuth gets a Google access token for Artifact Registry or GCR: through workload identity
 // federation with the job's OIDC token, else from GOOGLE_APPLICATION_CREDENTIALS, else from the Docker config.
 func (r *Resolver) googleAuth(ctx context.Context, host string) (authEntry, error) {
-	rec := &googleErrors{}
-	// Token sources keep the context for refreshes, so it must outlive this call; the HTTP
-	// client's timeout bounds each request instead.
-	tsCtx := context.WithValue(context.WithoutCancel(ctx), oauth2.HTTPClient, rec.client(r.httpClient()))
-
-	var (
-		ts     oauth2.TokenSource
-		source string
-		err    error
-	)
-	switch file := r.opts.Getenv("GOOGLE_APPLICATION_CREDENTIALS"); {
-	case r.opts.GCPWorkloadIdentityProvider != "":
-		source = "gcp-workload-identity-provider"
-		ts, err = r.workloadIdentityTokenSource(tsCtx, host, rec)
-	case file != "":
-		source = "GOOGLE_APPLICATION_CREDENTIALS " + file
-		ts, err = r.credentialsFileTokenSource(tsCtx, host, file)
-	default:
+	a, err := r.googleAuthenticator(ctx, host)
+	if err != nil {
+		return authEntry{}, err
+	}
+	if a == nil {
 		auth, path, derr := r.dockerConfig(ctx, host)
 		if derr != nil {
 			return authEntry{}, derr
@@ -62,16 +49,68 @@ func (r *Resolver) googleAuth(ctx context.Context, host string) (authEntry, erro
 		}
 		return authEntry{}, fmt.Errorf("%s needs Google credentials: set gcp-workload-identity-provider (and gcp-service-account) and grant `permissions: id-token: write`, or set GOOGLE_APPLICATION_CREDENTIALS", host)
 	}
-	if err != nil {
-		return authEntry{}, err
-	}
-	a := &googleAuthenticator{r: r, host: host, source: source, ts: ts, rec: rec}
-	// Fetch the first token now, so a misconfiguration fails here rather than mid-push.
-	if _, err := a.AuthorizationContext(ctx); err != nil {
-		return authEntry{}, err
-	}
 	r.logf("registry auth: %s: Google access token from %s", host, a.describe())
 	return authEntry{auth: a, provider: ArtifactRegistry}, nil
+}
+
+// googleAuthenticator gets Google access tokens through workload identity federation with the
+// job's OIDC token, else from GOOGLE_APPLICATION_CREDENTIALS, and fetches the first one now, so a
+// misconfiguration fails here rather than mid-way. It returns nil when neither is configured.
+// who starts error messages.
+func (r *Resolver) googleAuthenticator(ctx context.Context, who string) (*googleAuthenticator, error) {
+	rec := &googleErrors{}
+	// Token sources keep the context for refreshes, so it must outlive this call; the HTTP
+	// client's timeout bounds each request instead.
+	tsCtx := context.WithValue(context.WithoutCancel(ctx), oauth2.HTTPClient, rec.client(r.httpClient()))
+	var (
+		ts     oauth2.TokenSource
+		source string
+		err    error
+	)
+	switch file := r.opts.Getenv("GOOGLE_APPLICATION_CREDENTIALS"); {
+	case r.opts.GCPWorkloadIdentityProvider != "":
+		source = "gcp-workload-identity-provider"
+		ts, err = r.workloadIdentityTokenSource(tsCtx, who, rec)
+	case file != "":
+		source = "GOOGLE_APPLICATION_CREDENTIALS " + file
+		ts, err = r.credentialsFileTokenSource(tsCtx, who, file)
+	default:
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	a := &googleAuthenticator{r: r, host: who, source: source, ts: ts, rec: rec}
+	if _, err := a.AuthorizationContext(ctx); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// GoogleTokenSource returns Google access tokens (cloud-platform scope) from
+// gcp-workload-identity-provider through GitHub OIDC, else GOOGLE_APPLICATION_CREDENTIALS, each
+// masked; the first is fetched now, so a misconfiguration fails with a one-line reason. who
+// starts error messages; source says where the tokens come from.
+func (r *Resolver) GoogleTokenSource(ctx context.Context, who string) (ts oauth2.TokenSource, source string, err error) {
+	a, err := r.googleAuthenticator(ctx, who)
+	if err != nil {
+		return nil, "", err
+	}
+	if a == nil {
+		return nil, "", fmt.Errorf("%s: no Google credentials: set gcp-workload-identity-provider (and gcp-service-account) and grant `permissions: id-token: write`, or set GOOGLE_APPLICATION_CREDENTIALS", who)
+	}
+	return googleTokens{a}, a.describe(), nil
+}
+
+// googleTokens is an oauth2.TokenSource over a googleAuthenticator, keeping its explained errors.
+type googleTokens struct{ a *googleAuthenticator }
+
+func (g googleTokens) Token() (*oauth2.Token, error) {
+	cfg, err := g.a.AuthorizationContext(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	return &oauth2.Token{AccessToken: cfg.Password, TokenType: "Bearer"}, nil
 }
 
 // workloadIdentityTokenSource builds the external_account credential that
