@@ -73,6 +73,7 @@ func deployCloudRunSpec() *action.Spec {
 		{Name: "tag", Description: "Traffic tag of the new revision; default sha-<7 hex>."},
 		{Name: "url", Description: "Another URL to verify once the new revision serves all traffic (e.g. a custom domain's health endpoint)."},
 		{Name: "verify-timeout", Description: "How long the new revision may take to report the expected commit.", Kind: action.Duration, Default: "2m"},
+		{Name: "verify", Description: "Check that the tag and service URLs serve the commit; false only for a service the runner cannot reach (ingress internal), with a warning.", Kind: action.Bool, Default: "true"},
 		{Name: "auto-rollback", Description: "On failure after traffic moved, send it back to the previous revisions.", Kind: action.Bool, Default: "true"},
 		{Name: "timeout", Description: "How long Cloud Run may take to reconcile each change.", Kind: action.Duration, Default: "10m"},
 		{Name: "poll-interval", Description: "Time between polls of the operation (the client's own backs off to 60 s).", Kind: action.Duration, Default: "2s"},
@@ -112,6 +113,7 @@ type runTarget struct {
 	opts          cloudrun.Options
 	verifyTimeout time.Duration
 	wif, sa       string
+	noVerify      bool
 }
 
 func readRunTarget(a *action.Action, in *action.Inputs) *runTarget {
@@ -258,6 +260,7 @@ func runDeployCloudRun(ctx context.Context, a *action.Action) error {
 		}
 	}
 	o.CanaryInterval = in.Duration("canary-interval")
+	noVerify := !in.Bool("verify")
 	if o.Tag = in.String("tag"); o.Tag != "" && !regexp.MustCompile(`^[a-z]([a-z0-9-]{0,44}[a-z0-9])?$`).MatchString(o.Tag) {
 		in.Fail("tag", "%q is not a traffic tag (lower-case letters, digits and hyphens, starting with a letter)", o.Tag)
 	}
@@ -266,6 +269,10 @@ func runDeployCloudRun(ctx context.Context, a *action.Action) error {
 			a.Errorf(a.Spec().Name, "%v", e)
 		}
 		return err
+	}
+	if noVerify {
+		t.noVerify = true
+		a.Warnf("verify is off: nothing checks that the new revision serves commit %s; Cloud Run's own readiness is all that gates traffic", short(o.SHA))
 	}
 	return runCloudRun(ctx, a, t, "deploy-cloudrun", in.String("reason"))
 }
@@ -324,8 +331,10 @@ func (loopbackToken) RequireTransportSecurity() bool { return false }
 func runCloudRun(ctx context.Context, a *action.Action, t *runTarget, verb, reason string) error {
 	o := t.opts
 	o.Logf, o.Warnf = a.Infof, a.Warnf
-	o.Verify = func(ctx context.Context, url string) (verify.Result, error) {
-		return verify.Wait(ctx, verify.Options{URL: url, SHA: o.SHA, Timeout: t.verifyTimeout, Logf: a.Infof, Client: &http.Client{Transport: a.Transport()}})
+	if !t.noVerify {
+		o.Verify = func(ctx context.Context, url string) (verify.Result, error) {
+			return verify.Wait(ctx, verify.Options{URL: url, SHA: o.SHA, Timeout: t.verifyTimeout, Logf: a.Infof, Client: &http.Client{Transport: a.Transport()}})
+		}
 	}
 	if reason != "" {
 		a.Infof("reason: %s", reason)

@@ -178,4 +178,30 @@ jobs:
 #       test-url: https://api.example.com:8443/health   # the test listener: verified before production traffic moves
 #       bake-time: 5m             # url is verified here while the old revision still runs
 `,
+	"deploy-cloudrun": `permissions:
+  contents: read
+  id-token: write   # GitHub OIDC -> Workload Identity Federation
+jobs:
+  deploy:
+    runs-on: ubuntu-latest
+    needs: build      # build-push to Artifact Registry, outputs digest
+    environment: production
+    concurrency: run-production
+    steps:
+      - id: run
+        uses: gantry-dev/gantry/actions/deploy-cloudrun@v1
+        with:
+          gcp-project: my-project
+          region: europe-west1
+          service: api
+          image: europe-docker.pkg.dev/my-project/images/api@${{ needs.build.outputs.digest }}
+          gcp-workload-identity-provider: projects/123456789/locations/global/workloadIdentityPools/github/providers/gantry
+          gcp-service-account: deployer@my-project.iam.gserviceaccount.com
+          strategy: canary
+          canary-steps: 10,50,100
+          canary-interval: 2m
+      - run: echo "${{ steps.run.outputs.revision }} serves ${{ steps.run.outputs.url }}; traffic ${{ steps.run.outputs.traffic }}"
+# A preview: the new revision gets no traffic, only a tag URL, checked before anyone sees it.
+#       strategy: preview   -> outputs.tag-url
+`,
 }
