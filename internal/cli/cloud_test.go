@@ -1,9 +1,7 @@
 package cli
 
 import (
-	"crypto/tls"
 	"net/http"
-	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"strings"
@@ -52,28 +50,12 @@ func startCloud(t *testing.T) *cloud {
 	target, _ := url.Parse("https://" + gar.Host)
 	rp := httputil.NewSingleHostReverseProxy(target)
 	rp.Transport = testenv.Resolver(nil, cert)
-	garProxy := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		user, pass, ok := r.BasicAuth()
-		if _, issued := c.google.AccessTokens()[pass]; !ok || user != "oauth2accesstoken" || !issued {
-			w.Header().Set("WWW-Authenticate", `Basic realm="artifact-registry"`)
-			http.Error(w, `{"errors":[{"code":"UNAUTHORIZED","message":"not an issued access token"}]}`, http.StatusUnauthorized)
-			return
-		}
-		r.Header.Del("Authorization")
-		rp.ServeHTTP(w, r)
-	}))
-	kp, err := tls.LoadX509KeyPair(cert.CertFile, cert.KeyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	garProxy.TLS = &tls.Config{Certificates: []tls.Certificate{kp}}
-	garProxy.StartTLS()
-	t.Cleanup(garProxy.Close)
+	garProxy := testenv.StartTLS(t, cert, c.google.RegistryAuth(rp))
 
 	c.transport = testenv.Resolver(map[string]string{
 		c.ecrHost + ":443":          ecr.Host,
 		"ghcr.io:443":               ghcr.Host,
-		"europe-docker.pkg.dev:443": strings.TrimPrefix(garProxy.URL, "https://"),
+		"europe-docker.pkg.dev:443": garProxy,
 	}, cert)
 	c.vars = map[string]string{"GITHUB_ACTIONS": "true", "GITHUB_ACTOR": "octocat", "GITHUB_RUN_ID": "42"}
 	for _, m := range []map[string]string{c.gh.Env(), c.aws.Env(), c.google.Env()} {

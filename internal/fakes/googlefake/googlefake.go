@@ -406,3 +406,19 @@ func randomHex(n int) string {
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// RegistryAuth wraps an OCI registry as Artifact Registry guards it: basic auth with user
+// oauth2accesstoken and an access token this fake issued, else 401 with a Basic challenge. The
+// Authorization header is removed before next sees the request.
+func (s *Server) RegistryAuth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, pass, ok := r.BasicAuth()
+		if _, issued := s.AccessTokens()[pass]; !ok || user != "oauth2accesstoken" || !issued {
+			w.Header().Set("WWW-Authenticate", `Basic realm="artifact-registry"`)
+			http.Error(w, `{"errors":[{"code":"UNAUTHORIZED","message":"not an issued access token"}]}`, http.StatusUnauthorized)
+			return
+		}
+		r.Header.Del("Authorization")
+		next.ServeHTTP(w, r)
+	})
+}
