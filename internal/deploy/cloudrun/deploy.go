@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/gantry-dev/gantry/internal/clock"
 	"github.com/gantry-dev/gantry/internal/commit"
 	"github.com/gantry-dev/gantry/internal/history"
 	"github.com/gantry-dev/gantry/internal/verify"
@@ -42,31 +43,6 @@ const (
 	DefaultPollInterval = 2 * time.Second
 	DefaultTimeout      = 10 * time.Minute
 )
-
-// Clock is the time a deploy waits on; tests pass one that moves a simulated
-// Cloud Run forward instead of sleeping.
-type Clock interface {
-	Now() time.Time
-	Sleep(ctx context.Context, d time.Duration) error
-}
-
-// RealClock is the wall clock.
-type RealClock struct{}
-
-// Now is time.Now.
-func (RealClock) Now() time.Time { return time.Now() }
-
-// Sleep waits d or until ctx ends.
-func (RealClock) Sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
 
 // Env is an environment variable of the container: a value, or a Secret
 // Manager secret and version.
@@ -120,7 +96,7 @@ type Options struct {
 	// still reconciling.
 	LockWait time.Duration
 
-	Clock       Clock
+	Clock       clock.Clock
 	Logf, Warnf func(format string, args ...any)
 }
 
@@ -171,7 +147,7 @@ func ServiceName(project, region, service string) string {
 // back to) serving, unless AutoRollback is off.
 func Deploy(ctx context.Context, api API, o Options) (*Result, error) {
 	if o.Clock == nil {
-		o.Clock = RealClock{}
+		o.Clock = clock.Real{}
 	}
 	if o.Logf == nil {
 		o.Logf = func(string, ...any) {}

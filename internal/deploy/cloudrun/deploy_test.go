@@ -14,6 +14,7 @@ import (
 	"cloud.google.com/go/run/apiv2/runpb"
 	"google.golang.org/grpc/codes"
 
+	"github.com/gantry-dev/gantry/internal/clock"
 	"github.com/gantry-dev/gantry/internal/fakes/runfake"
 	"github.com/gantry-dev/gantry/internal/history"
 	"github.com/gantry-dev/gantry/internal/verify"
@@ -25,18 +26,6 @@ const (
 	img1 = "europe-docker.pkg.dev/my-project/images/api@sha256:1111111111111111111111111111111111111111111111111111111111111111"
 	img2 = "europe-docker.pkg.dev/my-project/images/api@sha256:2222222222222222222222222222222222222222222222222222222222222222"
 )
-
-// fakeClock moves the fake Cloud Run instead of sleeping.
-type fakeClock struct{ s *runfake.Server }
-
-func (c fakeClock) Now() time.Time { return c.s.Now() }
-func (c fakeClock) Sleep(ctx context.Context, d time.Duration) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	c.s.Advance(d)
-	return nil
-}
 
 type env struct {
 	t   *testing.T
@@ -75,7 +64,7 @@ func (e *env) opts(image, sha string) Options {
 		Project: runfake.DefaultProject, Region: runfake.DefaultRegion, Service: "api",
 		Image: image, SHA: sha, AutoRollback: true, PollInterval: time.Second, Timeout: 10 * time.Minute,
 		CanarySteps: []int{10, 50, 100}, CanaryInterval: time.Minute,
-		Clock: fakeClock{e.s},
+		Clock: clock.Virtual{NowFunc: e.s.Now, Advance: e.s.Advance},
 		Verify: func(ctx context.Context, url string) (verify.Result, error) {
 			return verify.Wait(ctx, verify.Options{URL: url, SHA: sha, Client: front, Interval: 10 * time.Millisecond, Timeout: 2 * time.Second})
 		},

@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 
+	"github.com/gantry-dev/gantry/internal/clock"
 	"github.com/gantry-dev/gantry/internal/history"
 	"github.com/gantry-dev/gantry/internal/verify"
 )
@@ -66,31 +67,6 @@ type API interface {
 	TagResource(context.Context, *ecs.TagResourceInput, ...func(*ecs.Options)) (*ecs.TagResourceOutput, error)
 }
 
-// Clock is the time a deploy waits on; tests pass one that moves a simulated
-// ECS forward instead of sleeping.
-type Clock interface {
-	Now() time.Time
-	Sleep(ctx context.Context, d time.Duration) error
-}
-
-// RealClock is the wall clock.
-type RealClock struct{}
-
-// Now is time.Now.
-func (RealClock) Now() time.Time { return time.Now() }
-
-// Sleep waits d or until ctx ends.
-func (RealClock) Sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
 // Options is one deploy.
 type Options struct {
 	Cluster, Service string
@@ -137,7 +113,7 @@ type Options struct {
 	// Verify checks that url serves SHA; nil skips verification.
 	Verify func(ctx context.Context, url string) (verify.Result, error)
 
-	Clock        Clock
+	Clock        clock.Clock
 	Logf, Warnf  func(format string, args ...any)
 	RollbackOnly bool // this deploy is a rollback: its own failure is not rolled back again
 }
@@ -263,7 +239,7 @@ type deployer struct {
 // AutoRollback is off or another deployment took over.
 func Deploy(ctx context.Context, api API, o Options) (*Result, error) {
 	if o.Clock == nil {
-		o.Clock = RealClock{}
+		o.Clock = clock.Real{}
 	}
 	if o.Logf == nil {
 		o.Logf = func(string, ...any) {}

@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 
+	"github.com/gantry-dev/gantry/internal/clock"
 	"github.com/gantry-dev/gantry/internal/fakes/ecsfake"
 	"github.com/gantry-dev/gantry/internal/history"
 	"github.com/gantry-dev/gantry/internal/verify"
@@ -28,18 +29,6 @@ const (
 	img1 = "registry.example/api@sha256:1111111111111111111111111111111111111111111111111111111111111111"
 	img2 = "registry.example/api@sha256:2222222222222222222222222222222222222222222222222222222222222222"
 )
-
-// fakeClock moves the fake ECS instead of sleeping, so a 15-minute rollout takes milliseconds.
-type fakeClock struct{ s *ecsfake.Server }
-
-func (c fakeClock) Now() time.Time { return c.s.Now() }
-func (c fakeClock) Sleep(ctx context.Context, d time.Duration) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	c.s.Advance(d)
-	return nil
-}
 
 // env is a fake ECS with service "api" (desired tasks of api:1, image img1, commit sha1) steady,
 // the real SDK client, and health endpoints that answer with the commit of the revision the
@@ -163,7 +152,7 @@ func (e *env) opts(image, sha string) Options {
 		Render: Render{Images: map[string]string{"api": image}, SHA: sha}, SHA: sha,
 		Wait: true, AutoRollback: true, Timeout: 15 * time.Minute, PollInterval: 3 * time.Second,
 		URL:   e.prodURL,
-		Clock: fakeClock{e.s},
+		Clock: clock.Virtual{NowFunc: e.s.Now, Advance: e.s.Advance},
 		Verify: func(ctx context.Context, url string) (verify.Result, error) {
 			return verify.Wait(ctx, verify.Options{URL: url, SHA: sha, Timeout: 3 * time.Second, Interval: 50 * time.Millisecond})
 		},
@@ -400,7 +389,7 @@ func TestDeployFailures(t *testing.T) {
 			}
 			if tc.during != nil {
 				fired := false
-				o.Clock = hookClock{fakeClock{e.s}, func() {
+				o.Clock = clock.Virtual{NowFunc: e.s.Now, Advance: e.s.Advance, Before: func() {
 					if !fired {
 						fired = true
 						tc.during(e)
@@ -434,17 +423,6 @@ func TestDeployFailures(t *testing.T) {
 			}
 		})
 	}
-}
-
-// hookClock calls fn before each sleep: a way to act while a deploy watches.
-type hookClock struct {
-	fakeClock
-	fn func()
-}
-
-func (c hookClock) Sleep(ctx context.Context, d time.Duration) error {
-	c.fn()
-	return c.fakeClock.Sleep(ctx, d)
 }
 
 // fixedHealth serves /health reporting sha whatever runs.

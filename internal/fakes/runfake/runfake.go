@@ -265,20 +265,7 @@ func (s *Server) RunRealtime(ctx context.Context, step time.Duration) {
 	if step <= 0 {
 		step = s.opts.Tick
 	}
-	tick := time.NewTicker(step)
-	defer tick.Stop()
-	last := time.Now()
-	for {
-		select {
-		case <-ctx.Done():
-			s.Advance(time.Since(last))
-			return
-		case <-tick.C:
-			now := time.Now()
-			s.Advance(now.Sub(last))
-			last = now
-		}
-	}
+	fakes.RunRealtime(ctx, step, s.Advance)
 }
 
 // SetBehavior sets how revisions behave that are named key (the revision ID, e.g.
