@@ -69,7 +69,8 @@ func deployCloudRunSpec() *action.Spec {
 		{Name: "labels", Description: "Labels of the service and revision, key=value one a line.", Kind: action.List},
 		{Name: "strategy", Description: "all (100% to the new revision), preview (no traffic, only its tag URL) or canary (canary-steps).", Default: "all"},
 		{Name: "canary-steps", Description: "Traffic percentages of the canary steps; each is verified at the tag URL before the next.", Kind: action.List, Default: "10,50,100"},
-		{Name: "canary-interval", Description: "Time at each canary step below 100%.", Kind: action.Duration, Default: "1m"},
+		{Name: "canary-interval", Description: "Time at each canary step below 100%, probing the service URL's health path 5 times a second.", Kind: action.Duration, Default: "1m"},
+		{Name: "canary-max-error-rate", Description: "Share of probe requests that may fail (no answer or 5xx) during a canary step before traffic goes back, e.g. 1% or 0.01.", Default: "1%"},
 		{Name: "tag", Description: "Traffic tag of the new revision; default sha-<7 hex>."},
 		{Name: "url", Description: "Another URL to verify once the new revision serves all traffic (e.g. a custom domain's health endpoint)."},
 		{Name: "verify-timeout", Description: "How long the new revision may take to report the expected commit.", Kind: action.Duration, Default: "2m"},
@@ -260,6 +261,16 @@ func runDeployCloudRun(ctx context.Context, a *action.Action) error {
 		}
 	}
 	o.CanaryInterval = in.Duration("canary-interval")
+	if raw := strings.TrimSpace(in.String("canary-max-error-rate")); raw != "" {
+		v, err := strconv.ParseFloat(strings.TrimSuffix(raw, "%"), 64)
+		if strings.HasSuffix(raw, "%") {
+			v /= 100
+		}
+		if err != nil || v <= 0 || v >= 1 {
+			in.Fail("canary-max-error-rate", "%q is not a share between 0 and 100%%, e.g. 1%% or 0.01", raw)
+		}
+		o.MaxErrorRate = v
+	}
 	noVerify := !in.Bool("verify")
 	if o.Tag = in.String("tag"); o.Tag != "" && !regexp.MustCompile(`^[a-z]([a-z0-9-]{0,44}[a-z0-9])?$`).MatchString(o.Tag) {
 		in.Fail("tag", "%q is not a traffic tag (lower-case letters, digits and hyphens, starting with a letter)", o.Tag)
@@ -331,6 +342,7 @@ func (loopbackToken) RequireTransportSecurity() bool { return false }
 func runCloudRun(ctx context.Context, a *action.Action, t *runTarget, verb, reason string) error {
 	o := t.opts
 	o.Logf, o.Warnf = a.Infof, a.Warnf
+	o.HTTPClient = &http.Client{Transport: a.Transport(), Timeout: 5 * time.Second}
 	if !t.noVerify {
 		o.Verify = func(ctx context.Context, url string) (verify.Result, error) {
 			return verify.Wait(ctx, verify.Options{URL: url, SHA: o.SHA, Timeout: t.verifyTimeout, Logf: a.Infof, Client: &http.Client{Transport: a.Transport()}})

@@ -160,6 +160,7 @@ func TestDeployCloudRunBadInputsTouchNothing(t *testing.T) {
 		{"service", []string{"--service", "Api_Service"}},
 		{"gcp-project", []string{"--gcp-project", "P"}},
 		{"tag", []string{"--tag", "Sha_1"}},
+		{"canary-max-error-rate", []string{"--canary-max-error-rate", "150%"}},
 		{"sha", []string{"--sha", "HEAD"}},
 	} {
 		args := append([]string{"--image", runImg1, "--sha", testSHA}, tc.args...)

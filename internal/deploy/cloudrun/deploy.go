@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"sort"
 	"strings"
 	"time"
@@ -74,6 +75,11 @@ type Options struct {
 	Strategy       string // default All
 	CanarySteps    []int  // rising percentages ending with 100
 	CanaryInterval time.Duration
+	// MaxErrorRate is the share of failed requests to the service URL (probed
+	// through the canary interval, HTTPClient) that stops a canary step; 0
+	// means 0.01.
+	MaxErrorRate float64
+	HTTPClient   *http.Client
 	// Tag is the new revision's traffic tag; default sha-<7 hex>.
 	Tag string
 
@@ -167,6 +173,9 @@ func Deploy(ctx context.Context, api API, o Options) (*Result, error) {
 	if o.HealthPath == "" {
 		o.HealthPath = "/health"
 	}
+	if o.MaxErrorRate <= 0 {
+		o.MaxErrorRate = 0.01
+	}
 	if o.Tag == "" && o.SHA != "" {
 		o.Tag = commit.Tag(o.SHA)
 	}
@@ -257,8 +266,7 @@ func (d *deployer) run(ctx context.Context) error {
 				return d.recover(ctx, err)
 			}
 			if p < 100 && o.CanaryInterval > 0 {
-				o.Logf("holding %d%% on %s for %s", p, rev, o.CanaryInterval)
-				if err := o.Clock.Sleep(ctx, o.CanaryInterval); err != nil {
+				if err := d.hold(ctx, got.GetUri(), p, rev); err != nil {
 					return d.recover(ctx, err)
 				}
 				if err := d.verifyURL(ctx, d.res.TagURL); err != nil {
@@ -282,6 +290,29 @@ func (d *deployer) run(ctx context.Context) error {
 	d.res.Outcome = history.ResultSuccess
 	return nil
 }
+
+// hold keeps a canary step for the canary interval, probing the service URL
+// (which splits requests as the traffic does) for its error rate when the
+// deploy verifies.
+func (d *deployer) hold(ctx context.Context, uri string, p int, rev string) error {
+	o := d.o
+	if o.Verify == nil || uri == "" {
+		o.Logf("holding %d%% on %s for %s", p, rev, o.CanaryInterval)
+		return o.Clock.Sleep(ctx, o.CanaryInterval)
+	}
+	url := strings.TrimSuffix(uri, "/") + o.HealthPath
+	o.Logf("holding %d%% on %s for %s, probing %s", p, rev, o.CanaryInterval, url)
+	res, err := verify.Probe(ctx, o.HTTPClient, o.Clock, url, probeInterval, o.CanaryInterval)
+	if err != nil {
+		return err
+	}
+	o.Logf("canary at %d%%: %d of %d requests to %s failed (%.1f%%)", p, res.Failed, res.Total, url, res.Rate()*100)
+	d.mark(fmt.Sprintf("%d%% held %s: %d/%d requests failed", p, o.CanaryInterval, res.Failed, res.Total))
+	return res.Check(fmt.Sprintf("canary at %d%%: %s", p, url), o.MaxErrorRate)
+}
+
+// probeInterval is the pace of the error-rate probe during a canary step.
+const probeInterval = 200 * time.Millisecond
 
 // current reads the service (nil when it does not exist) and waits for a
 // change that is still reconciling.

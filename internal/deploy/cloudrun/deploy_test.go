@@ -28,17 +28,18 @@ const (
 )
 
 type env struct {
-	t   *testing.T
-	s   *runfake.Server
-	api Clients
-	mu  sync.Mutex
-	log []string
+	t     *testing.T
+	s     *runfake.Server
+	api   Clients
+	front *runfake.Frontend
+	mu    sync.Mutex
+	log   []string
 }
 
 func newEnv(t *testing.T, opts runfake.Options) *env {
 	t.Helper()
 	s := runfake.Start(t, opts)
-	e := &env{t: t, s: s}
+	e := &env{t: t, s: s, front: s.Frontend("api")}
 	e.api = e.clients("")
 	return e
 }
@@ -59,9 +60,10 @@ func (e *env) clients(token string) Clients {
 }
 
 func (e *env) opts(image, sha string) Options {
-	front := &http.Client{Transport: e.s.Frontend("api")}
+	front := &http.Client{Transport: e.front}
 	return Options{
-		Project: runfake.DefaultProject, Region: runfake.DefaultRegion, Service: "api",
+		HTTPClient: front,
+		Project:    runfake.DefaultProject, Region: runfake.DefaultRegion, Service: "api",
 		Image: image, SHA: sha, AutoRollback: true, PollInterval: time.Second, Timeout: 10 * time.Minute,
 		CanarySteps: []int{10, 50, 100}, CanaryInterval: time.Minute,
 		Clock: clock.Virtual{NowFunc: e.s.Now, Advance: e.s.Advance},
@@ -233,6 +235,19 @@ func TestDeployFailures(t *testing.T) {
 				}
 			},
 			want:    []string{"answers 500 at 50%", "traffic is back on api-sha-1111111"},
+			outcome: history.ResultRolledBack,
+			traffic: "map[api-sha-1111111:100] map[sha-1111111:api-sha-1111111 sha-2222222:api-sha-2222222]",
+		},
+		{
+			name: "canary error rate: 10% of requests fail at the 10% step",
+			setup: func(e *env, o *Options) {
+				o.Strategy = Canary
+				e.front.Fail("api-sha-2222222", http.StatusInternalServerError)
+				o.Verify = func(ctx context.Context, url string) (verify.Result, error) {
+					return verify.Result{Outcome: verify.Verified}, nil
+				}
+			},
+			want:    []string{"canary at 10%", "requests failed (10.0%, limit 1.0%), last: 500 Internal Server Error", "traffic is back on api-sha-1111111"},
 			outcome: history.ResultRolledBack,
 			traffic: "map[api-sha-1111111:100] map[sha-1111111:api-sha-1111111 sha-2222222:api-sha-2222222]",
 		},

@@ -5,12 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"strconv"
 	"time"
 
+	"github.com/gantry-dev/gantry/internal/clock"
 	"github.com/gantry-dev/gantry/internal/edge"
 	"github.com/gantry-dev/gantry/internal/history"
+	"github.com/gantry-dev/gantry/internal/verify"
 )
 
 // replacement is the state of replacing one edge service.
@@ -312,37 +313,13 @@ func (r *replacement) canary(ctx context.Context) error {
 func (r *replacement) probe(ctx context.Context, pct int) error {
 	dp := r.dp
 	u := "http://" + net.JoinHostPort(r.edge.IP, "80") + dp.o.HealthPath
-	deadline := time.Now().Add(dp.o.CanaryInterval)
-	var total, failed int
-	var last string
-	for time.Now().Before(deadline) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-		if err != nil {
-			return err
-		}
-		resp, err := dp.http.Do(req)
-		total++
-		switch {
-		case err != nil:
-			failed++
-			last = err.Error()
-		case resp.StatusCode >= 500:
-			failed++
-			last = resp.Status
-		}
-		if resp != nil {
-			resp.Body.Close()
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
+	res, err := verify.Probe(ctx, dp.http, clock.Real{}, u, 100*time.Millisecond, dp.o.CanaryInterval)
+	if err != nil {
+		return err
 	}
-	rate := float64(failed) / float64(max(total, 1))
-	dp.o.Logf("canary at %d%%: %d of %d probe requests failed (%.1f%%)", pct, failed, total, rate*100)
-	if rate > dp.o.CanaryMaxErrorRate {
-		return fmt.Errorf("canary at %d%%: %d of %d requests through the edge failed (%.1f%%, limit %.1f%%), last: %s", pct, failed, total, rate*100, dp.o.CanaryMaxErrorRate*100, last)
+	dp.o.Logf("canary at %d%%: %d of %d probe requests failed (%.1f%%)", pct, res.Failed, res.Total, res.Rate()*100)
+	if err := res.Check(fmt.Sprintf("canary at %d%%: through the edge", pct), dp.o.CanaryMaxErrorRate); err != nil {
+		return err
 	}
 	return nil
 }

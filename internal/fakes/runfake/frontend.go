@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -15,19 +16,29 @@ import (
 // sends it to, as /health of a sample app would: {"status":"ok","git_sha":<the revision's
 // gantry-sha label>}. Traffic splits are served in weighted round robin, so 10% of requests
 // reach a 10% canary. Other hosts get a connection error, as an unknown name would.
-func (s *Server) Frontend(services ...string) http.RoundTripper {
-	return &frontend{s: s, services: services, served: map[string]int{}}
+func (s *Server) Frontend(services ...string) *Frontend {
+	return &Frontend{s: s, services: services, served: map[string]int{}, fail: map[string]int{}}
 }
 
-type frontend struct {
+// Frontend answers HTTP requests to the services' URLs; see Server.Frontend.
+type Frontend struct {
 	s        *Server
 	services []string
 
 	mu     sync.Mutex
 	served map[string]int // revision -> requests answered, for the round robin
+	fail   map[string]int // revision -> status it answers with
 }
 
-func (f *frontend) RoundTrip(r *http.Request) (*http.Response, error) {
+// Fail makes revision answer every request with status (e.g. 500), as a broken release would.
+func (f *Frontend) Fail(revision string, status int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.fail[revision] = status
+}
+
+// RoundTrip implements http.RoundTripper.
+func (f *Frontend) RoundTrip(r *http.Request) (*http.Response, error) {
 	if r.Body != nil {
 		_ = r.Body.Close()
 	}
@@ -37,6 +48,12 @@ func (f *frontend) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	if rev == "" {
 		return respond(r, http.StatusServiceUnavailable, `{"error":"no revision serves traffic"}`), nil
+	}
+	f.mu.Lock()
+	code := f.fail[rev]
+	f.mu.Unlock()
+	if code != 0 {
+		return respond(r, code, `{"error":"internal error"}`), nil
 	}
 	sha := ""
 	if rv := f.s.Revision(rev); rv != nil {
@@ -54,7 +71,7 @@ var errNoSuchHost error = noSuchHost{}
 
 // route finds the revision that answers u: "" when the service serves nothing; false for a host
 // that is none of the services'.
-func (f *frontend) route(u *url.URL) (string, bool) {
+func (f *Frontend) route(u *url.URL) (string, bool) {
 	for _, id := range f.services {
 		svc := f.s.Service(id)
 		if svc == nil {
@@ -74,7 +91,7 @@ func (f *frontend) route(u *url.URL) (string, bool) {
 }
 
 // pick chooses the revision whose share of requests so far lags its traffic share most.
-func (f *frontend) pick(percent map[string]int32) string {
+func (f *Frontend) pick(percent map[string]int32) string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	revs := make([]string, 0, len(percent))
@@ -107,7 +124,7 @@ func host(raw string) string {
 
 func respond(r *http.Request, code int, body string) *http.Response {
 	return &http.Response{
-		StatusCode: code, Status: http.StatusText(code), Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		StatusCode: code, Status: strconv.Itoa(code) + " " + http.StatusText(code), Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header:  http.Header{"Content-Type": []string{"application/json"}},
 		Body:    io.NopCloser(strings.NewReader(body)),
 		Request: r, ContentLength: int64(len(body)),
