@@ -31,9 +31,9 @@ const (
 	// task's essential container exits crashAfter later with exit code 1.
 	taskStart  = 20 * time.Second
 	crashAfter = time.Second
-	// settle is how far the fake's clock is moved, instantly, to get v1
+	// settleV1 is how far the fake's clock is moved, instantly, to get v1
 	// steady before a run.
-	settle = 3 * time.Minute
+	settleV1 = 3 * time.Minute
 )
 
 // taskDefJSON is the service's task definition as a repository keeps it.
@@ -101,15 +101,44 @@ func (f *fake) setup(ctx context.Context, breaker, rollback bool) error {
 	if err != nil {
 		return fmt.Errorf("create service: %w", err)
 	}
-	f.srv.Advance(settle)
+	f.srv.Advance(settleV1)
 	svc, err := f.describe(ctx)
 	if err != nil {
 		return err
 	}
 	if len(svc.Deployments) != 1 || svc.Deployments[0].RolloutState != types.DeploymentRolloutStateCompleted || svc.RunningCount != desired {
-		return fmt.Errorf("service api is not steady on api:1 after %s of fake time: %s", settle, deployments(svc))
+		return fmt.Errorf("service api is not steady on api:1 after %s of fake time: %s", settleV1, deployments(svc))
 	}
 	return nil
+}
+
+// settleWait bounds how long observe waits for a rollout to end.
+const settleWait = 90 * time.Second
+
+// settle waits until deployment id is no longer IN_PROGRESS, at most
+// settleWait, and returns the service then.
+func (f *fake) settle(ctx context.Context, id string) (*types.Service, error) {
+	deadline := time.Now().Add(settleWait)
+	for {
+		svc, err := f.describe(ctx)
+		if err != nil {
+			return nil, err
+		}
+		busy := false
+		for _, d := range svc.Deployments {
+			if aws.ToString(d.Id) == id && d.RolloutState == types.DeploymentRolloutStateInProgress {
+				busy = true
+			}
+		}
+		if !busy || time.Now().After(deadline) {
+			return svc, nil
+		}
+		select {
+		case <-ctx.Done():
+			return svc, nil
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
 
 // start makes the fake's clock follow the wall clock.
@@ -194,8 +223,12 @@ type reality struct {
 }
 
 // observe reads the ground truth for deployment depID of revision newTD,
-// started by an update at wall time update, with service deployment sdArn.
-func (f *fake) observe(ctx context.Context, depID, newTD, sdArn string, update time.Time) reality {
+// started by an update at wall time update, with service deployment sdArn;
+// crash says whether newTD's tasks crash.
+// The service is read at once, as it is when the step ends; events and tasks
+// after the rollout in progress then, if any, is over (at most settleWait
+// later), so that a COMPLETED the tool did not wait for is known too.
+func (f *fake) observe(ctx context.Context, depID, newTD, sdArn string, update time.Time, crash bool) reality {
 	var r reality
 	svc, err := f.describe(ctx)
 	if err != nil {
@@ -207,6 +240,13 @@ func (f *fake) observe(ctx context.Context, depID, newTD, sdArn string, update t
 	for _, d := range svc.Deployments {
 		if aws.ToString(d.Status) == "PRIMARY" {
 			r.FinalTD, r.FinalRollout, finalID = aws.ToString(d.TaskDefinition), string(d.RolloutState), aws.ToString(d.Id)
+		}
+	}
+	// A crashing revision left PRIMARY never completes: nothing to wait for.
+	if r.FinalRollout == string(types.DeploymentRolloutStateInProgress) && !(crash && r.FinalTD == newTD) {
+		if svc, err = f.settle(ctx, finalID); err != nil {
+			r.Err = err
+			return r
 		}
 	}
 	after := func(e types.ServiceEvent) bool { return !f.wall(e.CreatedAt).Before(update.Add(-time.Second)) }

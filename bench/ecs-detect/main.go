@@ -89,13 +89,16 @@ func run(ctx context.Context, c config) error {
 	if _, err := os.Stat(filepath.Join(root, "cmd", "gantry")); err != nil {
 		return fmt.Errorf("run from the repository root (no cmd/gantry in %s)", root)
 	}
-	res := &results{Config: c, Started: time.Now()}
+	// The build measured is the checkout as it is now, when the run compiled.
+	res := &results{Config: c, Started: time.Now(), Build: benchenv.GantryBuild(ctx, root)}
 	res.Runs = runAll(ctx, c)
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
 	res.Machine = benchenv.Machine()
-	res.Build = benchenv.GantryBuild(ctx, root)
+	if now := benchenv.GantryBuild(ctx, root); now != res.Build {
+		res.Build += " (the checkout changed to " + now + " during the run)"
+	}
 	res.Versions = moduleVersions()
 	res.Waiter = waiterDefaults()
 	res.Date = time.Now().UTC()

@@ -116,7 +116,11 @@ func truth(r *runResult) string {
 		}
 	} else {
 		if !re.Completed.IsZero() {
-			parts = append(parts, fmt.Sprintf("ECS marked the deployment of %s COMPLETED at %s s (\"has reached a steady state\" at %s s)", rev, at(r, re.Completed), at(r, re.Steady)))
+			after := ""
+			if re.Completed.After(r.End) {
+				after = ", after the step ended"
+			}
+			parts = append(parts, fmt.Sprintf("ECS marked the deployment of %s COMPLETED at %s s%s (\"has reached a steady state\" at %s s)", rev, at(r, re.Completed), after, at(r, re.Steady)))
 		} else {
 			parts = append(parts, fmt.Sprintf("ECS had not marked the deployment of %s COMPLETED", rev))
 		}
@@ -253,6 +257,10 @@ func (res *results) notes() string {
 	if r := res.run("crash", toolWaiter); r != nil && r.Setup == nil {
 		fmt.Fprintf(&w, "- Without a circuit breaker the waiter can only time out: it returned after %s s (maximum wait %s) with `%s`, naming neither the crash nor the exit code; with the action's default of 30 minutes the step would run %.0f times as long.\n",
 			secs(r.End.Sub(r.Update)), res.Config.MaxWait, oneLine(fmt.Sprint(r.Err)), (30*time.Minute).Seconds()/res.Config.MaxWait.Seconds())
+	}
+	if r := res.run("healthy", toolWaiter); r != nil && r.Setup == nil && r.Err == nil && r.Real.Completed.After(r.End) {
+		fmt.Fprintf(&w, "- The waiter's success came %s s *before* ECS marked the healthy deployment COMPLETED: its test (one deployment, every task running) held once the old tasks had drained and the old deployment left the list, while ECS still waited for the new one to stay steady (%s in this fake). Harmless here, but the waiter cannot tell a rollout ECS has not yet completed from one it has.\n",
+			secs2(r.Real.Completed.Sub(r.End)), ecsfake.DefaultSteadyAfter)
 	}
 	if r := res.run("crash-cb", toolGantry); r != nil && r.Setup == nil && failed(r) {
 		fmt.Fprintf(&w, "- gantry fails on the first task of the new revision that stops on its own (fail-fast), before the circuit breaker's third failure, then rolls back itself (UpdateService to api:1) and waits for api:1 to be steady: its step ends %s s after the failure was known, the time ECS takes to start api:1's tasks again, drain the old ones and mark the rollback COMPLETED in this fake (%s + %s + %s).\n",

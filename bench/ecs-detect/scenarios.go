@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 
+	"github.com/gantry-dev/gantry/internal/clock"
 	ecsdeploy "github.com/gantry-dev/gantry/internal/deploy/ecs"
 )
 
@@ -111,7 +112,7 @@ func runOne(ctx context.Context, c config, r *runResult) {
 	}
 	r.Calls = len(f.srv.Calls()) - before
 	if r.Setup == nil && !r.Update.IsZero() {
-		r.Real = f.observe(context.WithoutCancel(ctx), r.DeploymentID, r.NewTD, r.SDArn, r.Update)
+		r.Real = f.observe(context.WithoutCancel(ctx), r.DeploymentID, r.NewTD, r.SDArn, r.Update, r.Sc.Crash)
 	}
 }
 
@@ -130,7 +131,7 @@ func runGantry(ctx context.Context, c config, f *fake, r *runResult) {
 		Render:         ecsdeploy.Render{Images: map[string]string{"api": r.Sc.Image}, SHA: sha2},
 		SHA:            sha2,
 		Wait:           true, AutoRollback: true, PollInterval: c.Poll,
-		Clock: ecsdeploy.RealClock{},
+		Clock: clock.Real{},
 		Logf:  logFn, Warnf: func(format string, args ...any) { logFn("warning: "+format, args...) },
 	}
 	r.DeployStart = time.Now()

@@ -218,3 +218,6 @@ func Names(cs []Container) []string {
 	}
 	return out
 }
+
+// Argv is the argv of docker with args, with this deploy's private DOCKER_CONFIG.
+func (d *Docker) Argv(args ...string) []string { return d.docker(args...) }

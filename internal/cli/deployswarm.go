@@ -1,0 +1,248 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+
+	"github.com/gantry-dev/gantry/internal/action"
+	"github.com/gantry-dev/gantry/internal/commit"
+	"github.com/gantry-dev/gantry/internal/composefile"
+	"github.com/gantry-dev/gantry/internal/deploy/compose"
+	"github.com/gantry-dev/gantry/internal/deploy/swarm"
+	"github.com/gantry-dev/gantry/internal/history"
+	"github.com/gantry-dev/gantry/internal/lock"
+	"github.com/gantry-dev/gantry/internal/verify"
+)
+
+func deploySwarmSpec() *action.Spec {
+	s := &action.Spec{
+		Name:        "deploy-swarm",
+		Description: "Deploy a stack to a Docker Swarm manager over SSH: the Compose file validated locally, images pinned by digest, docker stack deploy on the manager, every updated service watched until Swarm completes its update; a rollback or pause fails the step with the tasks' errors; the commit is verified.",
+		Outputs: []action.Output{
+			{Name: "previous-sha", Description: "Commit the stack ran before the deploy."},
+			{Name: "deployed-sha", Description: "Commit deployed."},
+			{Name: "url", Description: "The verified URL, when url was given."},
+			{Name: "services", Description: "Per service, as JSON: name, image, replicas before, desired, running, state, errors."},
+			{Name: "result", Description: "success, failed, rolled-back (Swarm or gantry put the previous version back) or abandoned (auto-rollback off)."},
+		},
+	}
+	s.Inputs = append(sshInputs(),
+		action.Input{Name: "stack", Description: "Stack name (lower case letters, digits, - and _).", Required: true},
+		action.Input{Name: "stack-dir", Description: "Directory on the manager for the stack's files, lock and history; default gantry/<stack> under the SSH user's home."},
+		action.Input{Name: "compose-file", Description: "Compose file in the repository, validated locally, uploaded to the manager.", Default: "compose.yml"},
+		action.Input{Name: "env-file", Description: "Variables for the Compose file's ${...} (KEY=VALUE lines; values are masked and reach docker stack deploy through its environment, never a command line).", Secret: true},
+		action.Input{Name: "images", Description: "Images to deploy, service=repository@sha256:... one a line.", Kind: action.List},
+		action.Input{Name: "services", Description: "Services to watch; default: those in images, else all.", Kind: action.List},
+		action.Input{Name: "sha", Description: "Commit being deployed, which url must report; default GITHUB_SHA (the pull request head on pull_request events)."},
+		action.Input{Name: "url", Description: "Health endpoint verified to serve the commit once the stack converged (e.g. http://manager:8080/health)."},
+		action.Input{Name: "verify-timeout", Description: "How long the new version may take to report the commit at url.", Kind: action.Duration, Default: "2m"},
+		action.Input{Name: "update-parallelism", Description: "Tasks updated at once; default: the file's deploy.update_config (Swarm's default 1)."},
+		action.Input{Name: "update-order", Description: "start-first (a new task runs, and passes its healthcheck, before an old one stops) or stop-first; default: the file's."},
+		action.Input{Name: "update-delay", Description: "Pause between updated batches; default: the file's.", Kind: action.Duration},
+		action.Input{Name: "update-monitor", Description: "How long Swarm watches each updated task for failure; default: the file's (Swarm's 5s).", Kind: action.Duration},
+		action.Input{Name: "failure-action", Description: "What Swarm does when an update fails: rollback, pause or continue; default: the file's (Swarm's pause; gantry rolls back a paused update itself unless auto-rollback is off)."},
+		action.Input{Name: "timeout", Description: "How long the services may take to converge.", Kind: action.Duration, Default: "10m"},
+		action.Input{Name: "poll-interval", Description: "Time between looks at the services.", Kind: action.Duration, Default: "1s"},
+		action.Input{Name: "auto-rollback", Description: "On failure, roll updated services back (and remove services this deploy created) when Swarm did not already.", Kind: action.Bool, Default: "true"},
+		action.Input{Name: "prune", Description: "Remove services that are no longer in the Compose file.", Kind: action.Bool, Default: "false"},
+		action.Input{Name: "registry-username", Description: "User the manager logs in with to pull the images; the login is forwarded to the nodes (--with-registry-auth) and its private docker config removed after the deploy."},
+		action.Input{Name: "registry-password", Description: "Password or token for registry-username (on stdin, never a command line).", Secret: true},
+		action.Input{Name: "lock-wait", Description: "How long to wait for another deploy's lock on the manager.", Kind: action.Duration, Default: "10m"},
+		action.Input{Name: "lock-stale", Description: "Age after which a lock whose holder stopped its heartbeat may be broken.", Kind: action.Duration, Default: "1h"},
+		action.Input{Name: "reason", Description: "Why this deploy happens; kept in the lock and the history."},
+	)
+	return s
+}
+
+func deploySwarmCommand() *Command { return &Command{Spec: deploySwarmSpec(), Run: runDeploySwarm} }
+
+func runDeploySwarm(ctx context.Context, a *action.Action) error {
+	in := a.Inputs()
+	hc := readHost(a, in)
+	var o swarm.Options
+	o.Stack = in.Required("stack")
+	if o.Stack != "" && !composefile.ValidProject(o.Stack) {
+		in.Fail("stack", "%q is not a stack name: use lower case letters, digits, - and _", o.Stack)
+	}
+	if o.Dir = in.String("stack-dir"); o.Dir == "" {
+		o.Dir = path.Join("gantry", o.Stack)
+	}
+	envData, env := readEnvFile(a, in)
+	o.EnvFile = envData
+	raw := in.String("sha")
+	if raw == "" {
+		raw = commit.FromEnv(a.Getenv)
+	}
+	if sha, err := commit.Validate(raw); err != nil {
+		in.Fail("sha", "%v", err)
+	} else {
+		o.SHA = sha
+	}
+	o.Images = map[string]string{}
+	registries := map[string]bool{}
+	for _, line := range in.List("images") {
+		svc, ref, ok := strings.Cut(line, "=")
+		d, err := name.NewDigest(strings.TrimSpace(ref))
+		if !ok || err != nil {
+			in.Fail("images", "%q is not service=repository@sha256:...; deploy by digest (build-push's images output)", line)
+			continue
+		}
+		o.Images[strings.TrimSpace(svc)] = d.String()
+		registries[d.Context().RegistryStr()] = true
+	}
+	o.Services = in.List("services")
+	if o.URL = in.String("url"); o.URL != "" {
+		if _, err := verify.HealthURL(o.URL); err != nil {
+			in.Fail("url", "%v", err)
+		}
+	}
+	if v := in.String("update-parallelism"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			in.Fail("update-parallelism", "%q is not a whole number (0 updates all tasks at once)", v)
+		}
+		o.Update.Parallelism = &n
+	}
+	if o.Update.Order = in.String("update-order"); o.Update.Order != "" && o.Update.Order != "start-first" && o.Update.Order != "stop-first" {
+		in.Fail("update-order", "%q is not start-first or stop-first", o.Update.Order)
+	}
+	o.Update.Delay, o.Update.Monitor = in.Duration("update-delay"), in.Duration("update-monitor")
+	if o.Update.FailureAction = in.String("failure-action"); o.Update.FailureAction != "" && !contains([]string{"rollback", "pause", "continue"}, o.Update.FailureAction) {
+		in.Fail("failure-action", "%q is not rollback, pause or continue", o.Update.FailureAction)
+	}
+	o.Timeout, o.PollInterval = in.Duration("timeout"), in.Duration("poll-interval")
+	if o.PollInterval < 100*time.Millisecond || o.PollInterval > time.Minute {
+		in.Fail("poll-interval", "%s is out of range; use 100ms to 1m", o.PollInterval)
+	}
+	o.AutoRollback, o.Prune = in.Bool("auto-rollback"), in.Bool("prune")
+	if user, pass := in.String("registry-username"), in.String("registry-password"); user != "" || pass != "" {
+		if user == "" || pass == "" {
+			in.Fail("registry-password", "registry-username and registry-password go together")
+		}
+		for r := range registries {
+			o.Logins = append(o.Logins, compose.Login{Registry: r, Username: user, Password: pass})
+		}
+	}
+	o.Lock = lock.Options{Wait: in.Duration("lock-wait"), Stale: in.Duration("lock-stale")}
+	host, _ := os.Hostname()
+	o.Who = lock.Info{Actor: a.Getenv("GITHUB_ACTOR"), Reason: in.String("reason"), RunURL: runURL(a), Machine: host}
+	if o.Who.Actor == "" {
+		o.Who.Actor = os.Getenv("USER")
+	}
+	if cf := in.String("compose-file"); o.Stack != "" {
+		f, err := composefile.Load(ctx, cf, o.Stack, env)
+		if err != nil {
+			in.Fail("compose-file", "%v", err)
+		} else {
+			o.File = f
+			for _, s := range append(append([]string{}, o.Services...), keys(o.Images)...) {
+				if _, ok := f.Services[s]; !ok {
+					in.Fail("services", "service %q is not in %s (it has: %s)", s, cf, strings.Join(f.Names(), ", "))
+				}
+			}
+		}
+	}
+	if err := in.Err(); err != nil {
+		for _, e := range in.Errs()[1:] {
+			a.Errorf(a.Spec().Name, "%v", e)
+		}
+		return err
+	}
+	verifyTimeout := in.Duration("verify-timeout")
+	o.Verify = func(ctx context.Context, url string) error {
+		_, err := verify.Wait(ctx, verify.Options{URL: url, SHA: o.SHA, Timeout: verifyTimeout, Logf: a.Infof})
+		return err
+	}
+	o.Logf, o.Warnf = a.Infof, a.Warnf
+	start := time.Now()
+	h, err := hc.connect(ctx)
+	if err != nil {
+		writeSwarmSummary(a, hc, o, &swarm.Result{Outcome: history.ResultFailed}, err, time.Since(start))
+		return err
+	}
+	defer h.Close()
+	a.Infof("deploying %s to stack %s on %s", short(o.SHA), o.Stack, h)
+	res, err := swarm.Deploy(ctx, h, o)
+	a.SetOutput("result", res.Outcome)
+	a.SetOutput("previous-sha", res.PreviousSHA)
+	if js, jerr := json.Marshal(res.Services); jerr == nil {
+		a.SetOutput("services", string(js))
+	}
+	if err == nil {
+		a.SetOutput("deployed-sha", o.SHA)
+		if res.Verified {
+			a.SetOutput("url", o.URL)
+		}
+	}
+	writeSwarmSummary(a, hc, o, res, err, time.Since(start))
+	return err
+}
+
+func keys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+func writeSwarmSummary(a *action.Action, hc hostConfig, o swarm.Options, res *swarm.Result, err error, took time.Duration) {
+	s := a.Summary()
+	icon := map[string]string{history.ResultSuccess: "✅", history.ResultRolledBack: "↩️", history.ResultAbandoned: "⚠️"}[res.Outcome]
+	if icon == "" {
+		icon = "❌"
+	}
+	fmt.Fprintf(s, "### %s deploy-swarm: %s\n\n", icon, action.Escape(res.Outcome))
+	if err != nil {
+		fmt.Fprintf(s, "**Why:** %s\n\n", action.Escape(err.Error()))
+	}
+	prev := res.PreviousSHA
+	if prev == "" {
+		prev = "none"
+	}
+	rows := [][]string{
+		{"Manager", action.Code(hc.String())},
+		{"Stack", action.Code(o.Stack)},
+		{"Commit", action.Code(short(o.SHA)) + " (previous " + action.Code(short(prev)) + ")"},
+		{"Took", fmt.Sprintf("%.1fs", took.Seconds())},
+	}
+	if o.Who.Reason != "" {
+		rows = append(rows, []string{"Reason", action.Escape(o.Who.Reason)})
+	}
+	s.WriteString(action.Table([]string{"", ""}, rows))
+	if len(res.Services) > 0 {
+		s.WriteString("\n**Services**\n\n")
+		var srows [][]string
+		for _, r := range res.Services {
+			errs := strings.Join(r.Errors, "; ")
+			if r.Message != "" {
+				errs = strings.TrimPrefix(r.Message+"; "+errs, "; ")
+			}
+			srows = append(srows, []string{action.Code(r.Name), action.Code(r.Image), fmt.Sprintf("%d → %d", r.ReplicasBefore, r.Desired), fmt.Sprint(r.Running), action.Escape(r.State), action.Escape(errs)})
+		}
+		s.WriteString(action.Table([]string{"Service", "Image", "Replicas", "Running", "State", "Errors"}, srows))
+	}
+	if len(res.Phases) > 0 {
+		s.WriteString("\n**Timeline**\n\n")
+		var prow [][]string
+		for _, p := range res.Phases {
+			st := "✅"
+			if p.Error != "" {
+				st = "❌ " + action.Escape(p.Error)
+			}
+			prow = append(prow, []string{action.Escape(p.Name), fmt.Sprintf("%.1fs", p.Duration.Seconds()), st})
+		}
+		s.WriteString(action.Table([]string{"Phase", "Duration", "Result"}, prow))
+	}
+	for _, w := range res.Warnings {
+		fmt.Fprintf(s, "\n⚠️ %s\n", action.Escape(w))
+	}
+}

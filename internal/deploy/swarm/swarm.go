@@ -1,0 +1,394 @@
+// Package swarm deploys a stack to a Docker Swarm manager over SSH: the
+// Compose file validated locally, images pinned by digest, `docker stack
+// deploy` run on the manager, then every updated service watched until Swarm
+// reports its update completed. A rollback, a pause or a task that keeps
+// failing is a failed deploy with the tasks' errors, never a success.
+//
+// The stack is deployed with the docker CLI on the manager, not by
+// converting the Compose file to service specs here: that conversion
+// (networks, configs, secrets, ports, update and restart policies) exists only
+// in the docker CLI, and running it there deploys exactly what `docker stack
+// deploy` would. The watch reads the Engine API's own JSON (docker service
+// inspect, docker inspect of tasks) into github.com/moby/moby/api types.
+package swarm
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path"
+	"sort"
+	"strings"
+	"time"
+
+	mswarm "github.com/moby/moby/api/types/swarm"
+
+	"github.com/gantry-dev/gantry/internal/clock"
+	"github.com/gantry-dev/gantry/internal/composefile"
+	"github.com/gantry-dev/gantry/internal/deploy/compose"
+	"github.com/gantry-dev/gantry/internal/history"
+	"github.com/gantry-dev/gantry/internal/lock"
+	"github.com/gantry-dev/gantry/internal/remote"
+)
+
+// Defaults.
+const (
+	DefaultTimeout      = 10 * time.Minute
+	DefaultPollInterval = time.Second
+)
+
+// Options is one stack deploy.
+type Options struct {
+	Stack string
+	// Dir is the stack's directory on the manager (relative paths are under
+	// the SSH user's home): the files, the lock and the history.
+	Dir     string
+	File    *composefile.File
+	EnvFile []byte
+	// Images pins services to images: service → repo@digest.
+	Images map[string]string
+	// Services are the services watched; default: those in Images, else all.
+	Services []string
+	SHA      string
+	Logins   []compose.Login
+	Prune    bool
+	// Update overrides the file's deploy.update_config of the deployed services.
+	Update UpdateConfig
+
+	Timeout, PollInterval time.Duration
+	// URL is verified to serve SHA once every service converged.
+	URL    string
+	Verify func(ctx context.Context, url string) error
+	// AutoRollback rolls back the services Swarm left updated or paused
+	// after a failure (Swarm's own failure_action: rollback does it first).
+	AutoRollback bool
+	Rollback     bool // this deploy is a rollback
+
+	Lock  lock.Options
+	Who   lock.Info
+	Clock clock.Clock
+	Logf  func(string, ...any)
+	Warnf func(string, ...any)
+}
+
+// UpdateConfig is a rolling update's settings, as in a Compose file's
+// deploy.update_config; zero values keep the file's.
+type UpdateConfig struct {
+	Parallelism   *int
+	Order         string // start-first or stop-first
+	Delay         time.Duration
+	Monitor       time.Duration
+	FailureAction string // rollback, pause or continue
+}
+
+func (u UpdateConfig) compose() map[string]any {
+	m := map[string]any{}
+	if u.Parallelism != nil {
+		m["parallelism"] = *u.Parallelism
+	}
+	if u.Order != "" {
+		m["order"] = u.Order
+	}
+	if u.Delay > 0 {
+		m["delay"] = u.Delay.String()
+	}
+	if u.Monitor > 0 {
+		m["monitor"] = u.Monitor.String()
+	}
+	if u.FailureAction != "" {
+		m["failure_action"] = u.FailureAction
+	}
+	return m
+}
+
+// override pins the images and sets the update settings of the deployed
+// services, as JSON (which is YAML); no user text is spliced in by hand.
+func (o Options) override() ([]byte, error) {
+	services := map[string]any{}
+	uc := o.Update.compose()
+	for _, name := range o.Services {
+		svc := map[string]any{}
+		if img, ok := o.Images[name]; ok {
+			svc["image"] = img
+		}
+		if len(uc) > 0 {
+			svc["deploy"] = map[string]any{"update_config": uc}
+		}
+		if len(svc) > 0 {
+			services[name] = svc
+		}
+	}
+	return json.MarshalIndent(map[string]any{"services": services}, "", "  ")
+}
+
+// ServiceResult is what happened to one service.
+type ServiceResult struct {
+	Name                    string // the service's name in the stack (web)
+	Image                   string
+	ReplicasBefore, Desired uint64
+	Running                 uint64
+	State                   string // completed, created, unchanged, paused, rollback_completed, ...
+	Message                 string
+	Errors                  []string // task errors, newest first
+}
+
+// Result is what a deploy did, filled in even when it failed.
+type Result struct {
+	Outcome     string
+	PreviousSHA string
+	Services    []ServiceResult
+	Phases      []history.Phase
+	Warnings    []string
+	Verified    bool
+}
+
+type deployer struct {
+	o       Options
+	h       remote.Host
+	d       *compose.Docker
+	res     *Result
+	before  map[string]*mswarm.Service // full name → service before the deploy
+	updated []string                   // full names of services that changed
+	seen    map[string]string          // task ID → last state logged
+}
+
+// Deploy runs one stack deploy on the manager h.
+func Deploy(ctx context.Context, h remote.Host, o Options) (*Result, error) {
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = DefaultPollInterval
+	}
+	if o.Clock == nil {
+		o.Clock = clock.Real{}
+	}
+	if o.Logf == nil {
+		o.Logf = func(string, ...any) {}
+	}
+	if o.Warnf == nil {
+		o.Warnf = o.Logf
+	}
+	if len(o.Services) == 0 {
+		for s := range o.Images {
+			o.Services = append(o.Services, s)
+		}
+		if len(o.Services) == 0 && o.File != nil {
+			o.Services = o.File.Names()
+		}
+		sort.Strings(o.Services)
+	}
+	dp := &deployer{o: o, h: h, d: &compose.Docker{H: h, Project: o.Stack, Dir: o.Dir}, res: &Result{}, seen: map[string]string{}}
+	started := time.Now().UTC()
+	var lk *lock.Lock
+	err := dp.step(ctx, "lock", func(ctx context.Context) error {
+		lo := o.Lock
+		lo.Dir = path.Join(o.Dir, ".gantry", "lock")
+		lo.Logf, lo.Warnf = o.Logf, o.Warnf
+		var err error
+		lk, err = lock.Acquire(ctx, h, lo, o.Who)
+		return err
+	})
+	if err != nil {
+		dp.res.Outcome = history.ResultFailed
+		return dp.res, err
+	}
+	cleanupCtx := context.WithoutCancel(ctx)
+	defer func() {
+		if rerr := lk.Release(cleanupCtx); rerr != nil {
+			o.Warnf("%v", rerr)
+		}
+	}()
+	entries, herr := history.Read(ctx, h, dp.historyPath())
+	if herr != nil {
+		o.Warnf("%v", herr)
+	}
+	if cur, ok := history.Current(entries); ok {
+		dp.res.PreviousSHA = cur.SHA
+	}
+
+	err = dp.run(ctx)
+	if dp.d.ConfigDir != "" {
+		if _, cerr := h.Run(cleanupCtx, []string{"rm", "-rf", dp.d.ConfigDir}, nil); cerr != nil {
+			dp.warn("removing the registry login: %v", cerr)
+		}
+	}
+	switch {
+	case err == nil:
+		dp.res.Outcome = history.ResultSuccess
+	case dp.res.Outcome == "":
+		dp.res.Outcome = history.ResultFailed
+	}
+	id := make([]byte, 6)
+	_, _ = rand.Read(id)
+	entry := history.Entry{
+		ID: hex.EncodeToString(id), Project: o.Stack, SHA: o.SHA, Images: o.Images,
+		Actor: o.Who.Actor, Reason: o.Who.Reason, RunURL: o.Who.RunURL, Strategy: "swarm-rolling",
+		Result: dp.res.Outcome, PreviousSHA: dp.res.PreviousSHA, Rollback: o.Rollback,
+		Started: started, Finished: time.Now().UTC(), Phases: dp.res.Phases,
+	}
+	if err != nil {
+		entry.Error = err.Error()
+	}
+	if aerr := history.Append(cleanupCtx, h, dp.historyPath(), entry); aerr != nil {
+		o.Warnf("%v", aerr)
+	}
+	return dp.res, err
+}
+
+func (dp *deployer) historyPath() string { return path.Join(dp.o.Dir, ".gantry", "history.jsonl") }
+
+func (dp *deployer) warn(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	dp.res.Warnings = append(dp.res.Warnings, msg)
+	dp.o.Warnf("%s", msg)
+}
+
+// step runs fn as a named, timed phase of the timeline.
+func (dp *deployer) step(ctx context.Context, name string, fn func(context.Context) error) error {
+	ph := history.Phase{Name: name, Started: time.Now().UTC()}
+	dp.o.Logf("── %s", name)
+	err := fn(ctx)
+	ph.Duration = time.Since(ph.Started)
+	if err != nil {
+		ph.Error = err.Error()
+	}
+	dp.res.Phases = append(dp.res.Phases, ph)
+	return err
+}
+
+func (dp *deployer) full(svc string) string { return dp.o.Stack + "_" + svc }
+
+func (dp *deployer) run(ctx context.Context) error {
+	o := dp.o
+	for _, s := range o.Services {
+		if sv, ok := o.File.Services[s]; ok && !sv.HasHealthcheck {
+			dp.warn("service %s has no healthcheck in %s (an image HEALTHCHECK still counts): Swarm then treats a task as ready once it runs, so start-first is not health-gated", s, o.File.Path)
+		}
+	}
+	if err := dp.step(ctx, "upload", dp.upload); err != nil {
+		return err
+	}
+	if err := dp.step(ctx, "inspect", dp.snapshot); err != nil {
+		return err
+	}
+	if err := dp.step(ctx, "stack deploy", dp.deploy); err != nil {
+		return err
+	}
+	werr := dp.step(ctx, "converge", dp.watch)
+	if werr == nil && o.URL != "" && o.Verify != nil {
+		werr = dp.step(ctx, "verify", func(ctx context.Context) error { return o.Verify(ctx, o.URL) })
+		dp.res.Verified = werr == nil
+	}
+	if werr == nil {
+		return nil
+	}
+	return dp.recover(ctx, werr)
+}
+
+// stackFiles are the files of the stack directory.
+func (dp *deployer) composePath() string  { return path.Join(dp.o.Dir, "compose.yml") }
+func (dp *deployer) overridePath() string { return path.Join(dp.o.Dir, ".gantry", "override.yml") }
+func (dp *deployer) envPath() string      { return path.Join(dp.o.Dir, ".env") }
+
+func (dp *deployer) upload(ctx context.Context) error {
+	o := dp.o
+	if _, err := dp.h.Run(ctx, []string{"mkdir", "-p", path.Join(o.Dir, ".gantry")}, nil); err != nil {
+		return err
+	}
+	override, err := o.override()
+	if err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		p    string
+		data []byte
+		mode os.FileMode
+	}{{dp.composePath(), o.File.Data, 0o644}, {dp.overridePath(), override, 0o644}, {dp.envPath(), o.EnvFile, 0o600}} {
+		if err := remote.WriteFile(ctx, dp.h, f.p, f.data, f.mode); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// snapshot records the stack's services as they were.
+func (dp *deployer) snapshot(ctx context.Context) error {
+	svcs, err := dp.inspect(ctx)
+	if err != nil {
+		return err
+	}
+	dp.before = svcs
+	return nil
+}
+
+// inspect reads the stack's services, keyed by full name.
+func (dp *deployer) inspect(ctx context.Context) (map[string]*mswarm.Service, error) {
+	out, err := dp.d.Run(ctx, "service", "ls", "--quiet", "--filter", "label=com.docker.stack.namespace="+dp.o.Stack)
+	if err != nil {
+		return nil, fmt.Errorf("listing the stack's services: %w", err)
+	}
+	ids := strings.Fields(string(out))
+	res := map[string]*mswarm.Service{}
+	if len(ids) == 0 {
+		return res, nil
+	}
+	out, err = dp.d.Run(ctx, append([]string{"service", "inspect"}, ids...)...)
+	if err != nil {
+		return nil, fmt.Errorf("inspecting the stack's services: %w", err)
+	}
+	var svcs []mswarm.Service
+	if err := json.Unmarshal(out, &svcs); err != nil {
+		return nil, fmt.Errorf("reading docker service inspect: %w", err)
+	}
+	for i := range svcs {
+		res[svcs[i].Spec.Name] = &svcs[i]
+	}
+	return res, nil
+}
+
+// envScript exports each KEY=VALUE line of the env file, then runs the rest of
+// argv: docker stack deploy reads variables only from its environment. Each
+// line is data for `export`, never shell code.
+const envScript = `f="$1"; shift
+if [ -f "$f" ]; then
+  while IFS= read -r line || [ -n "$line" ]; do
+    case "$line" in ''|'#'*) continue ;; esac
+    export "$line"
+  done < "$f"
+fi
+exec "$@"`
+
+func (dp *deployer) deploy(ctx context.Context) error {
+	o := dp.o
+	if len(o.Logins) > 0 {
+		out, err := dp.h.Run(ctx, []string{"mktemp", "-d"}, nil)
+		if err != nil {
+			return err
+		}
+		dp.d.ConfigDir = strings.TrimSpace(string(out))
+		for _, l := range o.Logins {
+			if err := dp.d.Login(ctx, l.Registry, l.Username, strings.NewReader(l.Password)); err != nil {
+				return fmt.Errorf("docker login %s on %s: %w", l.Registry, dp.h, err)
+			}
+		}
+	}
+	args := []string{"stack", "deploy", "--with-registry-auth", "--compose-file", dp.composePath(), "--compose-file", dp.overridePath()}
+	if o.Prune {
+		args = append(args, "--prune")
+	}
+	argv := append([]string{"sh", "-c", envScript, "sh", dp.envPath()}, dp.d.Argv(append(args, o.Stack)...)...)
+	out, err := dp.h.Run(ctx, argv, nil)
+	if err != nil {
+		return fmt.Errorf("docker stack deploy: %w", err)
+	}
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.Contains(l, "--detach") {
+			o.Logf("%s", l)
+		}
+	}
+	return nil
+}
