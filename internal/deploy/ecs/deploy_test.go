@@ -3,6 +3,7 @@ package ecs
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -755,4 +756,16 @@ func TestDeployOverAFailedDeployment(t *testing.T) {
 		return
 	}
 	e.steadyOn(res.TaskDefinition)
+}
+
+// The failure's kind survives the rollback message, for callers that branch on it.
+func TestFailureKindSurvivesRollback(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	e.s.SetBehavior(img2, ecsfake.Behavior{StartAfter: 20 * time.Second, CrashAfter: time.Second, ExitCode: 1})
+	_, err := Deploy(context.Background(), e.api, e.opts(img2, sha2))
+	var f *Failure
+	if !errors.As(err, &f) || f.Kind != KindTaskStopped || !strings.Contains(err.Error(), "rolled back to api:1") {
+		t.Errorf("err = %v (%T), want a %s Failure that says it rolled back", err, err, KindTaskStopped)
+	}
 }

@@ -372,10 +372,10 @@ func (d *deployer) recover(ctx context.Context, err error) error {
 	case f.ecsRollingBack:
 		o.Logf("ECS is rolling the service back; waiting for it")
 		if werr := d.waitSteady(ctx, prev); werr != nil {
-			return fmt.Errorf("%s; and ECS's rollback did not finish: %w", f.Msg, werr)
+			return fmt.Errorf("%w; and ECS's rollback did not finish: %v", f, werr)
 		}
 		d.res.Outcome, d.res.RolledBackTo = history.ResultRolledBack, prev
-		return fmt.Errorf("%s; ECS rolled back to %s", f.Msg, short(prev))
+		return fmt.Errorf("%w; ECS rolled back to %s", f, short(prev))
 	case o.RollbackOnly:
 		return f
 	case !o.AutoRollback:
@@ -383,7 +383,7 @@ func (d *deployer) recover(ctx context.Context, err error) error {
 		d.warn("auto-rollback is off: service %s is left on deployment %s (%s) for debugging", o.Service, d.res.DeploymentID, short(d.res.TaskDefinition))
 		return f
 	case prev == "" || prev == d.res.TaskDefinition:
-		return fmt.Errorf("%s; there is no previous revision to roll back to", f.Msg)
+		return fmt.Errorf("%w; there is no previous revision to roll back to", f)
 	}
 	d.mark("rollback to " + short(prev))
 	if d.native && d.res.ServiceDeploymentArn != "" && !d.noSD {
@@ -391,10 +391,10 @@ func (d *deployer) recover(ctx context.Context, err error) error {
 		_, serr := d.api.StopServiceDeployment(ctx, &ecs.StopServiceDeploymentInput{ServiceDeploymentArn: aws.String(d.res.ServiceDeploymentArn), StopType: types.StopServiceDeploymentStopTypeRollback})
 		if serr == nil {
 			if werr := d.waitSteady(ctx, prev); werr != nil {
-				return fmt.Errorf("%s; and the rollback to %s did not finish: %w", f.Msg, short(prev), werr)
+				return fmt.Errorf("%w; and the rollback to %s did not finish: %v", f, short(prev), werr)
 			}
 			d.res.Outcome, d.res.RolledBackTo = history.ResultRolledBack, prev
-			return fmt.Errorf("%s; rolled back to %s", f.Msg, short(prev))
+			return fmt.Errorf("%w; rolled back to %s", f, short(prev))
 		}
 		o.Logf("StopServiceDeployment refused (%v); updating the service back to %s instead", explain("StopServiceDeployment", o, serr), short(prev))
 	}
@@ -402,13 +402,13 @@ func (d *deployer) recover(ctx context.Context, err error) error {
 	in := d.updateInput(prev)
 	in.ForceNewDeployment = false
 	if _, uerr := d.api.UpdateService(ctx, in); uerr != nil {
-		return fmt.Errorf("%s; and the rollback to %s failed: %w", f.Msg, short(prev), explain("UpdateService", o, uerr))
+		return fmt.Errorf("%w; and the rollback to %s failed: %v", f, short(prev), explain("UpdateService", o, uerr))
 	}
 	if werr := d.waitSteady(ctx, prev); werr != nil {
-		return fmt.Errorf("%s; and the rollback to %s did not finish: %w", f.Msg, short(prev), werr)
+		return fmt.Errorf("%w; and the rollback to %s did not finish: %v", f, short(prev), werr)
 	}
 	d.res.Outcome, d.res.RolledBackTo = history.ResultRolledBack, prev
-	return fmt.Errorf("%s; rolled back to %s", f.Msg, short(prev))
+	return fmt.Errorf("%w; rolled back to %s", f, short(prev))
 }
 
 // waitSteady waits until the service runs only revision arn, steady.

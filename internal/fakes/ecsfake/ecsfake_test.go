@@ -543,7 +543,7 @@ func TestNativeStrategies(t *testing.T) {
 		cleanUp   = types.ServiceDeploymentLifecycleStageCleanUp
 	)
 	start := []types.ServiceDeploymentLifecycleStage{preScale, scale, postScale, testShift, postTest}
-	startLasts := []time.Duration{5, 10, 5, 5, 5} // SCALE_UP: until green's tasks are healthy, 10 s
+	startLasts := []time.Duration{5, 20, 5, 5, 5} // SCALE_UP: until green's tasks are healthy: 10 s to run, 10 s to the first passing check
 	tests := []struct {
 		name    string
 		cfg     types.DeploymentConfiguration
@@ -1027,7 +1027,7 @@ func TestTrafficRolling(t *testing.T) {
 		p1, p2 float64
 		test   string
 	}{
-		{4 * time.Second, 100, 0, a1},
+		{14 * time.Second, 100, 0, a1}, // running after 10 s, healthy after 10 s more
 		{time.Second, 100.0 / 3, 200.0 / 3, a2},
 		{5 * time.Second, 0, 100, a2},
 	}

@@ -56,6 +56,7 @@ type task struct {
 	launched   time.Time
 	runningAt  time.Time
 	hasHealth  bool
+	healthyT   time.Duration // RUNNING to HEALTHY: the health check's interval
 	unhealthyT time.Duration
 	stopAt     time.Time
 }

@@ -47,15 +47,17 @@ func (s *Server) stepTask(svc *service, t *task) {
 		t.runningAt = now
 		t.t.PullStoppedAt, t.t.StartedAt, t.t.ConnectivityAt = s.stamp(), s.stamp(), s.stamp()
 		t.t.Connectivity = types.ConnectivityConnected
-		if t.hasHealth && !t.b.HealthCheckFails {
-			t.t.HealthStatus = types.HealthStatusHealthy
-			for i := range t.t.Containers {
-				t.t.Containers[i].HealthStatus = types.HealthStatusHealthy
-			}
-		}
 	}
 	if !t.running() {
 		return
+	}
+	// As on ECS, a health check reports HEALTHY once its first check passes, one interval
+	// after the container started; until then the task is UNKNOWN and not yet healthy.
+	if t.hasHealth && !t.b.HealthCheckFails && !t.b.crashes() && t.t.HealthStatus != types.HealthStatusHealthy && !now.Before(t.runningAt.Add(t.healthyT)) {
+		t.t.HealthStatus = types.HealthStatusHealthy
+		for i := range t.t.Containers {
+			t.t.Containers[i].HealthStatus = types.HealthStatusHealthy
+		}
 	}
 	switch {
 	case t.b.crashes() && !now.Before(t.runningAt.Add(t.b.CrashAfter)):
@@ -418,6 +420,7 @@ func (s *Server) launch(svc *service, d *deployment) *task {
 				start = *hc.StartPeriod
 			}
 			t.unhealthyT = time.Duration(start+interval*retries) * time.Second
+			t.healthyT = time.Duration(interval) * time.Second
 		}
 		t.t.Containers = append(t.t.Containers, ct)
 	}
