@@ -122,7 +122,7 @@ func readComposeTarget(a *action.Action, in *action.Inputs, o *compose.Options) 
 	o.CanaryInterval = in.Duration("canary-interval")
 	o.Drain, o.StopTimeout = in.Duration("drain"), in.Duration("stop-timeout")
 	o.AutoRollback = in.Bool("auto-rollback")
-	o.Lock = lock.Options{Wait: in.Duration("lock-wait"), Stale: in.Duration("lock-stale")}
+	o.Lock = lock.Options{Wait: lock.WaitInput(in.Duration("lock-wait")), Stale: in.Duration("lock-stale")}
 	host, _ := os.Hostname()
 	o.Who = lock.Info{Actor: a.Getenv("GITHUB_ACTOR"), Reason: in.String("reason"), RunURL: runURL(a), Machine: host}
 	if o.Who.Actor == "" {

@@ -41,6 +41,7 @@ func deploySwarmSpec() *action.Spec {
 		action.Input{Name: "env-file", Description: "Variables for the Compose file's ${...} (KEY=VALUE lines; values are masked and reach docker stack deploy through its environment, never a command line).", Secret: true},
 		action.Input{Name: "images", Description: "Images to deploy, service=repository@sha256:... one a line.", Kind: action.List},
 		action.Input{Name: "services", Description: "Services to watch; default: those in images, else all.", Kind: action.List},
+		action.Input{Name: "scale", Description: "Replicas to set, service=N one a line (deploy.replicas of the file otherwise).", Kind: action.List},
 		action.Input{Name: "sha", Description: "Commit being deployed, which url must report; default GITHUB_SHA (the pull request head on pull_request events)."},
 		action.Input{Name: "url", Description: "Health endpoint verified to serve the commit once the stack converged (e.g. http://manager:8080/health)."},
 		action.Input{Name: "verify-timeout", Description: "How long the new version may take to report the commit at url.", Kind: action.Duration, Default: "2m"},
@@ -99,6 +100,7 @@ func runDeploySwarm(ctx context.Context, a *action.Action) error {
 		registries[d.Context().RegistryStr()] = true
 	}
 	o.Services = in.List("services")
+	o.Scale = parseScale(in)
 	if o.URL = in.String("url"); o.URL != "" {
 		if _, err := verify.HealthURL(o.URL); err != nil {
 			in.Fail("url", "%v", err)
@@ -131,7 +133,7 @@ func runDeploySwarm(ctx context.Context, a *action.Action) error {
 			o.Logins = append(o.Logins, compose.Login{Registry: r, Username: user, Password: pass})
 		}
 	}
-	o.Lock = lock.Options{Wait: in.Duration("lock-wait"), Stale: in.Duration("lock-stale")}
+	o.Lock = lock.Options{Wait: lock.WaitInput(in.Duration("lock-wait")), Stale: in.Duration("lock-stale")}
 	host, _ := os.Hostname()
 	o.Who = lock.Info{Actor: a.Getenv("GITHUB_ACTOR"), Reason: in.String("reason"), RunURL: runURL(a), Machine: host}
 	if o.Who.Actor == "" {
@@ -143,7 +145,7 @@ func runDeploySwarm(ctx context.Context, a *action.Action) error {
 			in.Fail("compose-file", "%v", err)
 		} else {
 			o.File = f
-			for _, s := range append(append([]string{}, o.Services...), keys(o.Images)...) {
+			for _, s := range append(append(append([]string{}, o.Services...), keys(o.Images)...), keys(o.Scale)...) {
 				if _, ok := f.Services[s]; !ok {
 					in.Fail("services", "service %q is not in %s (it has: %s)", s, cf, strings.Join(f.Names(), ", "))
 				}
@@ -186,7 +188,89 @@ func runDeploySwarm(ctx context.Context, a *action.Action) error {
 	return err
 }
 
-func keys(m map[string]string) []string {
+// parseScale reads the scale input, service=N lines.
+func parseScale(in *action.Inputs) map[string]uint64 {
+	out := map[string]uint64{}
+	for _, line := range in.List("scale") {
+		svc, n, ok := strings.Cut(line, "=")
+		v, err := strconv.ParseUint(strings.TrimSpace(n), 10, 32)
+		if !ok || err != nil || strings.TrimSpace(svc) == "" {
+			in.Fail("scale", "%q is not service=N with N a whole number of replicas", line)
+			continue
+		}
+		out[strings.TrimSpace(svc)] = v
+	}
+	return out
+}
+
+func swarmScaleSpec() *action.Spec {
+	s := &action.Spec{
+		Name:        "swarm-scale",
+		Description: "Set the replicas of services of a Swarm stack over SSH, as docker service scale does, under the stack's deploy lock, and wait until they run.",
+		Outputs: []action.Output{
+			{Name: "services", Description: "Per service, as JSON: name, replicas before, desired, running, state."},
+			{Name: "result", Description: "success or failed."},
+		},
+	}
+	s.Inputs = append(sshInputs(),
+		action.Input{Name: "stack", Description: "Stack name.", Required: true},
+		action.Input{Name: "stack-dir", Description: "Directory of the stack on the manager (its lock); default gantry/<stack> under the SSH user's home."},
+		action.Input{Name: "scale", Description: "Replicas to set, service=N one a line.", Kind: action.List, Required: true},
+		action.Input{Name: "timeout", Description: "How long the services may take to run their replicas.", Kind: action.Duration, Default: "5m"},
+		action.Input{Name: "lock-wait", Description: "How long to wait for a deploy's lock on the manager.", Kind: action.Duration, Default: "10m"},
+		action.Input{Name: "reason", Description: "Why; kept in the lock."},
+	)
+	return s
+}
+
+func swarmScaleCommand() *Command { return &Command{Spec: swarmScaleSpec(), Run: runSwarmScale} }
+
+func runSwarmScale(ctx context.Context, a *action.Action) error {
+	in := a.Inputs()
+	hc := readHost(a, in)
+	var o swarm.Options
+	if o.Stack = in.Required("stack"); o.Stack != "" && !composefile.ValidProject(o.Stack) {
+		in.Fail("stack", "%q is not a stack name: use lower case letters, digits, - and _", o.Stack)
+	}
+	if o.Dir = in.String("stack-dir"); o.Dir == "" {
+		o.Dir = path.Join("gantry", o.Stack)
+	}
+	if o.Scale = parseScale(in); len(o.Scale) == 0 && in.Err() == nil {
+		in.Fail("scale", "is required: service=N one a line")
+	}
+	o.Timeout = in.Duration("timeout")
+	o.Lock = lock.Options{Wait: lock.WaitInput(in.Duration("lock-wait")), Stale: time.Hour}
+	o.Who = lock.Info{Actor: a.Getenv("GITHUB_ACTOR"), Reason: in.String("reason"), RunURL: runURL(a)}
+	if err := in.Err(); err != nil {
+		return err
+	}
+	o.Logf, o.Warnf = a.Infof, a.Warnf
+	h, err := hc.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	res, err := swarm.Scale(ctx, h, o)
+	a.SetOutput("result", res.Outcome)
+	if js, jerr := json.Marshal(res.Services); jerr == nil {
+		a.SetOutput("services", string(js))
+	}
+	sum := a.Summary()
+	fmt.Fprintf(sum, "### %s swarm-scale: %s\n\n", map[bool]string{true: "✅", false: "❌"}[err == nil], res.Outcome)
+	if err != nil {
+		fmt.Fprintf(sum, "**Why:** %s\n\n", action.Escape(err.Error()))
+	}
+	var rows [][]string
+	for _, r := range res.Services {
+		rows = append(rows, []string{action.Code(r.Name), fmt.Sprintf("%d → %d", r.ReplicasBefore, r.Desired), fmt.Sprint(r.Running), action.Escape(r.State)})
+	}
+	if len(rows) > 0 {
+		sum.WriteString(action.Table([]string{"Service", "Replicas", "Running", "State"}, rows))
+	}
+	return err
+}
+
+func keys[V any](m map[string]V) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
 		out = append(out, k)

@@ -186,3 +186,72 @@ func TestDeploySwarmRefusals(t *testing.T) {
 	}
 	_ = time.Second
 }
+
+// TestDeploySwarmScaleLockAndSSHCut: swarm-scale, a deploy refused while
+// another holds the stack's lock, and every SSH connection cut mid-watch.
+func TestDeploySwarmScaleLockAndSSHCut(t *testing.T) {
+	h := startSwarmHost(t)
+	workspace(t, map[string]string{"compose.yml": h.composeFile()})
+	sha1, sha2 := "1111111"+strings.Repeat("a", 33), "2222222"+strings.Repeat("b", 33)
+	v1 := digestRef(t, testenv.AppImage(t, h.reg.Host, sha1, "v1"))
+	v2 := digestRef(t, testenv.AppImage(t, h.reg.Host, sha2, "v2"))
+	if r := h.deploy(t, sha1, v1); r.code != 0 {
+		t.Fatalf("first deploy: %s", r.log)
+	}
+
+	sc := runCLI(t, nil, nil, "swarm-scale", "--host", h.sshd.Host, "--port", fmt.Sprint(h.sshd.Port), "--user", h.sshd.User,
+		"--ssh-key", string(h.sshd.ClientKey), "--known-hosts", h.sshd.KnownHosts, "--stack", h.stack, "--scale", "web=3")
+	if sc.code != 0 || !strings.Contains(sc.outputs["services"], `"Running":3`) || !strings.Contains(sc.summary, "2 → 3") {
+		t.Fatalf("swarm-scale: exit %d %v\n%s\n%s", sc.code, sc.outputs, sc.log, sc.summary)
+	}
+
+	// Another deploy holds the lock: refused, naming the holder, nothing changed.
+	u, err := user.Lookup(h.sshd.User)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lockDir := filepath.Join(u.HomeDir, "gantry", h.stack, ".gantry", "lock")
+	if err := os.MkdirAll(lockDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	owner := fmt.Sprintf(`{"id":"x","actor":"alice","sha":"%s","reason":"hotfix","started":"%s"}`, sha1, time.Now().UTC().Format(time.RFC3339))
+	if err := os.WriteFile(filepath.Join(lockDir, "owner.json"), []byte(owner), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := h.deploy(t, sha2, v2)
+	if r.code != 1 || !strings.Contains(r.log, "alice") {
+		t.Errorf("deploy under another's lock: exit %d\n%s", r.code, r.log)
+	}
+	if got := served(t, h.url()); got != sha1 {
+		t.Errorf("serves %q after the refused deploy, want %s", got, sha1)
+	}
+	if err := os.RemoveAll(lockDir); err != nil {
+		t.Fatal(err)
+	}
+
+	// Every SSH connection cut while Swarm updates: gantry reconnects and still judges the update.
+	cut := make(chan struct{})
+	go func() {
+		defer close(cut)
+		deadline := time.Now().Add(time.Minute)
+		for time.Now().Before(deadline) {
+			out, _ := exec.Command("docker", "service", "inspect", "--format", "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}", h.stack+"_web").Output()
+			if strings.TrimSpace(string(out)) == "updating" {
+				h.sshd.CutConnections()
+				return
+			}
+			time.Sleep(20 * time.Millisecond) // polls the engine for the moment to cut; not a timing assertion
+		}
+	}()
+	r = h.deploy(t, sha2, v2)
+	<-cut
+	if r.code != 0 || !strings.Contains(r.log, "reconnected to") {
+		t.Fatalf("deploy with SSH cut mid-watch: exit %d\n%s", r.code, r.log)
+	}
+	if got := served(t, h.url()); got != sha2 {
+		t.Errorf("serves %q, want %s", got, sha2)
+	}
+	if _, err := os.Stat(lockDir); !os.IsNotExist(err) {
+		t.Errorf("the lock is still held after the cut deploy: %v", err)
+	}
+}

@@ -22,10 +22,12 @@ import (
 
 // Defaults for Options.
 const (
-	DefaultWait      = 10 * time.Minute
-	DefaultStale     = time.Hour
-	DefaultHeartbeat = 5 * time.Second
-	DefaultPoll      = 2 * time.Second
+	DefaultWait = 10 * time.Minute
+	// NoWait as Options.Wait fails at once when someone else holds the lock.
+	NoWait           time.Duration = -1
+	DefaultStale                   = time.Hour
+	DefaultHeartbeat               = 5 * time.Second
+	DefaultPoll                    = 2 * time.Second
 	// deadAfter heartbeats missed in a row mean the holder is gone.
 	deadAfter = 6
 )
@@ -74,7 +76,8 @@ func short(sha string) string {
 type Options struct {
 	// Dir is the lock directory on the host, e.g. PROJECT/.gantry/lock.
 	Dir string
-	// Wait is how long to wait for another holder; 0 means DefaultWait.
+	// Wait is how long to wait for another holder; 0 means DefaultWait and
+	// NoWait not at all.
 	Wait time.Duration
 	// Stale is the age after which a lock whose holder stopped its heartbeat
 	// may be broken; 0 means DefaultStale.
@@ -170,8 +173,11 @@ func Acquire(ctx context.Context, h remote.Host, o Options, info Info) (*Lock, e
 }
 
 func withDefaults(o Options) Options {
-	if o.Wait == 0 {
+	switch {
+	case o.Wait == 0:
 		o.Wait = DefaultWait
+	case o.Wait < 0:
+		o.Wait = 0
 	}
 	if o.Stale == 0 {
 		o.Stale = DefaultStale
@@ -294,4 +300,12 @@ func (l *Lock) Release(ctx context.Context) error {
 		return fmt.Errorf("release the deploy lock %s: %w", l.o.Dir, err)
 	}
 	return nil
+}
+
+// WaitInput turns a lock-wait input into Options.Wait: 0 (a user's "0s") is NoWait.
+func WaitInput(d time.Duration) time.Duration {
+	if d <= 0 {
+		return NoWait
+	}
+	return d
 }

@@ -167,3 +167,18 @@ func TestConcurrentDeploysSerialize(t *testing.T) {
 		t.Errorf("max holders at once = %d, finished = %d; want 1 and 20", maxInside.Load(), done.Load())
 	}
 }
+
+func TestWaitInput(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[time.Duration]time.Duration{0: NoWait, -time.Second: NoWait, time.Minute: time.Minute} {
+		if got := WaitInput(in); got != want {
+			t.Errorf("WaitInput(%v) = %v, want %v", in, got, want)
+		}
+	}
+	if got := withDefaults(Options{Wait: NoWait}).Wait; got != 0 {
+		t.Errorf("NoWait becomes %v, want 0", got)
+	}
+	if got := withDefaults(Options{}).Wait; got != DefaultWait {
+		t.Errorf("the zero Wait becomes %v, want DefaultWait", got)
+	}
+}

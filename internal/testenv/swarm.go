@@ -17,16 +17,40 @@ var gwbridgeAddr = regexp.MustCompile(`inet (172\.[0-9.]+)/`)
 
 // SwarmIngress stands in for Swarm's routing mesh, which needs iptables rules
 // this sandbox's engine does not create: a TCP balancer on 127.0.0.1 that
-// sends each connection to a running, not unhealthy, container of the Swarm
-// service, at its docker_gwbridge address and port. Returns host:port.
+// sends each connection to a running container of the Swarm service that is
+// healthy (or has no healthcheck), at its docker_gwbridge address and port,
+// as the mesh sends it to a task it counts as ready. The set of containers is
+// refreshed every 100 ms. Returns host:port.
 func SwarmIngress(t testing.TB, service string, port int) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		addrs []string
+		done  = make(chan struct{})
+	)
+	t.Cleanup(func() { close(done); ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			a := taskAddrs(service)
+			mu.Lock()
+			addrs = a
+			mu.Unlock()
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -39,11 +63,13 @@ func SwarmIngress(t testing.TB, service string, port int) string {
 			go func() {
 				defer wg.Done()
 				defer c.Close()
-				addrs := taskAddrs(service)
-				if len(addrs) == 0 {
+				mu.Lock()
+				now := addrs
+				mu.Unlock()
+				if len(now) == 0 {
 					return // as the mesh does with no task to send to: the connection closes
 				}
-				up, err := net.DialTimeout("tcp", net.JoinHostPort(addrs[rand.IntN(len(addrs))], strconv.Itoa(port)), 2*time.Second)
+				up, err := net.DialTimeout("tcp", net.JoinHostPort(now[rand.IntN(len(now))], strconv.Itoa(port)), 2*time.Second)
 				if err != nil {
 					return
 				}

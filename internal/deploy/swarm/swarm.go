@@ -17,9 +17,11 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -57,6 +59,8 @@ type Options struct {
 	Prune    bool
 	// Update overrides the file's deploy.update_config of the deployed services.
 	Update UpdateConfig
+	// Scale sets services' replicas (deploy.replicas), service → count.
+	Scale map[string]uint64
 
 	Timeout, PollInterval time.Duration
 	// URL is verified to serve SHA once every service converged.
@@ -109,13 +113,26 @@ func (u UpdateConfig) compose() map[string]any {
 func (o Options) override() ([]byte, error) {
 	services := map[string]any{}
 	uc := o.Update.compose()
-	for _, name := range o.Services {
+	names := append([]string{}, o.Services...)
+	for name := range o.Scale {
+		if !slices.Contains(names, name) {
+			names = append(names, name)
+		}
+	}
+	for _, name := range names {
 		svc := map[string]any{}
 		if img, ok := o.Images[name]; ok {
 			svc["image"] = img
 		}
-		if len(uc) > 0 {
-			svc["deploy"] = map[string]any{"update_config": uc}
+		deploy := map[string]any{}
+		if len(uc) > 0 && slices.Contains(o.Services, name) {
+			deploy["update_config"] = uc
+		}
+		if n, ok := o.Scale[name]; ok {
+			deploy["replicas"] = n
+		}
+		if len(deploy) > 0 {
+			svc["deploy"] = deploy
 		}
 		if len(svc) > 0 {
 			services[name] = svc
@@ -325,9 +342,21 @@ func (dp *deployer) snapshot(ctx context.Context) error {
 	return nil
 }
 
+// read runs a docker command that changes nothing, again after a lost
+// connection (the host reconnects), so a cut mid-watch does not end the watch.
+func (dp *deployer) read(ctx context.Context, args ...string) ([]byte, error) {
+	for attempt := 1; ; attempt++ {
+		out, err := dp.d.Run(ctx, args...)
+		if err == nil || !errors.Is(err, remote.ErrConnectionLost) || attempt == 3 || ctx.Err() != nil {
+			return out, err
+		}
+		dp.o.Warnf("%v; reading again", err)
+	}
+}
+
 // inspect reads the stack's services, keyed by full name.
 func (dp *deployer) inspect(ctx context.Context) (map[string]*mswarm.Service, error) {
-	out, err := dp.d.Run(ctx, "service", "ls", "--quiet", "--filter", "label=com.docker.stack.namespace="+dp.o.Stack)
+	out, err := dp.read(ctx, "service", "ls", "--quiet", "--filter", "label=com.docker.stack.namespace="+dp.o.Stack)
 	if err != nil {
 		return nil, fmt.Errorf("listing the stack's services: %w", err)
 	}
@@ -336,7 +365,7 @@ func (dp *deployer) inspect(ctx context.Context) (map[string]*mswarm.Service, er
 	if len(ids) == 0 {
 		return res, nil
 	}
-	out, err = dp.d.Run(ctx, append([]string{"service", "inspect"}, ids...)...)
+	out, err = dp.read(ctx, append([]string{"service", "inspect"}, ids...)...)
 	if err != nil {
 		return nil, fmt.Errorf("inspecting the stack's services: %w", err)
 	}
@@ -391,4 +420,70 @@ func (dp *deployer) deploy(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// Scale sets the replicas of stack services (service → count) on the manager h
+// under the stack's lock, as `docker service scale` does, and waits until they
+// run; o.Scale says what, the rest of o where and how long.
+func Scale(ctx context.Context, h remote.Host, o Options) (*Result, error) {
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = DefaultPollInterval
+	}
+	if o.Clock == nil {
+		o.Clock = clock.Real{}
+	}
+	if o.Logf == nil {
+		o.Logf = func(string, ...any) {}
+	}
+	if o.Warnf == nil {
+		o.Warnf = o.Logf
+	}
+	o.Services = sortedKeys(o.Scale)
+	dp := &deployer{o: o, h: h, d: &compose.Docker{H: h, Project: o.Stack, Dir: o.Dir}, res: &Result{}, seen: map[string]string{}}
+	lo := o.Lock
+	lo.Dir = path.Join(o.Dir, ".gantry", "lock")
+	lo.Logf, lo.Warnf = o.Logf, o.Warnf
+	lk, err := lock.Acquire(ctx, h, lo, o.Who)
+	if err != nil {
+		dp.res.Outcome = history.ResultFailed
+		return dp.res, err
+	}
+	defer func() {
+		if rerr := lk.Release(context.WithoutCancel(ctx)); rerr != nil {
+			o.Warnf("%v", rerr)
+		}
+	}()
+	err = func() error {
+		if err := dp.step(ctx, "inspect", dp.snapshot); err != nil {
+			return err
+		}
+		args := []string{"service", "scale", "--detach"}
+		for _, name := range o.Services {
+			if dp.before[dp.full(name)] == nil {
+				return fmt.Errorf("stack %s has no service %s; deploy it first", o.Stack, name)
+			}
+			args = append(args, fmt.Sprintf("%s=%d", dp.full(name), o.Scale[name]))
+		}
+		if err := dp.step(ctx, "scale", func(ctx context.Context) error { _, err := dp.d.Run(ctx, args...); return err }); err != nil {
+			return err
+		}
+		return dp.step(ctx, "converge", dp.watch)
+	}()
+	dp.res.Outcome = history.ResultSuccess
+	if err != nil {
+		dp.res.Outcome = history.ResultFailed
+	}
+	return dp.res, err
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }

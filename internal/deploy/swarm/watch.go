@@ -97,6 +97,9 @@ func (dp *deployer) judge(svcs map[string]*mswarm.Service, tasks map[string][]ms
 			dp.updated = append(dp.updated, full)
 		}
 		us := s.UpdateStatus
+		if b != nil && sameUpdate(us, b.UpdateStatus) {
+			us = nil // the status of an earlier update (e.g. a scale changes none)
+		}
 		switch {
 		case !changed:
 			r.State = StateUnchanged
@@ -280,17 +283,24 @@ func (dp *deployer) tasks(ctx context.Context, svcs map[string]*mswarm.Service) 
 	if len(names) == 0 {
 		return out, nil
 	}
-	ids, err := dp.d.Run(ctx, append([]string{"service", "ps", "--quiet", "--no-trunc"}, names...)...)
-	if err != nil {
-		return nil, fmt.Errorf("listing tasks: %w", err)
-	}
-	f := strings.Fields(string(ids))
-	if len(f) == 0 {
-		return out, nil
-	}
-	data, err := dp.d.Run(ctx, append([]string{"inspect", "--type", "task"}, f...)...)
-	if err != nil {
-		return nil, fmt.Errorf("inspecting tasks: %w", err)
+	var data []byte
+	for attempt := 1; ; attempt++ {
+		ids, err := dp.read(ctx, append([]string{"service", "ps", "--quiet", "--no-trunc"}, names...)...)
+		if err != nil {
+			return nil, fmt.Errorf("listing tasks: %w", err)
+		}
+		f := strings.Fields(string(ids))
+		if len(f) == 0 {
+			return out, nil
+		}
+		data, err = dp.read(ctx, append([]string{"inspect", "--type", "task"}, f...)...)
+		if err == nil {
+			break
+		}
+		// Swarm prunes old tasks: one listed a moment ago may be gone now.
+		if attempt == 3 || !strings.Contains(err.Error(), "No such") {
+			return nil, fmt.Errorf("inspecting tasks: %w", err)
+		}
 	}
 	var ts []mswarm.Task
 	if err := json.Unmarshal(data, &ts); err != nil {
@@ -439,4 +449,12 @@ func (dp *deployer) markRolledBack() {
 			dp.res.Services[i].State = "rolled back"
 		}
 	}
+}
+
+// sameUpdate reports whether two update statuses are of the same update.
+func sameUpdate(a, b *mswarm.UpdateStatus) bool {
+	if a == nil || b == nil || a.StartedAt == nil || b.StartedAt == nil {
+		return false
+	}
+	return a.StartedAt.Equal(*b.StartedAt) && a.State == b.State
 }
