@@ -204,4 +204,41 @@ jobs:
 # A preview: the new revision gets no traffic, only a tag URL, checked before anyone sees it.
 #       strategy: preview   -> outputs.tag-url
 `,
+	"deploy-swarm": `jobs:
+  deploy:
+    runs-on: ubuntu-latest
+    environment: pre-production
+    concurrency: swarm-preprod
+    steps:
+      - uses: actions/checkout@v4   # the stack file is uploaded from the repository
+      - id: deploy
+        uses: gantry-dev/gantry/actions/deploy-swarm@v1
+        with:
+          host: manager1.example.com
+          user: deploy
+          ssh-key: ${{ secrets.DEPLOY_SSH_KEY }}
+          known-hosts: ${{ vars.MANAGER1_KNOWN_HOSTS }}   # ssh-keyscan manager1.example.com
+          stack: shop
+          compose-file: stack.yml
+          images: web=ghcr.io/acme/shop@${{ needs.build.outputs.digest }}
+          registry-username: ${{ github.actor }}
+          registry-password: ${{ secrets.GITHUB_TOKEN }}
+          update-order: start-first
+          failure-action: rollback
+          url: https://preprod.example.com/health
+      - if: failure()
+        run: echo "deploy ${{ steps.deploy.outputs.result }}; services ${{ steps.deploy.outputs.services }}"
+`,
+	"swarm-scale": `steps:
+  - uses: gantry-dev/gantry/actions/swarm-scale@v1
+    with:
+      host: manager1.example.com
+      user: deploy
+      ssh-key: ${{ secrets.DEPLOY_SSH_KEY }}
+      known-hosts: ${{ vars.MANAGER1_KNOWN_HOSTS }}
+      stack: shop
+      scale: |
+        web=5
+        worker=2
+`,
 }
