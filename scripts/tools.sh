@@ -28,7 +28,7 @@ GO_TOOLS_BENCH=(
   "crane       github.com/google/go-containerregistry/cmd/crane      v0.22.1"
   "regctl      github.com/regclient/regclient/cmd/regctl             v0.11.7"
 )
-APT_TEST=(openssh-server)
+APT_TEST=(openssh-server iproute2 util-linux) # iproute2 and util-linux (nsenter): the Swarm tests' stand-in for the routing mesh
 APT_BENCH=(skopeo)
 
 install_go() {

@@ -121,6 +121,11 @@ func TestDeploySwarm(t *testing.T) {
 	if !strings.Contains(first.summary, "| `web` |") || !strings.Contains(first.summary, "created") || !strings.Contains(first.summary, "| `job` |") {
 		t.Errorf("first summary:\n%s", first.summary)
 	}
+	// job has no healthcheck: a warning annotation and a summary line; web has one: none.
+	if !strings.Contains(first.log, "::warning::service job has no healthcheck") || strings.Contains(first.log, "service web has no healthcheck") ||
+		!strings.Contains(first.summary, "⚠️ service job has no healthcheck") {
+		t.Errorf("healthcheck warnings:\n%s\n%s", first.log, first.summary)
+	}
 
 	second := h.deploy(t, sha2, v2)
 	if second.code != 0 || second.outputs["previous-sha"] != sha1 || second.outputs["deployed-sha"] != sha2 || second.outputs["url"] != h.url() {
