@@ -1,0 +1,355 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/gantry-dev/gantry/bench/benchenv"
+	"github.com/gantry-dev/gantry/internal/action"
+	"github.com/gantry-dev/gantry/internal/demo"
+	"github.com/gantry-dev/gantry/internal/testenv"
+)
+
+// The commits of the releases deployed: v1 serves before each update, v2 is
+// the new version.
+const (
+	shaV1 = "1111111aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	shaV2 = "2222222bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+)
+
+// bench holds what the scenarios share: binaries, images, the registry,
+// the environment of the tools, and what to clean up.
+type bench struct {
+	c         config
+	id        string // bench-sul-<random>: the prefix of every name
+	root, tmp string
+	bin       map[string]string
+	env       []string
+	reg       *registry
+	// images by release: v1, v2 (repository@digest).
+	images map[string]string
+	// swarmInit says whether this run turned swarm mode on.
+	swarmInit bool
+
+	mu     sync.Mutex
+	stacks []string // stacks to remove
+}
+
+func newBench(ctx context.Context, c config, root, tmp string) (*bench, error) {
+	rnd := make([]byte, 3)
+	_, _ = rand.Read(rnd)
+	b := &bench{c: c, id: "bench-sul-" + hex.EncodeToString(rnd), root: root, tmp: tmp,
+		bin: map[string]string{}, images: map[string]string{}}
+	for _, name := range []string{"k6", "registry"} {
+		p := filepath.Join(root, ".bin", name)
+		if _, err := os.Stat(p); err != nil {
+			return nil, fmt.Errorf("%s not found; run ./scripts/tools.sh test", p)
+		}
+		b.bin[name] = p
+	}
+	for _, name := range []string{"docker", "nsenter", "ip"} {
+		p, err := exec.LookPath(name)
+		if err != nil {
+			return nil, fmt.Errorf("%s not found on PATH (the stand-in balancer needs docker, nsenter and ip)", name)
+		}
+		b.bin[name] = p
+	}
+	if out, err := exec.CommandContext(ctx, "docker", "version", "--format", "{{.Server.Version}}").CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("the Docker engine is not reachable: %s", strings.TrimSpace(string(out)))
+	}
+	// gantry and the tools get no GitHub Actions variables (gantry runs in
+	// local mode; each step gets its own GITHUB_OUTPUT and
+	// GITHUB_STEP_SUMMARY), and k6 reports no usage.
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "GITHUB_") || strings.HasPrefix(k, "RUNNER_") || strings.HasPrefix(k, "ACTIONS_") || strings.HasPrefix(k, "K6_") {
+			continue
+		}
+		b.env = append(b.env, kv)
+	}
+	b.env = append(b.env, "K6_NO_USAGE_REPORT=true", "GITHUB_ACTOR=bench")
+	logf("run %s in %s", b.id, tmp)
+	return b, nil
+}
+
+// ensureSwarm puts the engine in swarm mode when it is not, as
+// internal/testenv.Swarm does.
+func (b *bench) ensureSwarm(ctx context.Context) error {
+	state := func() string {
+		out, _ := exec.CommandContext(ctx, "docker", "info", "--format", "{{.Swarm.LocalNodeState}}").Output()
+		return strings.TrimSpace(string(out))
+	}
+	switch s := state(); s {
+	case "active":
+		return nil
+	case "inactive":
+		out, err := exec.CommandContext(ctx, "docker", "swarm", "init", "--advertise-addr", "127.0.0.1").CombinedOutput()
+		if err != nil {
+			if state() == "active" {
+				return nil // someone else initialized it meanwhile
+			}
+			return fmt.Errorf("the engine refuses swarm mode: docker swarm init: %v: %s", err, out)
+		}
+		b.swarmInit = true
+		logf("swarm mode turned on (docker swarm init --advertise-addr 127.0.0.1); it stays on")
+		return nil
+	default:
+		return fmt.Errorf("the engine's swarm state is %q; want active or inactive", s)
+	}
+}
+
+// prepare builds gantry and the two releases of examples/app, starts the
+// registry and pushes the images to it.
+func (b *bench) prepare(ctx context.Context) error {
+	b.bin["gantry"] = filepath.Join(b.tmp, "gantry")
+	logf("building gantry (CGO_ENABLED=0 -trimpath -ldflags '-s -w')")
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", b.bin["gantry"], "./cmd/gantry")
+	cmd.Dir, cmd.Env = b.root, append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build ./cmd/gantry: %v\n%s", err, out)
+	}
+	var err error
+	if b.reg, err = startRegistry(ctx, b.bin["registry"], filepath.Join(b.tmp, "registry")); err != nil {
+		return err
+	}
+	logf("registry on %s", b.reg.Host)
+	for _, r := range []struct{ release, sha string }{{"v1", shaV1}, {"v2", shaV2}} {
+		bin, err := demo.BuildApp(ctx, b.root, filepath.Join(b.tmp, r.release), r.sha, r.release)
+		if err != nil {
+			return err
+		}
+		run := b.runGantry(ctx, "build-push-"+r.release, "build-push", "--registries", b.reg.Host+"/"+b.id+"/"+r.release,
+			"--sha", r.sha, "--files", bin+":/app:0755", "--entrypoint", "/app", "--ports", "8080")
+		if run.Err != nil {
+			return run.Err
+		}
+		b.images[r.release] = strings.Split(run.Outputs["images"], "\n")[0]
+	}
+	// Pulled once, untimed, as a host that has deployed before has them:
+	// every deploy still resolves and pulls through the registry.
+	for _, img := range b.images {
+		if _, err := b.exec(ctx, nil, "docker", "pull", "--quiet", img); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// registry is a distribution registry server (.bin/registry) with
+// filesystem storage.
+type registry struct {
+	Host   string
+	cmd    *exec.Cmd
+	exited chan error
+	log    string
+}
+
+func startRegistry(ctx context.Context, bin, dir string) (*registry, error) {
+	port, err := demo.FreePort()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	r := &registry{Host: fmt.Sprintf("127.0.0.1:%d", port), log: filepath.Join(dir, "registry.log"), exited: make(chan error, 1)}
+	cfgPath := filepath.Join(dir, "config.yml")
+	if err := os.WriteFile(cfgPath, []byte(testenv.RegistryConfig(filepath.Join(dir, "data"), r.Host, "")), 0o600); err != nil {
+		return nil, err
+	}
+	logFile, err := os.Create(r.log)
+	if err != nil {
+		return nil, err
+	}
+	defer logFile.Close() // the child has its own descriptor
+	// Not bound to ctx: it must outlive an interrupt until the stacks are gone.
+	r.cmd = exec.Command(bin, "serve", cfgPath)
+	r.cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=none")
+	r.cmd.Stdout, r.cmd.Stderr = logFile, logFile
+	if err := r.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	go func() { r.exited <- r.cmd.Wait() }()
+	client := &http.Client{Timeout: 2 * time.Second}
+	for range 600 { // 30 s
+		if resp, err := client.Get("http://" + r.Host + "/v2/"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return r, nil
+			}
+		}
+		select {
+		case err := <-r.exited:
+			r.exited <- err
+			data, _ := os.ReadFile(r.log)
+			return nil, fmt.Errorf("registry on %s exited: %v\n%s", r.Host, err, tail(string(data), 2000))
+		case <-ctx.Done():
+			r.Close()
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	r.Close()
+	return nil, fmt.Errorf("registry on %s did not answer within 30s", r.Host)
+}
+
+// Close stops the registry and waits for it to exit.
+func (r *registry) Close() {
+	_ = r.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-r.exited:
+		r.exited <- err
+	case <-time.After(5 * time.Second):
+		_ = r.cmd.Process.Kill()
+	}
+}
+
+// stack registers a stack for removal and returns its name.
+func (b *bench) stack(suffix string) string {
+	s := b.id + "-" + suffix
+	b.mu.Lock()
+	b.stacks = append(b.stacks, s)
+	b.mu.Unlock()
+	return s
+}
+
+// removeStack removes a stack and waits (bounded) until its services,
+// containers and networks are gone, removing leftover networks itself:
+// docker stack rm does not wait for the tasks to stop before it removes
+// the networks.
+func (b *bench) removeStack(ctx context.Context, stack string) {
+	label := "label=com.docker.stack.namespace=" + stack
+	_, _ = b.exec(ctx, nil, "docker", "stack", "rm", stack)
+	var left string
+	for range 240 { // 120 s
+		svcs, _ := b.exec(ctx, nil, "docker", "service", "ls", "--quiet", "--filter", label)
+		ctrs, _ := b.exec(ctx, nil, "docker", "ps", "--all", "--quiet", "--filter", "label=com.docker.swarm.service.name="+stack+"_web")
+		nets, _ := b.exec(ctx, nil, "docker", "network", "ls", "--quiet", "--filter", label)
+		if strings.TrimSpace(svcs+ctrs) == "" && strings.TrimSpace(nets) != "" {
+			_, _ = b.exec(ctx, nil, append([]string{"docker", "network", "rm"}, strings.Fields(nets)...)...)
+			nets, _ = b.exec(ctx, nil, "docker", "network", "ls", "--quiet", "--filter", label)
+		}
+		left = strings.Join(strings.Fields(svcs+" "+ctrs+" "+nets), " ")
+		if left == "" {
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	logf("cleanup: %s still has services, containers or networks after 120 s: %s", stack, left)
+}
+
+// Close removes every stack (services, containers, networks), the image
+// names the engine pulled, and stops the registry.
+func (b *bench) Close(ctx context.Context) {
+	b.mu.Lock()
+	stacks := b.stacks
+	b.mu.Unlock()
+	for _, s := range stacks {
+		b.removeStack(ctx, s)
+	}
+	for _, img := range b.images {
+		_ = exec.CommandContext(ctx, "docker", "image", "rm", img).Run()
+	}
+	if b.reg != nil {
+		b.reg.Close()
+	}
+	logf("cleaned up %d stacks (%s-*) and %d images", len(stacks), b.id, len(b.images))
+}
+
+// gantryRun is one gantry command: when it started and ended, what it
+// wrote, and its error.
+type gantryRun struct {
+	Start, End time.Time
+	Outputs    map[string]string
+	Summary    string
+	Log        string
+	Err        error
+}
+
+// runGantry runs one gantry command as a workflow step would, with its own
+// GITHUB_OUTPUT and GITHUB_STEP_SUMMARY; its log and summary stay in
+// tmp/steps.
+func (b *bench) runGantry(ctx context.Context, name string, args ...string) *gantryRun {
+	dir := filepath.Join(b.tmp, "steps")
+	_ = os.MkdirAll(dir, 0o755)
+	outFile, sumFile := filepath.Join(dir, name+".out"), filepath.Join(dir, name+".md")
+	for _, f := range []string{outFile, sumFile} {
+		_ = os.WriteFile(f, nil, 0o644)
+	}
+	cmd := exec.CommandContext(ctx, b.bin["gantry"], args...)
+	cmd.Dir = b.tmp
+	cmd.Env = append(append([]string{}, b.env...), "GITHUB_OUTPUT="+outFile, "GITHUB_STEP_SUMMARY="+sumFile)
+	// On Ctrl-C gantry gets SIGTERM, so it rolls back and releases its lock.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 60 * time.Second
+	var log bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	r := &gantryRun{Start: time.Now()}
+	err := cmd.Run()
+	r.End = time.Now()
+	r.Log = log.String()
+	_ = os.WriteFile(filepath.Join(dir, name+".log"), log.Bytes(), 0o644)
+	if data, rerr := os.ReadFile(sumFile); rerr == nil {
+		r.Summary = string(data)
+	}
+	if data, rerr := os.ReadFile(outFile); rerr == nil {
+		r.Outputs, _ = action.ParseOutputs(string(data))
+	}
+	if err != nil {
+		r.Err = fmt.Errorf("gantry %s: %v\n%s", args[0], err, tail(r.Log, 3000))
+	}
+	return r
+}
+
+// exec runs a command in the tools' environment and returns its stdout; the
+// error carries the end of what it printed.
+func (b *bench) exec(ctx context.Context, env []string, argv ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Dir, cmd.Env = b.tmp, append(append([]string{}, b.env...), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.String(), fmt.Errorf("%s: %v\n%s", strings.Join(argv, " "), err, tail(stderr.String()+stdout.String(), 3000))
+	}
+	return stdout.String(), nil
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
+}
+
+// versions reports the version of every program involved.
+func (b *bench) versions(ctx context.Context) map[string]string {
+	v := map[string]string{}
+	first := func(argv ...string) string {
+		out, err := b.exec(ctx, nil, argv...)
+		if err != nil {
+			return "unknown"
+		}
+		for _, line := range strings.Split(out, "\n") {
+			if line = strings.TrimSpace(line); line != "" {
+				return line
+			}
+		}
+		return "unknown"
+	}
+	v["gantry"] = benchenv.GantryBuild(ctx, b.root)
+	v["docker"] = "engine " + first("docker", "version", "--format", "{{.Server.Version}}") + ", client " + first("docker", "version", "--format", "{{.Client.Version}}")
+	v["k6"] = first(b.bin["k6"], "version")
+	v["registry"] = strings.TrimPrefix(first(b.bin["registry"], "--version"), b.bin["registry"]+" ")
+	return v
+}

@@ -1,0 +1,441 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+)
+
+// minRequests is the least number of requests a scenario's load must make.
+const minRequests = 3000
+
+// results is everything the report is made of.
+type results struct {
+	Config    config
+	RunID     string
+	Scenarios []*scenario
+	Machine   string
+	Versions  map[string]string
+	Date      time.Time
+}
+
+// loadStats summarises one load.
+type loadStats struct {
+	N, Failed, Dropped int
+	P99, Max           time.Duration
+	Kinds              map[string]int
+	// Lead and Tail are how long the load ran before the deploy started
+	// and after it ended.
+	Lead, Tail time.Duration
+	// FailedOutside counts failures outside the deploy command.
+	FailedOutside int
+	// OldServed and NewServed count 200 answers of each version.
+	OldServed, NewServed int
+	// FirstNew and LastOld are the start of the first request v2 answered
+	// and of the last v1 answered.
+	FirstNew, LastOld time.Time
+}
+
+func (s *scenario) stats() loadStats {
+	st := loadStats{Kinds: map[string]int{}}
+	if s.Load == nil || len(s.Load.Requests) == 0 {
+		return st
+	}
+	rs := s.Load.Requests
+	st.N, st.Dropped = len(rs), s.Load.Dropped
+	lat := make([]time.Duration, len(rs))
+	for i, r := range rs {
+		lat[i] = r.Latency()
+		if r.Failed() {
+			st.Failed++
+			st.Kinds[errKind(r)]++
+			if r.End.Before(s.DeployStart) || r.Start.After(s.DeployEnd) {
+				st.FailedOutside++
+			}
+			continue
+		}
+		switch r.SHA {
+		case shaV1[:7]:
+			st.OldServed++
+			st.LastOld = r.Start
+		case shaV2[:7]:
+			st.NewServed++
+			if st.FirstNew.IsZero() {
+				st.FirstNew = r.Start
+			}
+		}
+	}
+	slices.Sort(lat)
+	st.P99 = lat[min(len(lat)-1, (len(lat)*99+99)/100-1)]
+	st.Max = lat[len(lat)-1]
+	st.Lead = s.DeployStart.Sub(rs[0].Start)
+	st.Tail = rs[len(rs)-1].Start.Sub(s.DeployEnd)
+	return st
+}
+
+// spans reports whether the load covered the deploy as the run requires.
+func (r *results) spans(st loadStats) bool {
+	return st.N >= minRequests && st.Lead >= time.Second && st.Tail >= r.Config.MinTail
+}
+
+func secs(d time.Duration) string { return fmt.Sprintf("%.2f", d.Seconds()) }
+func ms(d time.Duration) string   { return fmt.Sprintf("%.0f", float64(d)/float64(time.Millisecond)) }
+
+func (r *results) markdown() string {
+	var w strings.Builder
+	c := r.Config
+	fmt.Fprintf(&w, "\n## swarm-under-load: failed requests during a Swarm rolling update, start-first vs stop-first, %d req/s (%s)\n\n", c.Rate, r.Date.Format("2006-01-02 15:04 UTC"))
+	fmt.Fprintf(&w, "Reproduce: `./scripts/tools.sh test && %s` (from the repository root).\n\n", c.Command)
+	fmt.Fprintf(&w, "- Machine: %s. Shared and noisy (other test suites were using the same Docker engine): compare within this section.\n", r.Machine)
+	fmt.Fprintf(&w, "- Versions: gantry %s; Docker %s, single-node swarm; k6 %s; registry %s.\n",
+		r.Versions["gantry"], r.Versions["docker"], strings.TrimPrefix(firstWords(r.Versions["k6"], 2), "k6 "), r.Versions["registry"])
+	fmt.Fprintf(&w, "- Service: examples/app (Go, static, FROM scratch, graceful shutdown on SIGTERM), v1 → v2, built daemonlessly (`gantry build-push --files`) into a registry on 127.0.0.1, images already on the host. Stack: %d replicas, healthcheck `/app -health` every 1 s (timeout 2 s, retries 2, start period 1 s), `deploy.update_config` parallelism 1, monitor 3s; the order from `--update-order`. Each scenario starts from a fresh stack on v1, all replicas healthy.\n", c.Replicas)
+	fmt.Fprintf(&w, "- Deploy: `gantry deploy-swarm --host local` (the manager is this engine, no SSH) `--update-order <order> --url <stand-in>/health --verify-timeout 60s`, other inputs at their defaults (poll interval 1 s). *Time to verified* = end of the `verify` step in gantry's own timeline (the deploy history it writes), counted from the start of the gantry process.\n")
+	fmt.Fprintf(&w, "- Load: k6 `constant-arrival-rate` %d req/s for %s on `/health`, started %s before the deploy; a new TCP connection per request (`noConnectionReuse`); 10 s request timeout. *Failed* = not 2xx or a transport error. Latency is the wall time of the call, connection included, over every request. *First v2 answer* = when the first request that v2 answered was sent, from the deploy start. *Healthy containers* = those the stand-in balancer sent connections to (see Routing).\n", c.Rate, c.Window, c.Lead)
+	w.WriteString("- **Routing: not Swarm's routing mesh.** On this machine the mesh does not work (the engine creates no `DOCKER-INGRESS` iptables chain, so a published port is unreachable), so every request, k6's and deploy-swarm's `--url` checks alike, goes through a stand-in TCP balancer on 127.0.0.1 (`bench/swarm-under-load/ingress.go`, the idea of `internal/testenv.SwarmIngress`): each connection to a random running container of the service that is healthy, at its `docker_gwbridge` address; the set is refreshed every 100 ms from the Engine API, and a container is dropped as soon as the engine reports that it died or turned unhealthy; a connection with no container, or that its container refuses (or does not accept within 500 ms), is closed unanswered, which k6 reports as `read: connection reset by peer` or `EOF`. The real mesh takes a task out of its IPVS table when Swarm shuts the task down, before the container gets SIGTERM (Docker's task executor deactivates the task's service binding, waits 2 s for gossip to converge, then stops the container: `Shutdown` in moby's `daemon/cluster/executor/container/controller.go`; hence the ≈ 3 s in the timelines between a replacement turning healthy (start-first) or being created (stop-first) and the old container's SIGTERM); the stand-in only once the container stops running (its process exited after SIGTERM) or turns unhealthy. So through the stand-in each stopped v1 task costs the connections sent to it between its SIGTERM (the app closes its listener at once) and its drop (times below), about rate × that window ÷ containers serving, in either order; the mesh would not lose those. The failures below are therefore the stand-in's, an upper bound for the mesh; what the order changes is how many containers share that window, how long the update takes and how soon v2 answers.\n\n")
+
+	fmt.Fprintf(&w, "| Scenario (v1 → v2, %d replicas) | Requests | Failed | Failure kinds (k6) | p99 latency (ms) | Time to verified (s) | First v2 answer (s) | Fewest healthy containers | Time below %d healthy (s) | Deploy command (s) | Load before / after the deploy (s) |\n", c.Replicas, c.Replicas)
+	w.WriteString("|---|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|\n")
+	for _, s := range r.Scenarios {
+		r.row(&w, s)
+	}
+	w.WriteString("\n")
+	for _, s := range r.Scenarios {
+		st := s.stats()
+		if st.N == 0 {
+			continue
+		}
+		fmt.Fprintf(&w, "- %s: result `%s`; Swarm's update_config after the deploy: %s; %d of %d answers from v1, %d from v2", s.Name, orNone(s.Outcome), orNone(s.Applied), st.OldServed, st.N, st.NewServed)
+		if !st.LastOld.IsZero() {
+			fmt.Fprintf(&w, ", the last v1 answer at %ss", fmtRel(s, st.LastOld))
+		}
+		fmt.Fprintf(&w, "; k6 dropped %d iterations; %d failures outside the deploy command", st.Dropped, st.FailedOutside)
+		fmt.Fprintf(&w, "; the stand-in could not pass on %d connections (%s); %s.", len(s.Refused), refusedKinds(s.Refused), refreshStats(s))
+		if n, healthy := earlyNew(s); n > 0 {
+			fmt.Fprintf(&w, " ⚠️ %d v2 answers were sent before the first v2 container was healthy (%ss): the stand-in reached it through an address it reused.", n, fmtRel(s, healthy))
+		}
+		w.WriteString("\n")
+	}
+	w.WriteString("\n")
+	var failures []string
+	for _, s := range r.Scenarios {
+		if s.Err != nil {
+			failures = append(failures, fmt.Sprintf("- %s: %s", s.Name, oneLine(tail(s.Err.Error(), 1500))))
+		}
+	}
+	if len(failures) > 0 {
+		w.WriteString("Scenarios that did not run as intended:\n\n" + strings.Join(failures, "\n") + "\n\n")
+	}
+	w.WriteString(r.timelines())
+	return w.String()
+}
+
+// refreshStats describes the stand-in's refreshes during the deploy.
+func refreshStats(s *scenario) string {
+	var took []time.Duration
+	var gap time.Duration
+	var prev time.Time
+	for _, r := range s.Refresh {
+		if r.Start.Before(s.DeployStart) || r.Start.After(s.DeployEnd) {
+			continue
+		}
+		took = append(took, r.Took)
+		if !prev.IsZero() {
+			gap = max(gap, r.Start.Sub(prev))
+		}
+		prev = r.Start
+	}
+	if len(took) == 0 {
+		return "no stand-in refresh during the deploy"
+	}
+	slices.Sort(took)
+	out := fmt.Sprintf("during the deploy the stand-in refreshed its set %d times, its Engine API calls taking a median %s ms (max %s ms), at most %s ms apart",
+		len(took), ms(took[len(took)/2]), ms(took[len(took)-1]), ms(gap))
+	if ws := staleWindows(s); len(ws) > 0 {
+		parts := make([]string, len(ws))
+		for i, w := range ws {
+			parts[i] = ms(w)
+		}
+		out += "; it dropped each stopped v1 container " + strings.Join(parts, ", ") + " ms after its SIGTERM"
+	}
+	return out
+}
+
+// earlyNew counts the v2 answers to requests sent before the first v2
+// container turned healthy, and says when that was.
+func earlyNew(s *scenario) (int, time.Time) {
+	var healthy time.Time
+	for _, e := range s.Events {
+		if e.Action == "health_status: healthy" && release(e.Image) == "v2" {
+			healthy = e.Time
+			break
+		}
+	}
+	if healthy.IsZero() || s.Load == nil {
+		return 0, healthy
+	}
+	n := 0
+	for _, r := range s.Load.Requests {
+		if !r.Failed() && r.SHA == shaV2[:7] && r.Start.Before(healthy) {
+			n++
+		}
+	}
+	return n, healthy
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+func (r *results) row(w *strings.Builder, s *scenario) {
+	st := s.stats()
+	if st.N == 0 {
+		fmt.Fprintf(w, "| %s | not measured | | | | | | | | | |\n", s.Name)
+		return
+	}
+	name := s.Name
+	if !r.spans(st) {
+		name += " ⚠️ load did not span the deploy as required"
+	}
+	verified := "not verified"
+	if !s.Verified.IsZero() {
+		verified = secs(s.Verified.Sub(s.DeployStart))
+	}
+	firstNew := "none"
+	if !st.FirstNew.IsZero() {
+		firstNew = fmtRel(s, st.FirstNew)
+	}
+	failed := fmt.Sprintf("**%d**", st.Failed)
+	if st.Failed > 0 {
+		failed = fmt.Sprintf("**%d** (%.2f%%)", st.Failed, 100*float64(st.Failed)/float64(st.N))
+	}
+	kinds := kindList(st.Kinds)
+	if kinds == "" {
+		kinds = "–"
+	}
+	fewest, below := s.capacity(r.Config.Replicas)
+	fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | %s | %d | %s | %s | %s / %s |\n", name, st.N, failed, kinds,
+		ms(st.P99), verified, firstNew, fewest, secs(below), secs(s.DeployEnd.Sub(s.DeployStart)), secs(st.Lead), secs(st.Tail))
+}
+
+// capacity is the fewest containers the stand-in sent connections to during
+// the deploy, and how long it had fewer than replicas. The deploy starts
+// with replicas (the scenario waits for them).
+func (s *scenario) capacity(replicas int) (int, time.Duration) {
+	n, fewest := replicas, replicas
+	var below time.Duration
+	at := s.DeployStart
+	for _, c := range s.Changes {
+		if c.Time.Before(s.DeployStart) {
+			n = c.Running
+			continue
+		}
+		if c.Time.After(s.DeployEnd) {
+			break
+		}
+		if n < replicas {
+			below += c.Time.Sub(at)
+		}
+		n, at = c.Running, c.Time
+		fewest = min(fewest, n)
+	}
+	if n < replicas {
+		below += s.DeployEnd.Sub(at)
+	}
+	return fewest, below
+}
+
+// kindList renders counts by kind, the most frequent first.
+func kindList(m map[string]int) string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Slice(ks, func(i, j int) bool {
+		if m[ks[i]] != m[ks[j]] {
+			return m[ks[i]] > m[ks[j]]
+		}
+		return ks[i] < ks[j]
+	})
+	parts := make([]string, len(ks))
+	for i, k := range ks {
+		parts[i] = fmt.Sprintf("`%s` ×%d", k, m[k])
+	}
+	return strings.Join(parts, ", ")
+}
+
+func refusedKinds(outs []connOutcome) string {
+	m := map[string]int{}
+	for _, o := range outs {
+		m[o.Why]++
+	}
+	if len(m) == 0 {
+		return "none"
+	}
+	return kindList(m)
+}
+
+// timelines renders, per scenario, the deploy's steps, the containers'
+// events, the stand-in's backend changes and the failed requests grouped
+// in bursts, all in seconds from the deploy start.
+func (r *results) timelines() string {
+	var w strings.Builder
+	w.WriteString("<details><summary>Timelines: each deploy's steps, container events, the stand-in's backends and failed requests (seconds from the deploy start)</summary>\n\n")
+	for _, s := range r.Scenarios {
+		if s.DeployStart.IsZero() {
+			continue
+		}
+		st := s.stats()
+		fmt.Fprintf(&w, "**%s** (load %s → %s)\n\n", s.Name, fmtRel(s, s.LoadStart), fmtRel(s, s.DeployEnd.Add(st.Tail)))
+		var lines []string
+		for _, p := range s.Phases {
+			l := fmt.Sprintf("- %s → %s gantry `%s`", fmtRel(s, p.Start), fmtRel(s, p.End), p.Name)
+			if p.Err != "" {
+				l += ": ❌ " + oneLine(tail(p.Err, 400))
+			}
+			lines = append(lines, l)
+		}
+		lines = append(lines, fmt.Sprintf("- %s deploy command exited", fmtRel(s, s.DeployEnd)))
+		for _, e := range s.Events {
+			if e.Time.Before(s.DeployStart) {
+				continue
+			}
+			l := fmt.Sprintf("- %s container `%s` %s (%s)", fmtRel(s, e.Time), taskName(e.Name), e.Action, release(e.Image))
+			if e.Detail != "" {
+				l += ", " + e.Detail
+			}
+			lines = append(lines, l)
+		}
+		for _, c := range s.Changes {
+			if c.Time.Before(s.DeployStart) {
+				continue
+			}
+			verb := "drops"
+			if c.Added {
+				verb = "adds"
+			}
+			lines = append(lines, fmt.Sprintf("- %s stand-in %s container %s (%d backends)", fmtRel(s, c.Time), verb, c.ID[:12], c.Running))
+		}
+		if !st.FirstNew.IsZero() {
+			lines = append(lines, fmt.Sprintf("- %s first request answered by v2", fmtRel(s, st.FirstNew)))
+		}
+		if !st.LastOld.IsZero() {
+			lines = append(lines, fmt.Sprintf("- %s last request answered by v1", fmtRel(s, st.LastOld)))
+		}
+		for _, b := range bursts(s) {
+			l := fmt.Sprintf("- %s → %s **%d failed requests** (%s)", fmtRel(s, b.from), fmtRel(s, b.to), b.n, kindList(b.kind))
+			if e, ok := nearestKill(s.Events, b.from); ok {
+				l += fmt.Sprintf("; the first sent %+.0f ms from `%s`'s SIGTERM", b.from.Sub(e.Time).Seconds()*1000, taskName(e.Name))
+			}
+			lines = append(lines, l)
+		}
+		sort.SliceStable(lines, func(i, j int) bool { return leadNum(lines[i]) < leadNum(lines[j]) })
+		w.WriteString(strings.Join(lines, "\n") + "\n\n")
+	}
+	w.WriteString("</details>\n\n")
+	return w.String()
+}
+
+// taskName shortens a task container's name, <stack>_web.<slot>.<task id>,
+// to web.<slot>.<first 6 of the task id>.
+func taskName(name string) string {
+	if i := strings.LastIndex(name, "_"); i >= 0 {
+		name = name[i+1:]
+	}
+	if f := strings.Split(name, "."); len(f) == 3 && len(f[2]) > 6 {
+		name = f[0] + "." + f[1] + "." + f[2][:6]
+	}
+	return name
+}
+
+// release names the release of an image reference.
+func release(image string) string {
+	for _, r := range []string{"v1", "v2"} {
+		if strings.Contains(image, "/"+r+"@") || strings.Contains(image, "/"+r+":") {
+			return r
+		}
+	}
+	return image
+}
+
+// nearestKill is the SIGTERM (kill event) nearest to t, if within a second
+// of it.
+func nearestKill(es []event, t time.Time) (event, bool) {
+	var best event
+	found := false
+	for _, e := range es {
+		if d := t.Sub(e.Time).Abs(); e.Action == "kill" && d <= time.Second && (!found || d < t.Sub(best.Time).Abs()) {
+			best, found = e, true
+		}
+	}
+	return best, found
+}
+
+// staleWindows are, for each container that got SIGTERM during the deploy,
+// the time until the stand-in stopped sending it connections.
+func staleWindows(s *scenario) []time.Duration {
+	var ws []time.Duration
+	for _, e := range s.Events {
+		if e.Action != "kill" || e.Time.Before(s.DeployStart) {
+			continue
+		}
+		for _, c := range s.Changes {
+			if !c.Added && c.ID == e.ID && !c.Time.Before(e.Time) {
+				ws = append(ws, c.Time.Sub(e.Time))
+				break
+			}
+		}
+	}
+	return ws
+}
+
+func fmtRel(s *scenario, t time.Time) string { return fmt.Sprintf("%+.2f", s.rel(t)) }
+
+// leadNum is the number a timeline line starts with, for sorting.
+func leadNum(line string) float64 {
+	var f float64
+	_, _ = fmt.Sscanf(strings.TrimPrefix(line, "- "), "%f", &f)
+	return f
+}
+
+// burst is failed requests less than a second apart.
+type burst struct {
+	from, to time.Time
+	n        int
+	kind     map[string]int
+}
+
+func bursts(s *scenario) []burst {
+	if s.Load == nil {
+		return nil
+	}
+	var out []burst
+	for _, r := range s.Load.Requests {
+		if !r.Failed() {
+			continue
+		}
+		if n := len(out); n == 0 || r.Start.Sub(out[n-1].to) > time.Second {
+			out = append(out, burst{from: r.Start, kind: map[string]int{}})
+		}
+		b := &out[len(out)-1]
+		b.to = r.Start
+		b.n++
+		b.kind[errKind(r)]++
+	}
+	return out
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+func firstWords(s string, n int) string {
+	f := strings.Fields(s)
+	if len(f) > n {
+		f = f[:n]
+	}
+	return strings.Join(f, " ")
+}
