@@ -330,7 +330,7 @@ func (r *results) timelines() string {
 		for _, b := range bursts(s) {
 			l := fmt.Sprintf("- %s → %s **%d failed requests** (%s)", fmtRel(s, b.from), fmtRel(s, b.to), b.n, kindList(b.kind))
 			if e, ok := nearestKill(s.Events, b.from); ok {
-				l += fmt.Sprintf("; the first sent %+.0f ms from `%s`'s SIGTERM", b.from.Sub(e.Time).Seconds()*1000, taskName(e.Name))
+				l += fmt.Sprintf("; the first sent %+d ms from `%s`'s SIGTERM", b.from.Sub(e.Time).Round(time.Millisecond).Milliseconds(), taskName(e.Name))
 			}
 			lines = append(lines, l)
 		}
