@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -16,7 +15,6 @@ import (
 	"time"
 
 	"github.com/gantry-dev/gantry/bench/benchenv"
-	"github.com/gantry-dev/gantry/internal/action"
 	"github.com/gantry-dev/gantry/internal/demo"
 	"github.com/gantry-dev/gantry/internal/testenv"
 )
@@ -267,70 +265,19 @@ func (b *bench) Close(ctx context.Context) {
 	logf("cleaned up %d stacks (%s-*) and %d images", len(stacks), b.id, len(b.images))
 }
 
-// gantryRun is one gantry command: when it started and ended, what it
-// wrote, and its error.
-type gantryRun struct {
-	Start, End time.Time
-	Outputs    map[string]string
-	Summary    string
-	Log        string
-	Err        error
-}
+// gantryRun is one gantry command run as a workflow step (benchenv.Run).
+type gantryRun = benchenv.Run
 
-// runGantry runs one gantry command as a workflow step would, with its own
-// GITHUB_OUTPUT and GITHUB_STEP_SUMMARY; its log and summary stay in
-// tmp/steps.
 func (b *bench) runGantry(ctx context.Context, name string, args ...string) *gantryRun {
-	dir := filepath.Join(b.tmp, "steps")
-	_ = os.MkdirAll(dir, 0o755)
-	outFile, sumFile := filepath.Join(dir, name+".out"), filepath.Join(dir, name+".md")
-	for _, f := range []string{outFile, sumFile} {
-		_ = os.WriteFile(f, nil, 0o644)
-	}
-	cmd := exec.CommandContext(ctx, b.bin["gantry"], args...)
-	cmd.Dir = b.tmp
-	cmd.Env = append(append([]string{}, b.env...), "GITHUB_OUTPUT="+outFile, "GITHUB_STEP_SUMMARY="+sumFile)
-	// On Ctrl-C gantry gets SIGTERM, so it rolls back and releases its lock.
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = 60 * time.Second
-	var log bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &log, &log
-	r := &gantryRun{Start: time.Now()}
-	err := cmd.Run()
-	r.End = time.Now()
-	r.Log = log.String()
-	_ = os.WriteFile(filepath.Join(dir, name+".log"), log.Bytes(), 0o644)
-	if data, rerr := os.ReadFile(sumFile); rerr == nil {
-		r.Summary = string(data)
-	}
-	if data, rerr := os.ReadFile(outFile); rerr == nil {
-		r.Outputs, _ = action.ParseOutputs(string(data))
-	}
-	if err != nil {
-		r.Err = fmt.Errorf("gantry %s: %v\n%s", args[0], err, tail(r.Log, 3000))
-	}
-	return r
+	return benchenv.RunGantry(ctx, b.bin["gantry"], b.tmp, b.env, name, args...)
 }
 
-// exec runs a command in the tools' environment and returns its stdout; the
-// error carries the end of what it printed.
+// exec runs a command in the tools' environment and returns its stdout.
 func (b *bench) exec(ctx context.Context, env []string, argv ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Dir, cmd.Env = b.tmp, append(append([]string{}, b.env...), env...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return stdout.String(), fmt.Errorf("%s: %v\n%s", strings.Join(argv, " "), err, tail(stderr.String()+stdout.String(), 3000))
-	}
-	return stdout.String(), nil
+	return benchenv.Exec(ctx, b.tmp, append(append([]string{}, b.env...), env...), argv...)
 }
 
-func tail(s string, n int) string {
-	if len(s) > n {
-		return "…" + s[len(s)-n:]
-	}
-	return s
-}
+func tail(s string, n int) string { return benchenv.Tail(s, n) }
 
 // versions reports the version of every program involved.
 func (b *bench) versions(ctx context.Context) map[string]string {
