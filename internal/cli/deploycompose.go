@@ -15,6 +15,7 @@ import (
 	"github.com/gantry-dev/gantry/internal/commit"
 	"github.com/gantry-dev/gantry/internal/composefile"
 	"github.com/gantry-dev/gantry/internal/deploy/compose"
+	ecsdeploy "github.com/gantry-dev/gantry/internal/deploy/ecs"
 	"github.com/gantry-dev/gantry/internal/history"
 	"github.com/gantry-dev/gantry/internal/lock"
 	"github.com/gantry-dev/gantry/internal/verify"
@@ -315,10 +316,7 @@ func short(sha string) string {
 
 func writeDeploySummary(a *action.Action, verb string, hc hostConfig, o compose.Options, res *compose.Result, err error, took time.Duration) {
 	s := a.Summary()
-	icon := map[string]string{history.ResultSuccess: "✅", history.ResultRolledBack: "↩️", history.ResultAbandoned: "⚠️"}[res.Outcome]
-	if icon == "" {
-		icon = "❌"
-	}
+	icon := outcomeIcon(res.Outcome)
 	fmt.Fprintf(s, "### %s %s: %s\n\n", icon, verb, action.Escape(res.Outcome))
 	if err != nil {
 		fmt.Fprintf(s, "**Why:** %s\n\n", action.Escape(err.Error()))
@@ -339,18 +337,7 @@ func writeDeploySummary(a *action.Action, verb string, hc hostConfig, o compose.
 		rows = append(rows, []string{"Reason", action.Escape(o.Who.Reason)})
 	}
 	s.WriteString(action.Table([]string{"", ""}, rows))
-	if len(res.Phases) > 0 {
-		s.WriteString("\n**Timeline**\n\n")
-		var prow [][]string
-		for _, p := range res.Phases {
-			st := "✅"
-			if p.Error != "" {
-				st = "❌ " + action.Escape(p.Error)
-			}
-			prow = append(prow, []string{action.Escape(p.Name), fmt.Sprintf("%.1fs", p.Duration.Seconds()), st})
-		}
-		s.WriteString(action.Table([]string{"Phase", "Duration", "Result"}, prow))
-	}
+	writePhases(s, res.Phases)
 	if len(res.Checks) > 0 {
 		s.WriteString("\n**Contract checks**\n\n")
 		var crow [][]string
@@ -366,4 +353,36 @@ func writeDeploySummary(a *action.Action, verb string, hc hostConfig, o compose.
 	for _, w := range res.Warnings {
 		fmt.Fprintf(s, "\n⚠️ %s\n", action.Escape(w))
 	}
+}
+
+// writePhases writes a deploy's timed phases as the summary's timeline.
+func writePhases(s *strings.Builder, phases []history.Phase) {
+	if len(phases) == 0 {
+		return
+	}
+	s.WriteString("\n**Timeline**\n\n")
+	var rows [][]string
+	for _, p := range phases {
+		st := "✅"
+		if p.Error != "" {
+			st = "❌ " + action.Escape(p.Error)
+		}
+		rows = append(rows, []string{action.Escape(p.Name), fmt.Sprintf("%.1fs", p.Duration.Seconds()), st})
+	}
+	s.WriteString(action.Table([]string{"Phase", "Duration", "Result"}, rows))
+}
+
+// outcomeIcon marks a deploy's outcome at the head of its summary.
+func outcomeIcon(outcome string) string {
+	switch outcome {
+	case history.ResultSuccess:
+		return "✅"
+	case history.ResultRolledBack:
+		return "↩️"
+	case history.ResultAbandoned:
+		return "⚠️"
+	case ecsdeploy.ResultStarted:
+		return "🚀"
+	}
+	return "❌"
 }

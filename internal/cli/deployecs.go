@@ -371,10 +371,7 @@ func familyOfARN(arn string) string {
 func writeECSSummary(a *action.Action, verb string, t *ecsTarget, res *ecsdeploy.Result, reason string, err error, took time.Duration) {
 	o := t.opts
 	s := a.Summary()
-	icon := map[string]string{history.ResultSuccess: "✅", history.ResultRolledBack: "↩️", history.ResultAbandoned: "⚠️", ecsdeploy.ResultStarted: "🚀"}[res.Outcome]
-	if icon == "" {
-		icon = "❌"
-	}
+	icon := outcomeIcon(res.Outcome)
 	fmt.Fprintf(s, "### %s %s: %s\n\n", icon, verb, action.Escape(res.Outcome))
 	if err != nil {
 		fmt.Fprintf(s, "**Why:** %s\n\n", action.Escape(err.Error()))

@@ -280,10 +280,7 @@ func keys[V any](m map[string]V) []string {
 
 func writeSwarmSummary(a *action.Action, hc hostConfig, o swarm.Options, res *swarm.Result, err error, took time.Duration) {
 	s := a.Summary()
-	icon := map[string]string{history.ResultSuccess: "✅", history.ResultRolledBack: "↩️", history.ResultAbandoned: "⚠️"}[res.Outcome]
-	if icon == "" {
-		icon = "❌"
-	}
+	icon := outcomeIcon(res.Outcome)
 	fmt.Fprintf(s, "### %s deploy-swarm: %s\n\n", icon, action.Escape(res.Outcome))
 	if err != nil {
 		fmt.Fprintf(s, "**Why:** %s\n\n", action.Escape(err.Error()))
@@ -314,18 +311,7 @@ func writeSwarmSummary(a *action.Action, hc hostConfig, o swarm.Options, res *sw
 		}
 		s.WriteString(action.Table([]string{"Service", "Image", "Replicas", "Running", "State", "Errors"}, srows))
 	}
-	if len(res.Phases) > 0 {
-		s.WriteString("\n**Timeline**\n\n")
-		var prow [][]string
-		for _, p := range res.Phases {
-			st := "✅"
-			if p.Error != "" {
-				st = "❌ " + action.Escape(p.Error)
-			}
-			prow = append(prow, []string{action.Escape(p.Name), fmt.Sprintf("%.1fs", p.Duration.Seconds()), st})
-		}
-		s.WriteString(action.Table([]string{"Phase", "Duration", "Result"}, prow))
-	}
+	writePhases(s, res.Phases)
 	for _, w := range res.Warnings {
 		fmt.Fprintf(s, "\n⚠️ %s\n", action.Escape(w))
 	}

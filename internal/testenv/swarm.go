@@ -69,7 +69,7 @@ func SwarmIngress(t testing.TB, service string, port int) string {
 				if len(now) == 0 {
 					return // as the mesh does with no task to send to: the connection closes
 				}
-				up, err := net.DialTimeout("tcp", net.JoinHostPort(now[rand.IntN(len(now))], strconv.Itoa(port)), 2*time.Second)
+				up, err := net.DialTimeout("tcp", net.JoinHostPort(now[rand.IntN(len(now))], strconv.Itoa(port)), 500*time.Millisecond) // short: a stopped task's address may be given to the next one before it is healthy
 				if err != nil {
 					return
 				}
