@@ -158,7 +158,12 @@ func runDeploySwarm(ctx context.Context, a *action.Action) error {
 		}
 		return err
 	}
-	verifyTimeout := in.Duration("verify-timeout")
+	return swarmDeployAndReport(ctx, a, hc, o, in.Duration("verify-timeout"), "deploy-swarm")
+}
+
+// swarmDeployAndReport deploys (or rolls back) a stack and writes the outputs
+// and the summary.
+func swarmDeployAndReport(ctx context.Context, a *action.Action, hc hostConfig, o swarm.Options, verifyTimeout time.Duration, verb string) error {
 	o.Verify = func(ctx context.Context, url string) error {
 		_, err := verify.Wait(ctx, verify.Options{URL: url, SHA: o.SHA, Timeout: verifyTimeout, Logf: a.Infof})
 		return err
@@ -167,24 +172,29 @@ func runDeploySwarm(ctx context.Context, a *action.Action) error {
 	start := time.Now()
 	h, err := hc.connect(ctx)
 	if err != nil {
-		writeSwarmSummary(a, hc, o, &swarm.Result{Outcome: history.ResultFailed}, err, time.Since(start))
+		writeSwarmSummary(a, verb, hc, o, &swarm.Result{Outcome: history.ResultFailed}, err, time.Since(start))
 		return err
 	}
 	defer h.Close()
 	a.Infof("deploying %s to stack %s on %s", short(o.SHA), o.Stack, h)
 	res, err := swarm.Deploy(ctx, h, o)
-	a.SetOutput("result", res.Outcome)
-	a.SetOutput("previous-sha", res.PreviousSHA)
-	if js, jerr := json.Marshal(res.Services); jerr == nil {
-		a.SetOutput("services", string(js))
-	}
-	if err == nil {
-		a.SetOutput("deployed-sha", o.SHA)
-		if res.Verified {
-			a.SetOutput("url", o.URL)
+	set := func(name, value string) {
+		if a.Spec().HasOutput(name) {
+			a.SetOutput(name, value)
 		}
 	}
-	writeSwarmSummary(a, hc, o, res, err, time.Since(start))
+	set("result", res.Outcome)
+	set("previous-sha", res.PreviousSHA)
+	if js, jerr := json.Marshal(res.Services); jerr == nil {
+		set("services", string(js))
+	}
+	if err == nil {
+		set("deployed-sha", o.SHA)
+		if res.Verified {
+			set("url", o.URL)
+		}
+	}
+	writeSwarmSummary(a, verb, hc, o, res, err, time.Since(start))
 	return err
 }
 
@@ -278,10 +288,10 @@ func keys[V any](m map[string]V) []string {
 	return out
 }
 
-func writeSwarmSummary(a *action.Action, hc hostConfig, o swarm.Options, res *swarm.Result, err error, took time.Duration) {
+func writeSwarmSummary(a *action.Action, verb string, hc hostConfig, o swarm.Options, res *swarm.Result, err error, took time.Duration) {
 	s := a.Summary()
 	icon := outcomeIcon(res.Outcome)
-	fmt.Fprintf(s, "### %s deploy-swarm: %s\n\n", icon, action.Escape(res.Outcome))
+	fmt.Fprintf(s, "### %s %s: %s\n\n", icon, verb, action.Escape(res.Outcome))
 	if err != nil {
 		fmt.Fprintf(s, "**Why:** %s\n\n", action.Escape(err.Error()))
 	}

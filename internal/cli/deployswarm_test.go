@@ -165,6 +165,18 @@ func TestDeploySwarm(t *testing.T) {
 	if got := served(t, h.url()); got != sha2 {
 		t.Errorf("serves %q after the failed release, want %s still", got, sha2)
 	}
+
+	// rollback --to <sha1> redeploys v1's digests from the manager's history, without a rebuild.
+	rb := runCLI(t, map[string]string{"GITHUB_ACTOR": "tester"}, nil, "rollback", "--to", sha1[:7],
+		"--host", h.sshd.Host, "--port", fmt.Sprint(h.sshd.Port), "--user", h.sshd.User,
+		"--ssh-key", string(h.sshd.ClientKey), "--known-hosts", h.sshd.KnownHosts,
+		"--stack", h.stack, "--url", h.url(), "--timeout", "2m")
+	if rb.code != 0 || rb.outputs["deployed-sha"] != sha1 || !strings.Contains(rb.summary, "### ✅ rollback: success") {
+		t.Fatalf("rollback: exit %d %v\n%s\n%s", rb.code, rb.outputs, rb.log, rb.summary)
+	}
+	if got := served(t, h.url()); got != sha1 {
+		t.Errorf("serves %q after the rollback, want %s", got, sha1)
+	}
 }
 
 func TestDeploySwarmRefusals(t *testing.T) {

@@ -16,7 +16,9 @@ import (
 	"github.com/gantry-dev/gantry/internal/deploy/cloudrun"
 	"github.com/gantry-dev/gantry/internal/deploy/compose"
 	ecsdeploy "github.com/gantry-dev/gantry/internal/deploy/ecs"
+	"github.com/gantry-dev/gantry/internal/deploy/swarm"
 	"github.com/gantry-dev/gantry/internal/history"
+	"github.com/gantry-dev/gantry/internal/lock"
 	"github.com/gantry-dev/gantry/internal/remote"
 )
 
@@ -52,8 +54,12 @@ func rollbackSpec() *action.Spec {
 		case "region":
 			ecsIn[i].Description = "ECS or Cloud Run: region of the service (ECS: default AWS_REGION)."
 		case "timeout", "poll-interval":
-			ecsIn[i].Description = "ECS or Cloud Run:" + strings.TrimPrefix(ecsIn[i].Description, "ECS:")
+			ecsIn[i].Description = "ECS, Cloud Run or Swarm:" + strings.TrimPrefix(ecsIn[i].Description, "ECS:")
 		}
+	}
+	swarmIn := []action.Input{
+		{Name: "stack", Description: "Swarm: stack to roll back (with host); its history is on the manager."},
+		{Name: "stack-dir", Description: "Swarm: the stack's directory on the manager; default gantry/<stack>."},
 	}
 	var runIn []action.Input
 	for _, in := range cloudRunTargetInputs() {
@@ -64,7 +70,7 @@ func rollbackSpec() *action.Spec {
 	}
 	s.Inputs = append([]action.Input{
 		{Name: "to", Description: "`previous` (the last successful deploy of another commit) or a commit SHA (7+ hex) deployed before.", Default: "previous"},
-	}, append(append(compose, ecsIn...), runIn...)...)
+	}, append(append(append(compose, swarmIn...), ecsIn...), runIn...)...)
 	return s
 }
 
@@ -81,6 +87,9 @@ func runRollback(ctx context.Context, a *action.Action) error {
 	}
 	if in.String("service") != "" {
 		return runRollbackECS(ctx, a, in, to)
+	}
+	if in.String("stack") != "" {
+		return runRollbackSwarm(ctx, a, in, to)
 	}
 	var o compose.Options
 	hc := readComposeTarget(a, in, &o)
@@ -118,15 +127,7 @@ func runRollback(ctx context.Context, a *action.Action) error {
 	if err != nil {
 		return fmt.Errorf("rollback: %w", err)
 	}
-	var env []string
-	for _, line := range strings.Split(string(envData), "\n") {
-		if k, _, ok := strings.Cut(line, "="); ok && strings.TrimSpace(k) != "" && !strings.HasPrefix(strings.TrimSpace(line), "#") {
-			env = append(env, strings.TrimSpace(line))
-			_, v, _ := strings.Cut(line, "=")
-			a.Mask(strings.Trim(strings.TrimSpace(v), `"'`))
-		}
-	}
-	o.File, err = composefile.Load(ctx, file, o.Project, env)
+	o.File, err = composefile.Load(ctx, file, o.Project, envLines(a, envData))
 	if err != nil {
 		return fmt.Errorf("rollback: the project's compose.yml on the host: %w", err)
 	}
@@ -208,4 +209,71 @@ func runRollbackCloudRun(ctx context.Context, a *action.Action, in *action.Input
 	a.Infof("rolling back service %s to revision %s (commit %s)", t.opts.Service, rev, short(sha))
 	t.opts.Revision, t.opts.SHA, t.opts.Strategy = rev, sha, cloudrun.All
 	return runCloudRun(ctx, a, t, "rollback", strings.TrimSpace("rollback to "+short(sha)+". "+in.String("reason")))
+}
+
+// runRollbackSwarm redeploys a Swarm stack with the digests of an earlier
+// deploy from the manager's history, with the stack files on the manager.
+func runRollbackSwarm(ctx context.Context, a *action.Action, in *action.Inputs, to string) error {
+	hc := readHost(a, in)
+	var o swarm.Options
+	if o.Stack = in.String("stack"); !composefile.ValidProject(o.Stack) {
+		in.Fail("stack", "%q is not a stack name: use lower case letters, digits, - and _", o.Stack)
+	}
+	if o.Dir = in.String("stack-dir"); o.Dir == "" {
+		o.Dir = path.Join("gantry", o.Stack)
+	}
+	o.URL = in.String("url")
+	o.AutoRollback = in.Bool("auto-rollback")
+	o.Timeout, o.PollInterval = in.Duration("timeout"), in.Duration("poll-interval")
+	o.Lock = lock.Options{Wait: lock.WaitInput(in.Duration("lock-wait")), Stale: in.Duration("lock-stale")}
+	host, _ := os.Hostname()
+	o.Who = lock.Info{Actor: a.Getenv("GITHUB_ACTOR"), Reason: in.String("reason"), RunURL: runURL(a), Machine: host}
+	if err := in.Err(); err != nil {
+		return err
+	}
+	h, err := hc.connect(ctx)
+	if err != nil {
+		return err
+	}
+	es, err := history.Read(ctx, h, path.Join(o.Dir, ".gantry", "history.jsonl"))
+	if err != nil {
+		h.Close()
+		return err
+	}
+	target, err := history.Find(es, to)
+	if err != nil {
+		h.Close()
+		return fmt.Errorf("rollback on %s, stack %s: %w", h, o.Stack, err)
+	}
+	dir, err := os.MkdirTemp("", "gantry-rollback-")
+	if err != nil {
+		h.Close()
+		return err
+	}
+	defer os.RemoveAll(dir)
+	file, envData, err := fetchProject(ctx, h, o.Dir, dir)
+	h.Close()
+	if err != nil {
+		return fmt.Errorf("rollback: %w", err)
+	}
+	o.File, err = composefile.Load(ctx, file, o.Stack, envLines(a, envData))
+	if err != nil {
+		return fmt.Errorf("rollback: the stack's compose.yml on the manager: %w", err)
+	}
+	a.Infof("rolling back stack %s to %s (deployed %s by %s)", o.Stack, short(target.SHA), target.Finished.Format("2006-01-02 15:04 UTC"), target.Actor)
+	o.EnvFile, o.SHA, o.Images, o.Rollback = envData, target.SHA, target.Images, true
+	o.Who.Reason = strings.TrimSpace("rollback to " + short(target.SHA) + ". " + o.Who.Reason)
+	return swarmDeployAndReport(ctx, a, hc, o, in.Duration("verify-timeout"), "rollback")
+}
+
+// envLines reads KEY=VALUE lines of an env file, masking every value.
+func envLines(a *action.Action, data []byte) []string {
+	var env []string
+	for _, line := range strings.Split(string(data), "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok && strings.TrimSpace(k) != "" && !strings.HasPrefix(strings.TrimSpace(line), "#") {
+			env = append(env, strings.TrimSpace(line))
+			a.Mask(strings.Trim(strings.TrimSpace(v), `"'`))
+		}
+	}
+	return env
 }
