@@ -4,6 +4,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -23,6 +24,10 @@ var gwbridgeAddr = regexp.MustCompile(`inet (172\.[0-9.]+)/`)
 // refreshed every 100 ms. Returns host:port.
 func SwarmIngress(t testing.TB, service string, port int) string {
 	t.Helper()
+	if os.Geteuid() != 0 {
+		Missing(t, "root, to enter task containers' network namespaces (the routing-mesh stand-in)", "run the Swarm tests as root")
+		return ""
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
