@@ -122,9 +122,9 @@ func usage(w io.Writer, cmds map[string]*Command) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-14s %s\n", n, cmds[n].Spec.Description)
+		fmt.Fprintf(w, "  %-16s %s\n", n, cmds[n].Spec.Description)
 	}
-	fmt.Fprintf(w, "  %-14s %s\n", "demo", "Run the local demo of the chain on embedded defaults.")
+	fmt.Fprintf(w, "  %-16s %s\n", "demo", "Run the local demo of the chain on embedded defaults.")
 	fmt.Fprintf(w, "\nRun gantry <command> --help for its inputs.\n")
 }
 

@@ -25,7 +25,7 @@ import (
 func rollbackSpec() *action.Spec {
 	s := &action.Spec{
 		Name:        "rollback",
-		Description: "Go back to a known-good version without a rebuild: on a Compose host, redeploy the digests of the previous deploy (or of a given commit) from the host's history, without canary steps; on ECS (service given), redeploy the task-definition revision of that commit.",
+		Description: "Go back to a known-good version without a rebuild: the digests of the previous deploy (or of a given commit) from a Compose host's or a Swarm stack's history, without canary steps; on ECS the task-definition revision of that commit; on Cloud Run its revision, with all traffic.",
 		Outputs: []action.Output{
 			{Name: "previous-sha", Description: "Commit that was serving before the rollback."},
 			{Name: "deployed-sha", Description: "Commit rolled back to."},
