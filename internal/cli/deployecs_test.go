@@ -19,6 +19,7 @@ import (
 	"github.com/gantry-dev/gantry/internal/fakes/awsfake"
 	"github.com/gantry-dev/gantry/internal/fakes/ecsfake"
 	"github.com/gantry-dev/gantry/internal/fakes/githubfake"
+	"github.com/gantry-dev/gantry/internal/testenv"
 )
 
 const (
@@ -87,16 +88,11 @@ func startECSCloud(t *testing.T) *ecsCloud {
 		DeploymentConfiguration: &types.DeploymentConfiguration{DeploymentCircuitBreaker: &types.DeploymentCircuitBreaker{Enable: true, Rollback: true}}}); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	if !testenv.Eventually(30*time.Second, 50*time.Millisecond, func() bool {
 		out, err := c.api.DescribeServices(ctx, &ecs.DescribeServicesInput{Services: []string{"api"}})
-		if err == nil && out.Services[0].Deployments[0].RolloutState == types.DeploymentRolloutStateCompleted {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the fake service did not become steady")
-		}
-		time.Sleep(50 * time.Millisecond) // polling the fake's real-time rollout, not a timing assertion
+		return err == nil && out.Services[0].Deployments[0].RolloutState == types.DeploymentRolloutStateCompleted
+	}) {
+		t.Fatal("the fake service did not become steady")
 	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		prod, _ := c.ecs.Traffic("default", "api")

@@ -250,14 +250,11 @@ func TestDeploySwarmScaleLockAndSSHCut(t *testing.T) {
 	cut := make(chan struct{})
 	go func() {
 		defer close(cut)
-		deadline := time.Now().Add(time.Minute)
-		for time.Now().Before(deadline) {
+		if testenv.Eventually(time.Minute, 20*time.Millisecond, func() bool {
 			out, _ := exec.Command("docker", "service", "inspect", "--format", "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}", h.stack+"_web").Output()
-			if strings.TrimSpace(string(out)) == "updating" {
-				h.sshd.CutConnections()
-				return
-			}
-			time.Sleep(20 * time.Millisecond) // polls the engine for the moment to cut; not a timing assertion
+			return strings.TrimSpace(string(out)) == "updating"
+		}) {
+			h.sshd.CutConnections()
 		}
 	}()
 	r = h.deploy(t, sha2, v2)

@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 	"github.com/aws/smithy-go"
+	"github.com/gantry-dev/gantry/internal/testenv"
 )
 
 // client is the real SDK client pointed at s, retrying without back-off so tests stay fast.
@@ -1154,12 +1155,9 @@ func TestRunRealtime(t *testing.T) {
 		t.Fatal(err)
 	}
 	// the task starts in 200 ms of wall time without a call to Advance
-	for deadline := time.Now().Add(5 * time.Second); describe(t, c, "web").RunningCount != 1; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("no task running after 5 s of wall time")
-		}
+	if !testenv.Eventually(5*time.Second, 20*time.Millisecond, func() bool { return describe(t, c, "web").RunningCount == 1 }) {
+		t.Fatal("no task running after 5 s of wall time")
 	}
-	time.Sleep(100 * time.Millisecond)
 	cancel()
 	<-done
 	virtual, wall := s.Now().Sub(v0), time.Since(w0)

@@ -12,6 +12,7 @@ import (
 	"cloud.google.com/go/longrunning/autogen/longrunningpb"
 	run "cloud.google.com/go/run/apiv2"
 	"cloud.google.com/go/run/apiv2/runpb"
+	"github.com/gantry-dev/gantry/internal/testenv"
 	"google.golang.org/api/iterator"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -571,13 +572,13 @@ func TestRunRealtime(t *testing.T) {
 		t.Fatal(err)
 	}
 	// the revision becomes Ready in 200 ms of wall time without a call to Advance
-	for deadline := time.Now().Add(5 * time.Second); !op.Done(); time.Sleep(20 * time.Millisecond) {
+	if !testenv.Eventually(5*time.Second, 20*time.Millisecond, func() bool {
 		if _, err := op.Poll(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("not deployed after 5 s of wall time")
-		}
+		return op.Done()
+	}) {
+		t.Fatal("not deployed after 5 s of wall time")
 	}
 	cancel()
 	<-done
