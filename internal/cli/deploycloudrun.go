@@ -382,11 +382,7 @@ func runCloudRun(ctx context.Context, a *action.Action, t *runTarget, verb, reas
 
 func writeRunSummary(a *action.Action, verb string, o cloudrun.Options, res *cloudrun.Result, reason string, err error, took time.Duration) {
 	s := a.Summary()
-	icon := outcomeIcon(res.Outcome)
-	fmt.Fprintf(s, "### %s %s: %s\n\n", icon, verb, action.Escape(res.Outcome))
-	if err != nil {
-		fmt.Fprintf(s, "**Why:** %s\n\n", action.Escape(err.Error()))
-	}
+	writeVerdict(s, verb, res.Outcome, err)
 	rows := [][]string{
 		{"Service", action.Code(o.Service) + " in " + action.Code(o.Project) + " (" + action.Escape(o.Region) + ")"},
 		{"Strategy", action.Escape(o.Strategy)},

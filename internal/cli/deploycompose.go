@@ -316,11 +316,7 @@ func short(sha string) string {
 
 func writeDeploySummary(a *action.Action, verb string, hc hostConfig, o compose.Options, res *compose.Result, err error, took time.Duration) {
 	s := a.Summary()
-	icon := outcomeIcon(res.Outcome)
-	fmt.Fprintf(s, "### %s %s: %s\n\n", icon, verb, action.Escape(res.Outcome))
-	if err != nil {
-		fmt.Fprintf(s, "**Why:** %s\n\n", action.Escape(err.Error()))
-	}
+	writeVerdict(s, verb, res.Outcome, err)
 	prev := res.PreviousSHA
 	if prev == "" {
 		prev = "none"
@@ -370,6 +366,14 @@ func writePhases(s *strings.Builder, phases []history.Phase) {
 		rows = append(rows, []string{action.Escape(p.Name), fmt.Sprintf("%.1fs", p.Duration.Seconds()), st})
 	}
 	s.WriteString(action.Table([]string{"Phase", "Duration", "Result"}, rows))
+}
+
+// writeVerdict writes the head of a deploy's summary: the outcome and why it failed.
+func writeVerdict(s *strings.Builder, verb, outcome string, err error) {
+	fmt.Fprintf(s, "### %s %s: %s\n\n", outcomeIcon(outcome), verb, action.Escape(outcome))
+	if err != nil {
+		fmt.Fprintf(s, "**Why:** %s\n\n", action.Escape(err.Error()))
+	}
 }
 
 // outcomeIcon marks a deploy's outcome at the head of its summary.

@@ -371,11 +371,7 @@ func familyOfARN(arn string) string {
 func writeECSSummary(a *action.Action, verb string, t *ecsTarget, res *ecsdeploy.Result, reason string, err error, took time.Duration) {
 	o := t.opts
 	s := a.Summary()
-	icon := outcomeIcon(res.Outcome)
-	fmt.Fprintf(s, "### %s %s: %s\n\n", icon, verb, action.Escape(res.Outcome))
-	if err != nil {
-		fmt.Fprintf(s, "**Why:** %s\n\n", action.Escape(err.Error()))
-	}
+	writeVerdict(s, verb, res.Outcome, err)
 	td := "—"
 	if res.TaskDefinition != "" {
 		td = action.Code(ecsdeploy.Short(res.TaskDefinition))

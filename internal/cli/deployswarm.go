@@ -290,11 +290,7 @@ func keys[V any](m map[string]V) []string {
 
 func writeSwarmSummary(a *action.Action, verb string, hc hostConfig, o swarm.Options, res *swarm.Result, err error, took time.Duration) {
 	s := a.Summary()
-	icon := outcomeIcon(res.Outcome)
-	fmt.Fprintf(s, "### %s %s: %s\n\n", icon, verb, action.Escape(res.Outcome))
-	if err != nil {
-		fmt.Fprintf(s, "**Why:** %s\n\n", action.Escape(err.Error()))
-	}
+	writeVerdict(s, verb, res.Outcome, err)
 	prev := res.PreviousSHA
 	if prev == "" {
 		prev = "none"

@@ -103,7 +103,7 @@ func runRollback(ctx context.Context, a *action.Action) error {
 	if err != nil {
 		return err
 	}
-	es, err := history.Read(ctx, h, path.Join(o.Dir, ".gantry", "history.jsonl"))
+	es, err := history.Read(ctx, h, history.PathIn(o.Dir))
 	if err != nil {
 		h.Close()
 		return err
@@ -235,7 +235,7 @@ func runRollbackSwarm(ctx context.Context, a *action.Action, in *action.Inputs, 
 	if err != nil {
 		return err
 	}
-	es, err := history.Read(ctx, h, path.Join(o.Dir, ".gantry", "history.jsonl"))
+	es, err := history.Read(ctx, h, history.PathIn(o.Dir))
 	if err != nil {
 		h.Close()
 		return err

@@ -6,10 +6,13 @@ package history
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"path"
 	"strings"
 	"time"
 
@@ -138,4 +141,19 @@ func goodSHAs(es []Entry) string {
 		return "none"
 	}
 	return strings.Join(out, ", ")
+}
+
+// PathIn is the history file of a project (or stack) directory on a target.
+func PathIn(dir string) string { return path.Join(dir, ".gantry", "history.jsonl") }
+
+// Record finishes e (a fresh ID, the end time, err's message) and appends it
+// to the history file at p on h.
+func Record(ctx context.Context, h remote.Host, p string, e Entry, err error) error {
+	id := make([]byte, 6)
+	_, _ = rand.Read(id)
+	e.ID, e.Finished = hex.EncodeToString(id), time.Now().UTC()
+	if err != nil {
+		e.Error = err.Error()
+	}
+	return Append(ctx, h, p, e)
 }

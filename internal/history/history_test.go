@@ -2,6 +2,7 @@ package history
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -57,5 +58,29 @@ func TestAppendReadFind(t *testing.T) {
 	}
 	if cur, ok := Current(es); !ok || cur.SHA != "2222222bbbb" {
 		t.Errorf("Current = %v", cur.SHA)
+	}
+}
+
+func TestRecord(t *testing.T) {
+	t.Parallel()
+	h := &remote.Local{}
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, ".gantry"), 0o755); err != nil { // the deploy makes it
+		t.Fatal(err)
+	}
+	p := PathIn(dir)
+	ctx := context.Background()
+	if err := Record(ctx, h, p, Entry{SHA: "abcdef0", Result: ResultFailed}, errors.New("crashed")); err != nil {
+		t.Fatal(err)
+	}
+	if err := Record(ctx, h, p, Entry{SHA: "abcdef1", Result: ResultSuccess}, nil); err != nil {
+		t.Fatal(err)
+	}
+	es, err := Read(ctx, h, p)
+	if err != nil || len(es) != 2 {
+		t.Fatalf("Read = %v, %v", es, err)
+	}
+	if es[0].ID == "" || es[0].ID == es[1].ID || es[0].Error != "crashed" || es[1].Error != "" || es[1].Finished.IsZero() {
+		t.Errorf("entries = %+v", es)
 	}
 }

@@ -6,8 +6,6 @@ package compose
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -218,24 +216,19 @@ func Deploy(ctx context.Context, h remote.Host, o Options) (*Result, error) {
 	if err != nil && ctx.Err() != nil {
 		err = fmt.Errorf("%w (the run was cancelled)", err)
 	}
-	id := make([]byte, 6)
-	_, _ = rand.Read(id)
 	entry := history.Entry{
-		ID: hex.EncodeToString(id), Project: o.Project, SHA: o.SHA, Images: o.Images,
+		Project: o.Project, SHA: o.SHA, Images: o.Images,
 		Actor: o.Who.Actor, Reason: o.Who.Reason, RunURL: o.Who.RunURL, Strategy: o.Strategy,
 		Result: dp.res.Outcome, PreviousSHA: dp.res.PreviousSHA, Rollback: o.Rollback,
-		Started: started, Finished: time.Now().UTC(), Phases: dp.res.Phases,
+		Started: started, Phases: dp.res.Phases,
 	}
-	if err != nil {
-		entry.Error = err.Error()
-	}
-	if herr := history.Append(cleanupCtx, h, dp.historyPath(), entry); herr != nil {
+	if herr := history.Record(cleanupCtx, h, dp.historyPath(), entry, err); herr != nil {
 		o.Warnf("%v", herr)
 	}
 	return dp.res, err
 }
 
-func (dp *deployer) historyPath() string { return path.Join(dp.o.Dir, ".gantry", "history.jsonl") }
+func (dp *deployer) historyPath() string { return history.PathIn(dp.o.Dir) }
 
 // step runs fn as a named, timed phase of the timeline.
 func (dp *deployer) step(ctx context.Context, name string, fn func(context.Context) error) error {

@@ -14,8 +14,6 @@ package swarm
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -239,24 +237,19 @@ func Deploy(ctx context.Context, h remote.Host, o Options) (*Result, error) {
 	case dp.res.Outcome == "":
 		dp.res.Outcome = history.ResultFailed
 	}
-	id := make([]byte, 6)
-	_, _ = rand.Read(id)
 	entry := history.Entry{
-		ID: hex.EncodeToString(id), Project: o.Stack, SHA: o.SHA, Images: o.Images,
+		Project: o.Stack, SHA: o.SHA, Images: o.Images,
 		Actor: o.Who.Actor, Reason: o.Who.Reason, RunURL: o.Who.RunURL, Strategy: "swarm-rolling",
 		Result: dp.res.Outcome, PreviousSHA: dp.res.PreviousSHA, Rollback: o.Rollback,
-		Started: started, Finished: time.Now().UTC(), Phases: dp.res.Phases,
+		Started: started, Phases: dp.res.Phases,
 	}
-	if err != nil {
-		entry.Error = err.Error()
-	}
-	if aerr := history.Append(cleanupCtx, h, dp.historyPath(), entry); aerr != nil {
-		o.Warnf("%v", aerr)
+	if herr := history.Record(cleanupCtx, h, dp.historyPath(), entry, err); herr != nil {
+		o.Warnf("%v", herr)
 	}
 	return dp.res, err
 }
 
-func (dp *deployer) historyPath() string { return path.Join(dp.o.Dir, ".gantry", "history.jsonl") }
+func (dp *deployer) historyPath() string { return history.PathIn(dp.o.Dir) }
 
 func (dp *deployer) warn(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
