@@ -16,15 +16,14 @@ import (
 	"github.com/gantry-dev/gantry/internal/composefile"
 	"github.com/gantry-dev/gantry/internal/deploy/compose"
 	ecsdeploy "github.com/gantry-dev/gantry/internal/deploy/ecs"
+	"github.com/gantry-dev/gantry/internal/edge"
 	"github.com/gantry-dev/gantry/internal/history"
 	"github.com/gantry-dev/gantry/internal/lock"
 	"github.com/gantry-dev/gantry/internal/verify"
 )
 
-// DefaultEdgeImage is gantry-edge (edge/): Caddy with gantry's reload-free
-// upstreams module, published by the release workflow. A stock Caddy image
-// works too, switching by configuration reloads (with a warning).
-const DefaultEdgeImage = "ghcr.io/gantry-dev/gantry-edge:v1"
+// DefaultEdgeImage is the edge image deploy-compose runs by default.
+const DefaultEdgeImage = edge.DefaultImage
 
 // composeTargetInputs are the inputs shared by deploy-compose and rollback.
 func composeTargetInputs() []action.Input {
@@ -109,17 +108,7 @@ func readComposeTarget(a *action.Action, in *action.Inputs, o *compose.Options) 
 	}
 	o.AllowFailure = in.Bool("allow-failure")
 	o.StartTimeout, o.VerifyTimeout = in.Duration("start-timeout"), in.Duration("verify-timeout")
-	for _, s := range in.List("canary-steps") {
-		n, err := strconv.Atoi(strings.TrimSuffix(s, "%"))
-		if err != nil || n <= 0 || n > 100 || (len(o.CanarySteps) > 0 && n <= o.CanarySteps[len(o.CanarySteps)-1]) {
-			in.Fail("canary-steps", "%q: steps are rising percentages from 1 to 100, e.g. 10,50,100", s)
-			continue
-		}
-		o.CanarySteps = append(o.CanarySteps, n)
-	}
-	if len(o.CanarySteps) > 0 && o.CanarySteps[len(o.CanarySteps)-1] != 100 {
-		o.CanarySteps = append(o.CanarySteps, 100)
-	}
+	o.CanarySteps = parseCanarySteps(in)
 	o.CanaryInterval = in.Duration("canary-interval")
 	o.Drain, o.StopTimeout = in.Duration("drain"), in.Duration("stop-timeout")
 	o.AutoRollback = in.Bool("auto-rollback")
@@ -389,4 +378,21 @@ func outcomeIcon(outcome string) string {
 		return "🚀"
 	}
 	return "❌"
+}
+
+// parseCanarySteps reads canary-steps: rising percentages, ending at 100.
+func parseCanarySteps(in *action.Inputs) []int {
+	var steps []int
+	for _, s := range in.List("canary-steps") {
+		n, err := strconv.Atoi(strings.TrimSuffix(s, "%"))
+		if err != nil || n <= 0 || n > 100 || (len(steps) > 0 && n <= steps[len(steps)-1]) {
+			in.Fail("canary-steps", "%q: steps are rising percentages from 1 to 100, e.g. 10,50,100", s)
+			continue
+		}
+		steps = append(steps, n)
+	}
+	if len(steps) > 0 && steps[len(steps)-1] != 100 {
+		steps = append(steps, 100)
+	}
+	return steps
 }

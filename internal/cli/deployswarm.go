@@ -45,6 +45,13 @@ func deploySwarmSpec() *action.Spec {
 		action.Input{Name: "sha", Description: "Commit being deployed, which url must report; default GITHUB_SHA (the pull request head on pull_request events)."},
 		action.Input{Name: "url", Description: "Health endpoint verified to serve the commit once the stack converged (e.g. http://manager:8080/health)."},
 		action.Input{Name: "verify-timeout", Description: "How long the new version may take to report the commit at url.", Kind: action.Duration, Default: "2m"},
+		action.Input{Name: "strategy", Description: "rolling (Swarm's rolling update), blue-green or canary (two services per edge service, <name>-blue and <name>-green, behind gantry's edge proxy); default blue-green when a service has the label gantry.edge, else rolling."},
+		action.Input{Name: "edge-image", Description: "Image of the edge proxy (Caddy), run as the stack service gantry-edge on the manager; default: the running edge's, else gantry's.", Default: ""},
+		action.Input{Name: "edge-ports", Description: "Ports the edge publishes on the manager in host mode, PUBLISHED:TARGET; default: the running edge's, else 80:80.", Kind: action.List},
+		action.Input{Name: "health-path", Description: "Health endpoint of the edge services, where each new task must report the commit before it gets traffic.", Default: "/health"},
+		action.Input{Name: "canary-steps", Description: "Traffic percentages of the canary steps.", Kind: action.List, Default: "10,50,100"},
+		action.Input{Name: "canary-interval", Description: "Time at each canary step, probing through the edge.", Kind: action.Duration, Default: "30s"},
+		action.Input{Name: "drain", Description: "Longest wait for in-flight requests on the old color after the switch, before it is scaled to 0.", Kind: action.Duration, Default: "30s"},
 		action.Input{Name: "update-parallelism", Description: "Tasks updated at once; default: the file's deploy.update_config (Swarm's default 1)."},
 		action.Input{Name: "update-order", Description: "start-first (a new task runs, and passes its healthcheck, before an old one stops) or stop-first; default: the file's."},
 		action.Input{Name: "update-delay", Description: "Pause between updated batches; default: the file's.", Kind: action.Duration},
@@ -120,6 +127,15 @@ func runDeploySwarm(ctx context.Context, a *action.Action) error {
 	if o.Update.FailureAction = in.String("failure-action"); o.Update.FailureAction != "" && !contains([]string{"rollback", "pause", "continue"}, o.Update.FailureAction) {
 		in.Fail("failure-action", "%q is not rollback, pause or continue", o.Update.FailureAction)
 	}
+	if o.Strategy = in.String("strategy"); o.Strategy != "" && !contains([]string{swarm.Rolling, swarm.BlueGreen, swarm.Canary}, o.Strategy) {
+		in.Fail("strategy", "%q is not rolling, blue-green or canary", o.Strategy)
+	}
+	o.EdgeImage, o.EdgePorts = in.String("edge-image"), in.List("edge-ports")
+	if o.HealthPath = in.String("health-path"); !strings.HasPrefix(o.HealthPath, "/") {
+		in.Fail("health-path", "%q must start with /", o.HealthPath)
+	}
+	o.CanarySteps, o.CanaryInterval, o.Drain = parseCanarySteps(in), in.Duration("canary-interval"), in.Duration("drain")
+	o.VerifyTimeout = in.Duration("verify-timeout")
 	o.Timeout, o.PollInterval = in.Duration("timeout"), in.Duration("poll-interval")
 	if o.PollInterval < 100*time.Millisecond || o.PollInterval > time.Minute {
 		in.Fail("poll-interval", "%s is out of range; use 100ms to 1m", o.PollInterval)
@@ -149,6 +165,12 @@ func runDeploySwarm(ctx context.Context, a *action.Action) error {
 				if _, ok := f.Services[s]; !ok {
 					in.Fail("services", "service %q is not in %s (it has: %s)", s, cf, strings.Join(f.Names(), ", "))
 				}
+			}
+			if o.Strategy == "" && o.File.HasEdge() {
+				o.Strategy = swarm.BlueGreen
+			}
+			if err := o.ValidateEdge(); err != nil {
+				in.Fail("strategy", "%v", err)
 			}
 		}
 	}
@@ -299,8 +321,11 @@ func writeSwarmSummary(a *action.Action, verb string, hc hostConfig, o swarm.Opt
 		{"Manager", action.Code(hc.String())},
 		{"Stack", action.Code(o.Stack)},
 		{"Commit", action.Code(short(o.SHA)) + " (previous " + action.Code(short(prev)) + ")"},
-		{"Took", fmt.Sprintf("%.1fs", took.Seconds())},
 	}
+	if res.Strategy != "" {
+		rows = append(rows, []string{"Strategy", res.Strategy})
+	}
+	rows = append(rows, []string{"Took", fmt.Sprintf("%.1fs", took.Seconds())})
 	if o.Who.Reason != "" {
 		rows = append(rows, []string{"Reason", action.Escape(o.Who.Reason)})
 	}

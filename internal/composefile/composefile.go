@@ -115,6 +115,16 @@ func Load(ctx context.Context, path, project string, env []string) (*File, error
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
+// HasEdge tells whether a service is labelled gantry.edge.
+func (f *File) HasEdge() bool {
+	for _, s := range f.Services {
+		if s.Edge {
+			return true
+		}
+	}
+	return false
+}
+
 // Names returns the service names, sorted.
 func (f *File) Names() []string {
 	out := make([]string, 0, len(f.Services))

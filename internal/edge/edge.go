@@ -51,6 +51,11 @@ const (
 	UpstreamHeader = "X-Gantry-Upstream"
 )
 
+// DefaultImage is gantry-edge (edge/): Caddy with gantry's reload-free
+// upstreams module, published by the release workflow. A stock Caddy image
+// works too, switching by configuration reloads (with a warning).
+const DefaultImage = "ghcr.io/gantry-dev/gantry-edge:v1"
+
 // serverName is the name of the HTTP server in Caddy's configuration.
 const serverName = "edge"
 

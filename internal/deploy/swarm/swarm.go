@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path"
 	"slices"
@@ -69,6 +70,25 @@ type Options struct {
 	AutoRollback bool
 	Rollback     bool // this deploy is a rollback
 
+	// Strategy is Rolling, BlueGreen or Canary; default BlueGreen when the
+	// file has services labelled gantry.edge, else Rolling.
+	Strategy string
+	// EdgeImage and EdgePorts ("80:80") are the edge proxy's; empty keeps
+	// those of the running edge.
+	EdgeImage string
+	EdgePorts []string
+	// CanarySteps are rising traffic percentages; CanaryInterval is the
+	// probing time at each, failing above CanaryMaxErrorRate.
+	CanarySteps        []int
+	CanaryInterval     time.Duration
+	CanaryMaxErrorRate float64
+	// HealthPath is where a new task is verified (DefaultHealthPath).
+	HealthPath string
+	// Drain bounds the wait for requests in flight on the old color.
+	Drain time.Duration
+	// VerifyTimeout bounds the wait for each new task to report SHA.
+	VerifyTimeout time.Duration
+
 	Lock  lock.Options
 	Who   lock.Info
 	Clock clock.Clock
@@ -118,6 +138,9 @@ func (o Options) override() ([]byte, error) {
 		}
 	}
 	for _, name := range names {
+		if o.usesEdge() && o.File != nil && o.File.Services[name].Edge {
+			continue // rendered into the stack file as its colors
+		}
 		svc := map[string]any{}
 		if img, ok := o.Images[name]; ok {
 			svc["image"] = img
@@ -153,6 +176,7 @@ type ServiceResult struct {
 // Result is what a deploy did, filled in even when it failed.
 type Result struct {
 	Outcome     string
+	Strategy    string // Rolling, BlueGreen or Canary
 	PreviousSHA string
 	Services    []ServiceResult
 	Phases      []history.Phase
@@ -168,6 +192,12 @@ type deployer struct {
 	before  map[string]*mswarm.Service // full name → service before the deploy
 	updated []string                   // full names of services that changed
 	seen    map[string]string          // task ID → last state logged
+
+	// Edge strategies only.
+	stack      []byte            // the rendered stack file
+	routed     map[string]string // edge service → color the edge sends it to
+	http       *http.Client      // dials from the manager
+	warnedEdge bool
 }
 
 // Deploy runs one stack deploy on the manager h.
@@ -196,7 +226,13 @@ func Deploy(ctx context.Context, h remote.Host, o Options) (*Result, error) {
 		}
 		sort.Strings(o.Services)
 	}
-	dp := &deployer{o: o, h: h, d: &compose.Docker{H: h, Project: o.Stack, Dir: o.Dir}, res: &Result{}, seen: map[string]string{}}
+	if o.Strategy == "" {
+		o.Strategy = Rolling
+		if len(o.edgeServices()) > 0 {
+			o.Strategy = BlueGreen
+		}
+	}
+	dp := &deployer{o: o, h: h, d: &compose.Docker{H: h, Project: o.Stack, Dir: o.Dir}, res: &Result{Strategy: o.Strategy}, seen: map[string]string{}, routed: map[string]string{}}
 	started := time.Now().UTC()
 	var lk *lock.Lock
 	err := dp.step(ctx, "lock", func(ctx context.Context) error {
@@ -239,7 +275,7 @@ func Deploy(ctx context.Context, h remote.Host, o Options) (*Result, error) {
 	}
 	entry := history.Entry{
 		Project: o.Stack, SHA: o.SHA, Images: o.Images,
-		Actor: o.Who.Actor, Reason: o.Who.Reason, RunURL: o.Who.RunURL, Strategy: "swarm-rolling",
+		Actor: o.Who.Actor, Reason: o.Who.Reason, RunURL: o.Who.RunURL, Strategy: "swarm-" + o.Strategy,
 		Result: dp.res.Outcome, PreviousSHA: dp.res.PreviousSHA, Rollback: o.Rollback,
 		Started: started, Phases: dp.res.Phases,
 	}
@@ -274,6 +310,9 @@ func (dp *deployer) full(svc string) string { return dp.o.Stack + "_" + svc }
 
 func (dp *deployer) run(ctx context.Context) error {
 	o := dp.o
+	if o.usesEdge() {
+		return dp.runEdge(ctx)
+	}
 	for _, s := range o.Services {
 		if sv, ok := o.File.Services[s]; ok && !sv.HasHealthcheck {
 			dp.warn("service %s has no healthcheck in %s (an image HEALTHCHECK still counts): Swarm then treats a task as ready once it runs, so start-first is not health-gated", s, o.File.Path)
@@ -317,7 +356,10 @@ func (dp *deployer) upload(ctx context.Context) error {
 		p    string
 		data []byte
 		mode os.FileMode
-	}{{dp.composePath(), o.File.Data, 0o644}, {dp.overridePath(), override, 0o644}, {dp.envPath(), o.EnvFile, 0o600}} {
+	}{{dp.composePath(), o.File.Data, 0o644}, {dp.overridePath(), override, 0o644}, {dp.envPath(), o.EnvFile, 0o600}, {dp.stackPath(), dp.stack, 0o644}} {
+		if f.p == dp.stackPath() && dp.stack == nil {
+			continue
+		}
 		if err := remote.WriteFile(ctx, dp.h, f.p, f.data, f.mode); err != nil {
 			return err
 		}
@@ -398,7 +440,11 @@ func (dp *deployer) deploy(ctx context.Context) error {
 			}
 		}
 	}
-	args := []string{"stack", "deploy", "--with-registry-auth", "--compose-file", dp.composePath(), "--compose-file", dp.overridePath()}
+	file := dp.composePath()
+	if dp.stack != nil {
+		file = dp.stackPath()
+	}
+	args := []string{"stack", "deploy", "--with-registry-auth", "--compose-file", file, "--compose-file", dp.overridePath()}
 	if o.Prune {
 		args = append(args, "--prune")
 	}

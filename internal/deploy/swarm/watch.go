@@ -297,8 +297,9 @@ func (dp *deployer) tasks(ctx context.Context, svcs map[string]*mswarm.Service) 
 		if err == nil {
 			break
 		}
-		// Swarm prunes old tasks: one listed a moment ago may be gone now.
-		if attempt == 3 || !strings.Contains(err.Error(), "No such") {
+		// Swarm prunes old tasks: one listed a moment ago may be gone now
+		// ("No such task", or "task ... not found" from the engine).
+		if msg := err.Error(); attempt == 5 || !(strings.Contains(msg, "No such") || strings.Contains(msg, "not found")) {
 			return nil, fmt.Errorf("inspecting tasks: %w", err)
 		}
 	}
