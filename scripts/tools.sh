@@ -28,8 +28,11 @@ GO_TOOLS_BENCH=(
   "crane       github.com/google/go-containerregistry/cmd/crane      v0.22.1"
   "regctl      github.com/regclient/regclient/cmd/regctl             v0.11.7"
 )
-APT_TEST=(openssh-server iproute2 util-linux) # iproute2 and util-linux (nsenter): the Swarm tests' stand-in for the routing mesh
-APT_BENCH=(skopeo)
+# iproute2 and util-linux (nsenter): the Swarm tests' stand-in for the routing
+# mesh; chromium: the loadtest report's tests open report.html in a real
+# headless browser (testenv.Chromium).
+APT_TEST=(openssh-server iproute2 util-linux chromium)
+APT_BENCH=(skopeo jq) # jq: bench/summarize's ad-hoc peer
 
 install_go() {
   local name=$1 pkg=$2 ver=$3 env=() goflags=-buildvcs=false kv

@@ -69,8 +69,8 @@ func repoCopy(t *testing.T, workflow string) string {
 }
 
 // runAct runs the repository's workflow on a push event and returns act's
-// output and whether the job succeeded.
-func runAct(t *testing.T, repo string) (string, bool) {
+// output and whether the job succeeded; extra are more act arguments.
+func runAct(t *testing.T, repo string, extra ...string) (string, bool) {
 	t.Helper()
 	act := testenv.Tool(t, "act", "GANTRY_ACT_BIN", actInstall)
 	// act workaround: act fetches every `uses:` of a composite action, even a
@@ -83,7 +83,7 @@ func runAct(t *testing.T, repo string) (string, bool) {
 	setupGo := strings.Fields(actionyml.SetupGo)[0]
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, act, "push", "--local-repository", setupGo+"="+stub)
+	cmd := exec.CommandContext(ctx, act, append([]string{"push", "--local-repository", setupGo + "=" + stub}, extra...)...)
 	cmd.Dir = repo
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out

@@ -197,6 +197,40 @@ func (a *Action) Group(title string, fn func() error) error {
 	return fn()
 }
 
+// Untrusted runs fn with a writer for another program's output, logged line
+// by line with secrets redacted. In Actions the lines are fenced by
+// ::stop-commands::, so a line that looks like a workflow command (a script
+// printing "::add-mask::" or "::error::") is shown, never obeyed.
+func (a *Action) Untrusted(fn func(w io.Writer) error) error {
+	if !a.inActions {
+		return fn(&lineLog{a: a})
+	}
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return err
+	}
+	token := hex.EncodeToString(b)
+	a.logMu.Lock()
+	fmt.Fprintf(a.log, "::stop-commands::%s\n", token)
+	a.logMu.Unlock()
+	defer func() {
+		a.logMu.Lock()
+		fmt.Fprintf(a.log, "::%s::\n", token)
+		a.logMu.Unlock()
+	}()
+	return fn(&lineLog{a: a})
+}
+
+// lineLog logs each Write as one or more lines.
+type lineLog struct{ a *Action }
+
+func (l *lineLog) Write(p []byte) (int, error) {
+	for _, line := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
+		l.a.Infof("%s", strings.TrimRight(line, "\r"))
+	}
+	return len(p), nil
+}
+
 // Logf returns a printf-style logger for internal packages.
 func (a *Action) Logf() func(string, ...any) { return a.Infof }
 

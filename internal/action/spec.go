@@ -60,6 +60,9 @@ type Spec struct {
 	Description string
 	Inputs      []Input
 	Outputs     []Output
+	// After holds composite steps that run after gantry's own step, as YAML
+	// list items indented by four spaces (e.g. an artifact upload).
+	After string
 }
 
 // Input returns the declared input called name.

@@ -62,6 +62,7 @@ func Render(spec *action.Spec) string {
 		fmt.Fprintf(&b, "        %s: ${{ inputs.%s }}\n", EnvName(in.Name), in.Name)
 	}
 	fmt.Fprintf(&b, "      run: '\"$GANTRY_BIN\" %s'\n", spec.Name)
+	b.WriteString(spec.After)
 	return b.String()
 }
 

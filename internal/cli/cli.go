@@ -22,7 +22,7 @@ type Command struct {
 // Commands returns every command, keyed by name.
 func Commands() map[string]*Command {
 	cmds := map[string]*Command{}
-	for _, c := range []*Command{buildPushCommand(), promoteCommand(), verifyCommand(), guardCommand(), deployComposeCommand(), rollbackCommand(), deployECSCommand(), deployCloudRunCommand(), deploySwarmCommand(), swarmScaleCommand()} {
+	for _, c := range []*Command{buildPushCommand(), promoteCommand(), verifyCommand(), guardCommand(), deployComposeCommand(), rollbackCommand(), deployECSCommand(), deployCloudRunCommand(), deploySwarmCommand(), swarmScaleCommand(), loadtestCommand()} {
 		cmds[c.Spec.Name] = c
 	}
 	return cmds
@@ -56,6 +56,9 @@ func Run(ctx context.Context, args []string, env action.Env) int {
 	}
 	if args[0] == "demo" {
 		return runDemo(ctx, args[1:], env)
+	}
+	if args[0] == "loadtest" && len(args) > 1 && args[1] == "summarize" {
+		return runSummarize(ctx, args[2:], env)
 	}
 	c, ok := cmds[args[0]]
 	if !ok {
@@ -122,9 +125,10 @@ func usage(w io.Writer, cmds map[string]*Command) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-16s %s\n", n, cmds[n].Spec.Description)
+		fmt.Fprintf(w, "  %-18s %s\n", n, cmds[n].Spec.Description)
 	}
-	fmt.Fprintf(w, "  %-16s %s\n", "demo", "Run the local demo of the chain on embedded defaults.")
+	fmt.Fprintf(w, "  %-18s %s\n", "demo", "Run the local demo of the chain on embedded defaults.")
+	fmt.Fprintf(w, "  %-18s %s\n", "loadtest summarize", "Summarize k6's raw JSON output (k6 run --out json=FILE, gzipped or not) into summary.json: gantry loadtest summarize FILE [--out summary.json].")
 	fmt.Fprintf(w, "\nRun gantry <command> --help for its inputs.\n")
 }
 

@@ -241,4 +241,37 @@ jobs:
         web=5
         worker=2
 `,
+	"loadtest": `on:
+  workflow_dispatch:
+    inputs:
+      url: { description: "URL to load", required: true }
+  pull_request:
+permissions:
+  contents: read
+  pull-requests: write   # the verdict as one comment, updated by later runs
+  actions: read          # gh run download of the baseline
+jobs:
+  load:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@v4
+      - name: The last green run's summary.json on main is the baseline
+        env: { GH_TOKEN: "${{ github.token }}" }
+        run: |
+          id=$(gh run list --workflow "${{ github.workflow }}" --branch main --status success --limit 1 --json databaseId --jq '.[0].databaseId')
+          if [ -n "$id" ]; then gh run download "$id" --name loadtest-report --dir baseline; fi
+      - id: load
+        uses: gantry-dev/gantry/actions/loadtest@v1
+        with:
+          script: load/checkout.js       # or url: + rate: + duration: for a smoke test
+          env: |
+            BASE_URL=${{ inputs.url || vars.STAGING_URL }}
+            API_TOKEN=${{ secrets.LOAD_API_TOKEN }}
+          thresholds: |
+            http_req_duration:p(95)<300
+            http_req_failed:rate<0.01
+          baseline: baseline/summary.json  # missing on the first run: a warning, no comparison
+          max-regression: p95=10%,error-rate=0.5pp
+      - run: echo "p95 ${{ steps.load.outputs.p95 }} ms, verdict ${{ steps.load.outputs.verdict }}"
+`,
 }

@@ -45,12 +45,17 @@ var percentiles = []float64{50, 90, 95, 99}
 
 // SummarizeFile summarizes the k6 JSON output at path, gzipped or not.
 func SummarizeFile(path string) (*Summary, error) {
+	return SummarizeFileWith(path, Options{})
+}
+
+// SummarizeFileWith is SummarizeFile with options.
+func SummarizeFileWith(path string, opt Options) (*Summary, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("loadtest: open k6 output: %w", err)
 	}
 	defer f.Close()
-	s, err := Summarize(f)
+	s, err := SummarizeWith(f, opt)
 	if err != nil {
 		return nil, fmt.Errorf("%w (in %s)", err, path)
 	}
@@ -61,6 +66,26 @@ func SummarizeFile(path string) (*Summary, error) {
 // the gzip magic, and summarizes them in one pass. Lines of unknown types are
 // ignored; a malformed line is an error naming its line number.
 func Summarize(r io.Reader) (*Summary, error) {
+	return SummarizeWith(r, Options{})
+}
+
+// Options adds to what Summarize computes.
+type Options struct {
+	// Thresholds maps a metric, optionally with a k6 tag selector
+	// (http_req_duration{status:200}), to k6 threshold expressions, like a
+	// script's options.thresholds; they are evaluated over the whole run
+	// into Summary.Thresholds, keeping memory constant (one histogram per
+	// distinct tag selector).
+	Thresholds map[string][]string
+}
+
+// SummarizeWith is Summarize with options; it checks the thresholds before
+// reading anything.
+func SummarizeWith(r io.Reader, opt Options) (*Summary, error) {
+	ts, err := parseThresholds(opt.Thresholds)
+	if err != nil {
+		return nil, err
+	}
 	br := bufio.NewReaderSize(r, 64<<10)
 	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
 		zr, err := gzip.NewReader(br)
@@ -75,6 +100,7 @@ func Summarize(r io.Reader) (*Summary, error) {
 
 	er := &errReader{r: r}
 	acc := newAccumulator()
+	acc.watch(ts)
 	sc := bufio.NewScanner(er)
 	sc.Buffer(make([]byte, 0, 64<<10), maxLineBytes)
 	n := 0
@@ -134,6 +160,9 @@ type tags struct {
 	Scenario string `json:"scenario"`
 	Check    string `json:"check"`
 	Group    string `json:"group"`
+	// ExpectedResponse is decoded for k6's common sub-metric
+	// http_req_duration{expected_response:true}.
+	ExpectedResponse string `json:"expected_response"`
 }
 
 type groupKey struct{ name, method, status, scenario string }
@@ -152,6 +181,17 @@ type accumulator struct {
 	checks  map[checkKey]*CheckStats
 	errors  map[string]float64
 	seconds map[int64]*second
+
+	// thresholds are evaluated at the end; subs holds the sub-metrics they
+	// select by metric name, subByName by threshold metric as written.
+	thresholds []threshold
+	subs       map[string][]*submetric
+	subByName  map[string]*submetric
+	// raw is the current line, extra its tags beyond the tags struct once
+	// decoded (extraDecoded) for a sub-metric.
+	raw          []byte
+	extra        map[string]string
+	extraDecoded bool
 }
 
 // stats accumulates the samples of one metric or group. hist is nil when
@@ -183,6 +223,7 @@ func newAccumulator() *accumulator {
 		checks:  map[checkKey]*CheckStats{},
 		errors:  map[string]float64{},
 		seconds: map[int64]*second{},
+		subs:    map[string][]*submetric{},
 	}
 }
 
@@ -197,6 +238,7 @@ func (a *accumulator) add(b []byte) error {
 		return nil
 	}
 	a.ln = line{}
+	a.raw, a.extra, a.extraDecoded = b, nil, false
 	if err := json.Unmarshal(b, &a.ln); err != nil {
 		// A line of a type this package does not know may carry any data.
 		var typ struct {
@@ -262,6 +304,9 @@ func (a *accumulator) addPoint() error {
 		a.end = d.Time
 	}
 	a.metric(name).add(d.Value, d.Time)
+	if subs := a.subs[name]; len(subs) > 0 {
+		a.addToSubmetrics(subs)
+	}
 
 	switch name {
 	case metricDuration:
@@ -372,6 +417,27 @@ func (st *stats) mean() float64 {
 	return st.sum / float64(st.count)
 }
 
+// metricStats summarizes st as a metric of type typ.
+func (st *stats) metricStats(typ string, runSeconds float64) *MetricStats {
+	m := &MetricStats{Type: typ, Count: st.count, Sum: st.sum, Min: st.min, Max: st.max, Mean: st.mean()}
+	switch m.Type {
+	case TypeTrend:
+		q := quantiles(st.hist, percentiles, st.min, st.max)
+		m.P50, m.P90, m.P95, m.P99 = q[0], q[1], q[2], q[3]
+	case TypeRate:
+		if st.count > 0 {
+			m.Rate = float64(st.nonZero) / float64(st.count)
+		}
+	case TypeCounter:
+		if runSeconds > 0 {
+			m.Rate = st.sum / runSeconds
+		}
+	case TypeGauge:
+		m.Value = st.last
+	}
+	return m
+}
+
 func (a *accumulator) summary() *Summary {
 	s := &Summary{
 		SchemaVersion:  SchemaVersion,
@@ -386,24 +452,20 @@ func (a *accumulator) summary() *Summary {
 	runSeconds := a.end.Sub(a.start).Seconds()
 
 	for name, st := range a.metrics {
-		m := &MetricStats{Type: a.types[name], Count: st.count, Sum: st.sum, Min: st.min, Max: st.max, Mean: st.mean()}
-		switch m.Type {
-		case TypeTrend:
-			q := quantiles(st.hist, percentiles, st.min, st.max)
-			m.P50, m.P90, m.P95, m.P99 = q[0], q[1], q[2], q[3]
-		case TypeRate:
-			if st.count > 0 {
-				m.Rate = float64(st.nonZero) / float64(st.count)
-			}
-		case TypeCounter:
-			if runSeconds > 0 {
-				m.Rate = st.sum / runSeconds
-			}
-		case TypeGauge:
-			m.Value = st.last
-		}
-		s.Metrics[name] = m
+		s.Metrics[name] = st.metricStats(a.types[name], runSeconds)
 	}
+	for _, subs := range a.subs {
+		for _, sm := range subs {
+			st := sm.st
+			if st == nil {
+				st = &stats{}
+			}
+			for _, name := range sm.names {
+				s.Metrics[name] = st.metricStats(a.declaredType(sm.base), runSeconds)
+			}
+		}
+	}
+	s.Thresholds = a.evaluate(runSeconds)
 
 	for key, st := range a.groups {
 		q := quantiles(st.hist, percentiles, st.min, st.max)

@@ -23,7 +23,9 @@ type Summary struct {
 	// Start and End are the times of the first and last sample.
 	Start time.Time `json:"start"`
 	End   time.Time `json:"end"`
-	// Metrics holds every metric of the run by its k6 name.
+	// Metrics holds every metric of the run by its k6 name, and every
+	// sub-metric a threshold selects by its name in the threshold
+	// (http_req_duration{status:200}), as k6's own summary does.
 	Metrics map[string]*MetricStats `json:"metrics"`
 	// Groups splits http_req_duration by request name, method, status and
 	// scenario, sorted by those fields.
@@ -35,6 +37,33 @@ type Summary struct {
 	ErrorsByStatus map[string]int `json:"errors_by_status"`
 	// Series holds one entry per second that has samples, in time order.
 	Series []SecondStats `json:"series"`
+	// Thresholds holds the outcome of each threshold evaluated over the
+	// run, sorted by metric and then in the order given.
+	Thresholds []ThresholdResult `json:"thresholds"`
+}
+
+// ThresholdResult is the outcome of one k6 threshold, evaluated as k6 does
+// at the end of a run. Percentiles interpolate between ranks as k6 does,
+// within 0.1% (the histogram's resolution); a counter's rate is per second
+// between the first and the last sample, where k6 divides by the test's
+// duration.
+type ThresholdResult struct {
+	// Metric is the metric as written in the threshold, with its tag
+	// selector if any: http_req_duration{status:200}.
+	Metric string `json:"metric"`
+	// Expression is the threshold as written: p(95)<300.
+	Expression string `json:"expression"`
+	// Value is the observed value the expression tests, in the metric's
+	// unit: the p(95) in milliseconds, a rate as a fraction (0.01 = 1%).
+	Value float64 `json:"value"`
+	// OK is true when the threshold passed and false when it failed.
+	OK bool `json:"ok"`
+	// Samples is the number of samples of the metric or sub-metric. With
+	// none, k6 passes a rate threshold and compares the others with 0.
+	Samples int64 `json:"samples"`
+	// Error says why the threshold could not be evaluated (then OK is
+	// false), like p(95) on a counter; it is empty otherwise.
+	Error string `json:"error,omitempty"`
 }
 
 // MetricStats summarizes all samples of one metric. Count, Sum, Min, Max and

@@ -1,4 +1,6 @@
-// Package githubfake is an in-process fake of the GitHub endpoints gantry talks to; for now the Actions OIDC token endpoint.
+// Package githubfake is an in-process fake of the GitHub endpoints gantry talks to: the Actions
+// OIDC token endpoint, and the parts of the REST API gantry calls (issue comments on pull requests,
+// deployments and their statuses, the authenticated user), answering with go-github's own types.
 package githubfake
 
 import (
@@ -13,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/google/go-github/v84/github"
 
 	"github.com/gantry-dev/gantry/internal/fakes"
 )
@@ -41,6 +45,15 @@ type Options struct {
 	Lifetime time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+
+	// APIToken is the REST API token the fake accepts (sent as "Bearer" or "token"); default a
+	// random "ghs_" installation token, acting as APIUser. AddToken registers more.
+	APIToken string
+	// APIUser is who APIToken acts as; default github-actions[bot], the identity of GITHUB_TOKEN.
+	APIUser *github.User
+	// APIPrefix is the path the REST API is served under: "" as on api.github.com, "/api/v3" as on
+	// GitHub Enterprise Server.
+	APIPrefix string
 }
 
 // Issued is one OIDC token the fake handed out.
@@ -60,6 +73,14 @@ type Server struct {
 	mu       sync.Mutex
 	issued   []Issued
 	failures []failure
+
+	// REST API state, guarded by mu.
+	tokens   map[string]Identity
+	repos    map[string]*repository // by lower-case "owner/name"
+	calls    []Call
+	faults   fakes.Faults[Fault]
+	nextID   int64
+	requests int
 }
 
 type failure struct {
@@ -93,8 +114,18 @@ func New(opts Options) *Server {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	s := &Server{opts: opts, mux: http.NewServeMux()}
+	if opts.APIToken == "" {
+		opts.APIToken = "ghs_" + randomHex(18)
+	}
+	if opts.APIUser == nil {
+		opts.APIUser = ActionsBot()
+	}
+	opts.APIPrefix = strings.TrimSuffix(opts.APIPrefix, "/")
+	s := &Server{opts: opts, mux: http.NewServeMux(), tokens: map[string]Identity{}, repos: map[string]*repository{}, nextID: firstID}
+	s.tokens[opts.APIToken] = Identity{User: opts.APIUser}
+	s.addRepo(opts.Repository)
 	s.mux.HandleFunc("GET "+OIDCPath, s.serveOIDC)
+	s.registerREST()
 	return s
 }
 
@@ -121,6 +152,7 @@ func (s *Server) RequestToken() string { return s.opts.RequestToken }
 // Env returns the variables a job with `permissions: id-token: write` has, pointing at the fake.
 func (s *Server) Env() map[string]string {
 	return map[string]string{
+		"GITHUB_API_URL":                 s.APIURL(),
 		"ACTIONS_ID_TOKEN_REQUEST_URL":   s.RequestURL(),
 		"ACTIONS_ID_TOKEN_REQUEST_TOKEN": s.RequestToken(),
 		"GITHUB_REPOSITORY":              s.opts.Repository,
@@ -143,11 +175,12 @@ func (s *Server) FailOIDC(status, times int) {
 	s.failures = append(s.failures, failure{status: status, times: times})
 }
 
-// ClearFaults removes injected failures.
+// ClearFaults removes injected failures, of the OIDC endpoint and of the REST API.
 func (s *Server) ClearFaults() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.failures = nil
+	s.mu.Unlock()
+	s.faults.Clear()
 }
 
 // Token mints a token as the endpoint would, without an HTTP round trip.

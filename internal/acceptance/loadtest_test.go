@@ -1,0 +1,78 @@
+package acceptance
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/gantry-dev/gantry/internal/testenv"
+)
+
+const loadtestWorkflow = `name: load
+on: push
+jobs:
+  load:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@v4
+      - run: echo "@K6DIR@" >> "$GITHUB_PATH"
+      - id: load
+        uses: ./actions/loadtest
+        with:
+          url: @URL@
+          rate: "20"
+          duration: 2s
+          thresholds: http_req_failed:rate<0.01
+      - if: always()
+        run: echo "verdict=${{ steps.load.outputs.verdict }} p95=${{ steps.load.outputs.p95 }} rps=${{ steps.load.outputs.rps }} report=${{ steps.load.outputs.report-path }}"
+`
+
+// TestLoadtestActionUnderAct runs actions/loadtest as a consumer's workflow
+// would against a local server: k6 from PATH, the outputs in the next step,
+// the job summary, and the result files handed to the artifact upload.
+func TestLoadtestActionUnderAct(t *testing.T) {
+	k6 := testenv.K6(t)
+	for _, tc := range []struct {
+		name   string
+		status int
+		ok     bool
+		want   []string
+	}{
+		{"passing", http.StatusOK, true, []string{"verdict=pass", "**✅ Load test passed: all 1 threshold passed"}},
+		{"failing threshold", http.StatusInternalServerError, false, []string{"verdict=fail", "**❌ Load test failed:** 1 of 1 threshold failed"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(tc.status) }))
+			defer srv.Close()
+			// act workaround: act clones every action a workflow uses, and this
+			// machine reaches no GitHub; actions/upload-artifact is replaced by a
+			// local action that copies what it is given, so the test sees exactly
+			// the files the real upload would get.
+			uploaded := t.TempDir()
+			stub := t.TempDir()
+			stubYML := fmt.Sprintf("name: upload stand-in\ninputs:\n  name: {required: true}\n  path: {required: true}\n  if-no-files-found: {required: false}\nruns:\n  using: composite\n  steps:\n    - shell: bash\n      env: {SRC: \"${{ inputs.path }}\", NAME: \"${{ inputs.name }}\"}\n      run: mkdir -p %q/\"$NAME\" && cp -R \"$SRC\"/. %q/\"$NAME\"/\n", uploaded, uploaded)
+			if err := os.WriteFile(filepath.Join(stub, "action.yml"), []byte(stubYML), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			wf := strings.NewReplacer("@K6DIR@", filepath.Dir(k6), "@URL@", srv.URL+"/").Replace(loadtestWorkflow)
+			out, ok := runAct(t, repoCopy(t, wf), "--local-repository", "actions/upload-artifact@ea165f8d65b6e75b540449e92b4886f43607fa02="+stub)
+			if ok != tc.ok {
+				t.Fatalf("job succeeded=%v, want %v:\n%s", ok, tc.ok, out)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("act's output lacks %q:\n%s", w, out)
+				}
+			}
+			for _, f := range []string{"summary.json", "report.html", "raw.json.gz"} {
+				if st, err := os.Stat(filepath.Join(uploaded, "loadtest-report", f)); err != nil || st.Size() == 0 {
+					t.Errorf("artifact loadtest-report lacks %s: %v", f, err)
+				}
+			}
+		})
+	}
+}

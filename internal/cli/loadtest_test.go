@@ -1,0 +1,283 @@
+package cli
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gantry-dev/gantry/internal/fakes/githubfake"
+	"github.com/gantry-dev/gantry/internal/loadtest"
+	"github.com/gantry-dev/gantry/internal/testenv"
+)
+
+// loadTarget is a test server: /ok answers 200 after delay, /flaky answers
+// 500 to every tenth request, /secret wants the Authorization header.
+type loadTarget struct {
+	*httptest.Server
+	delay   atomic.Int64 // nanoseconds
+	flaky   atomic.Int64
+	mu      sync.Mutex
+	authSaw []string
+}
+
+func startLoadTarget(t *testing.T) *loadTarget {
+	lt := &loadTarget{}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/ok", func(w http.ResponseWriter, r *http.Request) {
+		if d := time.Duration(lt.delay.Load()); d > 0 {
+			time.Sleep(d) // the server's latency under test, not a test wait
+		}
+		_, _ = w.Write([]byte("ok"))
+	})
+	mux.HandleFunc("/flaky", func(w http.ResponseWriter, r *http.Request) {
+		if lt.flaky.Add(1)%10 == 0 {
+			http.Error(w, "injected", http.StatusInternalServerError)
+			return
+		}
+		_, _ = w.Write([]byte("ok"))
+	})
+	mux.HandleFunc("/secret", func(w http.ResponseWriter, r *http.Request) {
+		lt.mu.Lock()
+		lt.authSaw = append(lt.authSaw, r.Header.Get("Authorization"))
+		lt.mu.Unlock()
+	})
+	lt.Server = httptest.NewServer(mux)
+	t.Cleanup(lt.Close)
+	return lt
+}
+
+// loadtestEnv is the environment of a loadtest step: the pinned k6 on PATH
+// and an empty tool cache, so nothing is downloaded.
+func loadtestEnv(t *testing.T, extra map[string]string) map[string]string {
+	k6 := testenv.K6(t)
+	env := map[string]string{
+		"PATH":              filepath.Dir(k6) + string(os.PathListSeparator) + os.Getenv("PATH"),
+		"RUNNER_TOOL_CACHE": t.TempDir(),
+		"RUNNER_TEMP":       t.TempDir(),
+		"GITHUB_ACTIONS":    "true",
+	}
+	for k, v := range extra {
+		env[k] = v
+	}
+	return env
+}
+
+const checksScript = `
+import http from 'k6/http';
+import { check } from 'k6';
+export const options = {
+  scenarios: { s: { executor: 'constant-arrival-rate', rate: 40, timeUnit: '1s', duration: '2s', preAllocatedVUs: 5, maxVUs: 20 } },
+  thresholds: THRESHOLDS,
+};
+export default function () {
+  const res = http.get(__ENV.TARGET + '/flaky', { tags: { name: 'flaky' } });
+  check(res, { 'status is 200': (r) => r.status === 200 });
+}
+`
+
+func TestLoadtest(t *testing.T) {
+	lt := startLoadTarget(t)
+	workspace(t, map[string]string{
+		"passing.js": strings.Replace(checksScript, "THRESHOLDS", `{ http_req_duration: ['p(95)<2000'] }`, 1),
+		"checks.js":  strings.Replace(checksScript, "THRESHOLDS", `{ checks: ['rate>0.99'] }`, 1),
+		"slow.js":    strings.Replace(checksScript, "THRESHOLDS", `{ http_req_duration: ['p(95)<0.001'] }`, 1),
+		"errors.js":  strings.Replace(checksScript, "THRESHOLDS", `{ http_req_failed: ['rate<0.05'] }`, 1),
+		"broken.js":  "import http from 'k6/http';\nexport default function () { http.get( ; }\n",
+		"secret.js":  "import http from 'k6/http';\nexport const options = { iterations: 3 };\nexport default function () { http.get(__ENV.TARGET + '/secret', { headers: { Authorization: 'Bearer ' + __ENV.API_TOKEN } }); }\n",
+	})
+	target := "TARGET=" + lt.URL
+	tests := []struct {
+		name    string
+		args    []string
+		code    int
+		verdict string
+		want    []string // in the summary
+		wantLog []string
+	}{
+		{"thresholds and checks pass, fail-on thresholds only: the 10% failed checks are a note",
+			[]string{"--script", "passing.js", "--env", target, "--fail-on", "thresholds"}, 0, "pass",
+			[]string{"status is 200"}, nil},
+		{"failed checks fail the run by default, even without a threshold on checks",
+			[]string{"--script", "passing.js", "--env", target}, 1, "fail",
+			[]string{"status is 200"}, []string{"1 of 1 check failed ("}},
+		{"a threshold on checks fails (k6 exits 99)",
+			[]string{"--script", "checks.js", "--env", target, "--fail-on", "thresholds"}, 1, "fail",
+			[]string{"rate>0.99"}, nil},
+		{"a latency threshold fails",
+			[]string{"--script", "slow.js", "--env", target, "--fail-on", "thresholds"}, 1, "fail",
+			[]string{"p(95)<0.001"}, nil},
+		{"500s for 10% of requests against an error-rate threshold",
+			[]string{"--script", "errors.js", "--env", target, "--fail-on", "thresholds"}, 1, "fail",
+			[]string{"rate<0.05", "500"}, nil},
+		{"an extra threshold from the input",
+			[]string{"--script", "passing.js", "--env", target, "--fail-on", "thresholds", "--thresholds", "http_req_failed:rate<0.01"}, 1, "fail",
+			[]string{"rate<0.01"}, nil},
+		{"script syntax error",
+			[]string{"--script", "broken.js"}, 1, "error",
+			[]string{"error", "broken.js", "Unexpected token"}, []string{"::error title=loadtest::", "Line 2:40 Unexpected token"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runCLI(t, loadtestEnv(t, nil), nil, append([]string{"loadtest", "--artifact-name", ""}, tt.args...)...)
+			if r.code != tt.code || r.outputs["verdict"] != tt.verdict {
+				t.Fatalf("exit %d verdict %q, want %d %q\n%s\n%s", r.code, r.outputs["verdict"], tt.code, tt.verdict, r.log, r.summary)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(r.summary, w) {
+					t.Errorf("summary lacks %q:\n%s", w, r.summary)
+				}
+			}
+			for _, w := range tt.wantLog {
+				if !strings.Contains(r.log, w) {
+					t.Errorf("log lacks %q:\n%s", w, r.log)
+				}
+			}
+			if tt.verdict == "error" {
+				return
+			}
+			for _, f := range []string{"summary-path", "report-path"} {
+				if st, err := os.Stat(r.outputs[f]); err != nil || st.Size() == 0 {
+					t.Errorf("%s %q: %v", f, r.outputs[f], err)
+				}
+			}
+			if _, err := os.Stat(filepath.Join(r.outputs["output-dir"], "raw.json.gz")); err != nil {
+				t.Errorf("raw output: %v", err)
+			}
+			// The log fences k6's output: a script cannot issue workflow commands.
+			if !strings.Contains(r.log, "::stop-commands::") {
+				t.Errorf("k6's output is not fenced by ::stop-commands::\n%s", r.log)
+			}
+		})
+	}
+
+	t.Run("error rate output matches what the server failed", func(t *testing.T) {
+		before := lt.flaky.Load()
+		r := runCLI(t, loadtestEnv(t, nil), nil, "loadtest", "--artifact-name", "", "--script", "errors.js", "--env", target, "--fail-on", "none")
+		if r.code != 0 {
+			t.Fatalf("exit %d\n%s", r.code, r.log)
+		}
+		served := lt.flaky.Load() - before
+		failedByServer := served/10 + 1
+		rate, _ := strconv.ParseFloat(r.outputs["error-rate"], 64)
+		var s loadtest.Summary
+		data, _ := os.ReadFile(r.outputs["summary-path"])
+		if err := json.Unmarshal(data, &s); err != nil {
+			t.Fatal(err)
+		}
+		got := s.ErrorsByStatus["500"]
+		if int64(got) < served/10 || int64(got) > failedByServer || rate < 0.05 || rate > 0.15 {
+			t.Errorf("500s: summary %d, server ~%d of %d; error-rate output %v", got, served/10, served, rate)
+		}
+	})
+
+	t.Run("env reaches the script through k6's environment and never the log", func(t *testing.T) {
+		secret := "s3cr3t-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+		r := runCLI(t, loadtestEnv(t, nil), nil, "loadtest", "--artifact-name", "", "--script", "secret.js", "--env", target+"\nAPI_TOKEN="+secret, "--fail-on", "none")
+		if r.code != 0 {
+			t.Fatalf("exit %d\n%s", r.code, r.log)
+		}
+		lt.mu.Lock()
+		saw := append([]string(nil), lt.authSaw...)
+		lt.mu.Unlock()
+		if len(saw) != 3 || saw[0] != "Bearer "+secret {
+			t.Errorf("server saw Authorization %q, want 3 × Bearer <secret>", saw)
+		}
+		var logged []string
+		for _, l := range strings.Split(r.log, "\n") {
+			if !strings.HasPrefix(l, "::add-mask::") {
+				logged = append(logged, l)
+			}
+		}
+		if strings.Contains(strings.Join(logged, "\n"), secret) || strings.Contains(r.summary, secret) {
+			t.Errorf("the secret reached the log or summary")
+		}
+		if !strings.Contains(r.log, "::add-mask::"+secret) {
+			t.Errorf("the secret was not masked:\n%s", r.log)
+		}
+	})
+
+	t.Run("smoke test of a URL with a baseline that passes, then one that regresses", func(t *testing.T) {
+		smoke := []string{"loadtest", "--artifact-name", "", "--url", lt.URL + "/ok", "--rate", "40", "--duration", "2s"}
+		lt.delay.Store(int64(2 * time.Millisecond))
+		base := runCLI(t, loadtestEnv(t, nil), nil, smoke...)
+		if base.code != 0 || base.outputs["verdict"] != "pass" {
+			t.Fatalf("baseline run: exit %d\n%s\n%s", base.code, base.log, base.summary)
+		}
+		if rps, _ := strconv.ParseFloat(base.outputs["rps"], 64); rps < 30 || rps > 50 {
+			t.Errorf("rps output %v, want about 40", rps)
+		}
+		same := runCLI(t, loadtestEnv(t, nil), nil, append(smoke, "--baseline", base.outputs["summary-path"], "--max-regression", "p95=300%")...)
+		if same.code != 0 || !strings.Contains(same.summary, "aseline") {
+			t.Fatalf("same speed against the baseline: exit %d\n%s\n%s", same.code, same.log, same.summary)
+		}
+		lt.delay.Store(int64(60 * time.Millisecond))
+		slow := runCLI(t, loadtestEnv(t, nil), nil, append(smoke, "--baseline", base.outputs["summary-path"], "--max-regression", "p95=300%")...)
+		lt.delay.Store(0)
+		if slow.code != 1 || slow.outputs["verdict"] != "fail" || !strings.Contains(slow.summary, "p95") {
+			t.Fatalf("slower run against the baseline: exit %d\n%s\n%s", slow.code, slow.log, slow.summary)
+		}
+		if !strings.Contains(slow.log, "regress") {
+			t.Errorf("the failure does not say it regressed:\n%s", slow.log)
+		}
+	})
+
+	t.Run("bad inputs: one line each, k6 never runs", func(t *testing.T) {
+		cases := map[string][]string{
+			"url":            {"--script", "passing.js", "--url", lt.URL},
+			"script":         {"--script", "missing.js"},
+			"thresholds":     {"--script", "passing.js", "--thresholds", "http_req_duration:p(95)<<3"},
+			"max-regression": {"--script", "passing.js", "--max-regression", "p95=ten"},
+			"fail-on":        {"--script", "passing.js", "--fail-on", "always"},
+			"env":            {"--script", "passing.js", "--env", "not a pair"},
+			"k6-version":     {"--script", "passing.js", "--k6-version", "latest"},
+			"rate":           {"--url", lt.URL, "--rate", "-5"},
+		}
+		for input, args := range cases {
+			r := runCLI(t, loadtestEnv(t, nil), nil, append([]string{"loadtest"}, args...)...)
+			if r.code != 1 || !strings.Contains(r.log, "::error title="+input+"::") || strings.Contains(r.log, "k6 run") {
+				t.Errorf("%s: exit %d\n%s", input, r.code, r.log)
+			}
+		}
+	})
+}
+
+// TestLoadtestPullRequestComment: on a pull request the summary is one
+// comment, created by the first run and updated by the next.
+func TestLoadtestPullRequestComment(t *testing.T) {
+	lt := startLoadTarget(t)
+	gh := githubfake.Start(t, githubfake.Options{})
+	gh.AddPullRequest("gantry-dev/app", 7)
+	dir := workspace(t, nil)
+	event := filepath.Join(dir, "event.json")
+	if err := os.WriteFile(event, []byte(`{"pull_request":{"number":7}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := loadtestEnv(t, map[string]string{
+		"GITHUB_EVENT_NAME": "pull_request", "GITHUB_EVENT_PATH": event,
+		"GITHUB_REPOSITORY": "gantry-dev/app", "GITHUB_API_URL": gh.APIURL(),
+	})
+	args := []string{"loadtest", "--artifact-name", "", "--url", lt.URL + "/ok", "--rate", "20", "--duration", "1s", "--github-token", gh.APIToken()}
+	for i := 0; i < 2; i++ {
+		r := runCLI(t, env, nil, args...)
+		if r.code != 0 {
+			t.Fatalf("run %d: exit %d\n%s", i+1, r.code, r.log)
+		}
+		cs := gh.Comments("gantry-dev/app", 7)
+		if len(cs) != 1 || !strings.Contains(cs[0].GetBody(), "<!-- gantry:loadtest:Load test -->") || !strings.Contains(cs[0].GetBody(), "Load test") {
+			t.Fatalf("after run %d: %d comments: %v\n%s", i+1, len(cs), cs, r.log)
+		}
+	}
+	// A token without the permission: a warning, the load test still passes.
+	r := runCLI(t, env, nil, append(args[:len(args)-1], "ghs_unknown")...)
+	if r.code != 0 || !strings.Contains(r.log, "::warning::pull request comment") {
+		t.Errorf("bad token: exit %d\n%s", r.code, r.log)
+	}
+}
