@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gantry-dev/gantry/internal/action"
 	"github.com/gantry-dev/gantry/internal/githubapi"
@@ -44,6 +45,9 @@ func loadtestSpec() *action.Spec {
 			{Name: "title", Description: "Name of the test in the summary, the report and the pull request comment.", Default: "Load test"},
 			{Name: "output-dir", Description: "Directory for raw.json.gz, summary.json, report.html and the script; default gantry-loadtest under RUNNER_TEMP (or the current directory)."},
 			{Name: "k6-version", Description: "k6 release to run: one on PATH of that version, else the release archive, checksum-verified, into the tool cache.", Default: k6run.DefaultVersion},
+			{Name: "mode", Description: "run (the test, then its verdict), start (k6 in the background, e.g. during a deploy step; the step ends once k6 runs) or stop (ends a started test, then its verdict).", Default: "run"},
+			{Name: "window-from", Description: "Start of a time window (RFC 3339, e.g. from `date -u +%FT%TZ` before a deploy) whose requests are counted apart: window-failed of window-requests."},
+			{Name: "window-to", Description: "End of that window; default the end of the run."},
 			{Name: "artifact-name", Description: "Name of the workflow artifact with the results; empty uploads none (the action only).", Default: "loadtest-report"},
 			{Name: "comment", Description: "On a pull request, post the summary as one comment, updated by later runs.", Kind: action.Bool, Default: "true"},
 			{Name: "github-token", Description: "Token for the pull request comment (needs pull-requests: write).", Secret: true, ActionDefault: "${{ github.token }}"},
@@ -56,6 +60,8 @@ func loadtestSpec() *action.Spec {
 			{Name: "summary-path", Description: "summary.json (schema_version 1)."},
 			{Name: "report-path", Description: "report.html, one self-contained file."},
 			{Name: "output-dir", Description: "Directory with every result file."},
+			{Name: "window-failed", Description: "Failed requests within window-from..window-to."},
+			{Name: "window-requests", Description: "Requests within window-from..window-to."},
 		},
 		After: `    - if: always() && inputs.artifact-name != '' && steps.run.outputs.output-dir != ''
       uses: ` + uploadArtifact + `
@@ -83,9 +89,36 @@ type loadtestRun struct {
 	title, dir string
 }
 
+// backgroundEnv marks the gantry process that start mode leaves running: it
+// runs the test and keeps its outputs and summary in the output directory.
+const backgroundEnv = "GANTRY_LOADTEST_BACKGROUND"
+
 func runLoadtest(ctx context.Context, a *action.Action) error {
 	in := a.Inputs()
 	r := loadtestRun{title: in.String("title")}
+	mode := in.String("mode")
+	if a.Getenv(backgroundEnv) != "" {
+		mode = "run"
+	}
+	if !contains([]string{"run", "start", "stop"}, mode) {
+		in.Fail("mode", "%q is not run, start or stop", mode)
+	}
+	var win [2]time.Time
+	for i, name := range []string{"window-from", "window-to"} {
+		if v := in.String(name); v != "" {
+			t, err := time.Parse(time.RFC3339Nano, v)
+			if err != nil {
+				in.Fail(name, "%q is not an RFC 3339 time such as 2026-11-30T10:00:00Z (date -u +%%FT%%TZ)", v)
+			}
+			win[i] = t
+		}
+	}
+	if mode == "stop" {
+		if err := in.Err(); err != nil {
+			return err
+		}
+		return stopBackground(ctx, a, loadtestDir(a, in), r.title, win)
+	}
 	script, url := in.String("script"), in.String("url")
 	switch {
 	case script != "" && url != "":
@@ -151,13 +184,7 @@ func runLoadtest(ctx context.Context, a *action.Action) error {
 	if verr != nil {
 		in.Fail("k6-version", "%v", verr)
 	}
-	if r.dir = in.String("output-dir"); r.dir == "" {
-		base := a.Getenv("RUNNER_TEMP")
-		if base == "" {
-			base = "."
-		}
-		r.dir = filepath.Join(base, "gantry-loadtest")
-	}
+	r.dir = loadtestDir(a, in)
 	token := in.String("github-token")
 	if err := in.Err(); err != nil {
 		for _, e := range in.Errs()[1:] {
@@ -183,6 +210,9 @@ func runLoadtest(ctx context.Context, a *action.Action) error {
 	k6, err := k6run.Find(ctx, k6run.Options{Version: version, Getenv: a.Getenv, Transport: a.Transport(), Logf: a.Infof})
 	if err != nil {
 		return loadtestFailed(a, r, "installing k6", err)
+	}
+	if mode == "start" {
+		return startBackground(ctx, a, r.dir, k6)
 	}
 	thresholds := r.extra
 	if r.smoke == nil {
@@ -211,9 +241,11 @@ func runLoadtest(ctx context.Context, a *action.Action) error {
 			return err
 		})
 	})
-	if err != nil {
+	if err != nil && !(res.Stopped && a.Getenv(backgroundEnv) != "" && res.RawPath != "") {
 		return loadtestFailed(a, r, "k6 run", err)
 	}
+	// A background test ends when stop mode interrupts it: what it measured stands.
+	ctx = context.WithoutCancel(ctx)
 	s, err := loadtest.SummarizeFileWith(res.RawPath, loadtest.Options{Thresholds: thresholds})
 	if err != nil {
 		return loadtestFailed(a, r, "summarizing k6's output", err)
@@ -258,6 +290,11 @@ func runLoadtest(ctx context.Context, a *action.Action) error {
 	if m := s.Metrics["http_reqs"]; m != nil {
 		a.SetOutput("rps", strconv.FormatFloat(m.Rate, 'f', 2, 64))
 	}
+	if !win[0].IsZero() || !win[1].IsZero() {
+		if err := reportWindow(a, res.RawPath, win); err != nil {
+			return err
+		}
+	}
 	if in.Bool("comment") && token != "" {
 		commentOnPR(ctx, a, token, r.title, md)
 	}
@@ -265,6 +302,41 @@ func runLoadtest(ctx context.Context, a *action.Action) error {
 		return errors.New(strings.Join(v.Reasons, "; "))
 	}
 	a.Infof("%s passed: p95 %s ms, error rate %s, %s req/s", r.title, a.Output("p95"), a.Output("error-rate"), a.Output("rps"))
+	return nil
+}
+
+// loadtestDir is the output directory: the input, else gantry-loadtest under
+// RUNNER_TEMP or the current directory.
+func loadtestDir(a *action.Action, in *action.Inputs) string {
+	if d := in.String("output-dir"); d != "" {
+		return d
+	}
+	base := a.Getenv("RUNNER_TEMP")
+	if base == "" {
+		base = "."
+	}
+	return filepath.Join(base, "gantry-loadtest")
+}
+
+// reportWindow counts the requests of the raw output within win and reports
+// them as outputs and a summary line.
+func reportWindow(a *action.Action, raw string, win [2]time.Time) error {
+	failed, total, err := loadtest.FailedInWindow(raw, win[0], win[1])
+	if err != nil {
+		return err
+	}
+	a.SetOutput("window-failed", strconv.FormatInt(failed, 10))
+	a.SetOutput("window-requests", strconv.FormatInt(total, 10))
+	from, to := "the start", "the end"
+	if !win[0].IsZero() {
+		from = win[0].UTC().Format(time.RFC3339)
+	}
+	if !win[1].IsZero() {
+		to = win[1].UTC().Format(time.RFC3339)
+	}
+	line := fmt.Sprintf("Between %s and %s: **%d of %d requests failed**.", from, to, failed, total)
+	a.Infof("%s", strings.ReplaceAll(line, "**", ""))
+	fmt.Fprintf(a.Summary(), "\n%s\n", line)
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -279,5 +280,70 @@ func TestLoadtestPullRequestComment(t *testing.T) {
 	r := runCLI(t, env, nil, append(args[:len(args)-1], "ghs_unknown")...)
 	if r.code != 0 || !strings.Contains(r.log, "::warning::pull request comment") {
 		t.Errorf("bad token: exit %d\n%s", r.code, r.log)
+	}
+}
+
+// TestLoadtestBackground: start mode leaves k6 running while "a deploy"
+// makes the server fail for a while; stop mode ends it and counts the
+// failed requests inside that window, as the server saw them.
+func TestLoadtestBackground(t *testing.T) {
+	testenv.K6(t)
+	bin := filepath.Join(t.TempDir(), "gantry")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/gantry").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	var failing atomic.Bool
+	var served, failedServed atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		served.Add(1)
+		if failing.Load() {
+			failedServed.Add(1)
+			http.Error(w, "deploying", http.StatusBadGateway)
+		}
+	}))
+	defer srv.Close()
+	dir := workspace(t, nil)
+	env := loadtestEnv(t, map[string]string{"GANTRY_SELF": bin})
+	out := filepath.Join(dir, "results")
+	start := runCLI(t, env, nil, "loadtest", "--mode", "start", "--url", srv.URL+"/", "--rate", "50", "--duration", "2m", "--output-dir", out)
+	if start.code != 0 || start.outputs["output-dir"] != out {
+		t.Fatalf("start: exit %d %v\n%s", start.code, start.outputs, start.log)
+	}
+	if !testenv.Eventually(30*time.Second, 20*time.Millisecond, func() bool { return served.Load() >= 20 }) {
+		t.Fatalf("the background test sent %d requests in 30s", served.Load())
+	}
+	from := time.Now().UTC()
+	failing.Store(true)
+	if !testenv.Eventually(30*time.Second, 10*time.Millisecond, func() bool { return failedServed.Load() >= 40 }) {
+		t.Fatalf("only %d failed requests during the window", failedServed.Load())
+	}
+	failing.Store(false)
+	to := time.Now().UTC()
+	inWindow := failedServed.Load()
+	after := served.Load()
+	if !testenv.Eventually(30*time.Second, 20*time.Millisecond, func() bool { return served.Load() >= after+20 }) {
+		t.Fatalf("the background test stopped sending requests")
+	}
+	stop := runCLI(t, env, nil, "loadtest", "--mode", "stop", "--output-dir", out,
+		"--window-from", from.Format(time.RFC3339Nano), "--window-to", to.Format(time.RFC3339Nano))
+	if stop.code != 1 || stop.outputs["verdict"] != "fail" {
+		t.Fatalf("stop: exit %d %v (a 502 fails the smoke test's check)\n%s\n%s", stop.code, stop.outputs, stop.log, stop.summary)
+	}
+	got, _ := strconv.ParseInt(stop.outputs["window-failed"], 10, 64)
+	// k6 times a request when its answer arrives: one in flight at either edge may fall on the other side.
+	t.Logf("window-failed %d (%s of requests), the server failed %d in the window", got, stop.outputs["window-requests"], inWindow)
+	if got < inWindow-2 || got > inWindow+2 {
+		t.Errorf("window-failed = %d, the server failed %d requests in the window", got, inWindow)
+	}
+	if !strings.Contains(stop.summary, "requests failed**") || !strings.Contains(stop.summary, "Load test") {
+		t.Errorf("stop summary:\n%s", stop.summary)
+	}
+	for _, f := range []string{"summary.json", "report.html", "raw.json.gz"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	if again := runCLI(t, env, nil, "loadtest", "--mode", "stop", "--output-dir", filepath.Join(dir, "nothing")); again.code != 1 || !strings.Contains(again.log, "no background load test") {
+		t.Errorf("stop without a start: exit %d\n%s", again.code, again.log)
 	}
 }
