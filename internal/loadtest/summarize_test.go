@@ -367,3 +367,38 @@ func TestSummarizeMemoryIsConstant(t *testing.T) {
 		t.Errorf("the heap grew by %d bytes while summarizing %d samples; want at most %d", growth, samples, limit)
 	}
 }
+
+// TestSummarizeOddInputs: a metric declared without any point, and request
+// names with Unicode and a 64 KiB URL, come through intact and encodable.
+func TestSummarizeOddInputs(t *testing.T) {
+	t.Parallel()
+	long := "https://example.com/" + strings.Repeat("ä/€/🚀/", 64<<10/13)
+	names := []string{"Grüße — ログイン", long}
+	var b []byte
+	b = append(b, durationMetric...)
+	b = append(b, `{"type":"Metric","data":{"name":"never_sampled","type":"trend","contains":"time","thresholds":[],"submetrics":null},"metric":"never_sampled"}`+"\n"...)
+	for i, n := range names {
+		tags, _ := json.Marshal(map[string]string{"name": n, "method": "GET", "status": "200", "scenario": "default"})
+		b = appendPoint(b, "http_req_duration", t0.Add(time.Duration(i)*time.Second), float64(10*(i+1)), string(tags))
+	}
+	s, err := loadtest.Summarize(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := s.Metrics["never_sampled"]; m == nil || m.Count != 0 || m.Min != 0 || m.Max != 0 || m.Mean != 0 || m.P95 != 0 {
+		t.Errorf("a metric without points: %+v", m)
+	}
+	var got []string
+	for _, g := range s.Groups {
+		got = append(got, g.Name)
+	}
+	slices.Sort(got)
+	want := slices.Clone(names)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("group names changed: got %d names, first %q", len(got), got[0])
+	}
+	if _, err := json.Marshal(s); err != nil {
+		t.Errorf("summary.json does not encode: %v", err)
+	}
+}
