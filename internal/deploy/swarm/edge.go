@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v4"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/gantry-dev/gantry/internal/composefile"
 	"github.com/gantry-dev/gantry/internal/edge"
@@ -558,18 +559,23 @@ func (dp *deployer) verifyTasks(ctx context.Context, p *colorPlan) error {
 	if timeout <= 0 {
 		timeout = DefaultVerifyTimeout
 	}
+	// Each task needs its own run of consecutive good answers: check them at once.
+	g, ctx := errgroup.WithContext(ctx)
 	for _, ip := range addrs {
-		u := "http://" + net.JoinHostPort(ip, strconv.Itoa(p.port)) + dp.o.healthPath()
-		res, err := verify.Wait(ctx, verify.Options{URL: u, SHA: dp.o.SHA, Client: dp.http, Timeout: timeout, Logf: dp.o.Logf})
-		if err != nil {
-			if res.Outcome == verify.OldVersion {
-				return fmt.Errorf("a task of %s serves %s, not %s: %w", p.nextService, short(res.ServedSHA), short(dp.o.SHA), err)
+		g.Go(func() error {
+			u := "http://" + net.JoinHostPort(ip, strconv.Itoa(p.port)) + dp.o.healthPath()
+			res, err := verify.Wait(ctx, verify.Options{URL: u, SHA: dp.o.SHA, Client: dp.http, Timeout: timeout, Logf: dp.o.Logf})
+			if err != nil {
+				if res.Outcome == verify.OldVersion {
+					return fmt.Errorf("a task of %s serves %s, not %s: %w", p.nextService, short(res.ServedSHA), short(dp.o.SHA), err)
+				}
+				return fmt.Errorf("a task of %s at %s: %w", p.nextService, u, err)
 			}
-			return fmt.Errorf("a task of %s at %s: %w", p.nextService, u, err)
-		}
-		dp.o.Logf("task of %s at %s answers %s", p.nextService, ip, short(res.ServedSHA))
+			dp.o.Logf("task of %s at %s answers %s", p.nextService, ip, short(res.ServedSHA))
+			return nil
+		})
 	}
-	return nil
+	return g.Wait()
 }
 
 func (o Options) healthPath() string {
