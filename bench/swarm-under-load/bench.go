@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -35,7 +36,8 @@ type bench struct {
 	bin       map[string]string
 	env       []string
 	reg       *registry
-	// images by release: v1, v2 (repository@digest).
+	// images by release: v1, v2, and edge when an edge scenario runs
+	// (repository@digest).
 	images map[string]string
 	// swarmInit says whether this run turned swarm mode on.
 	swarmInit bool
@@ -49,14 +51,22 @@ func newBench(ctx context.Context, c config, root, tmp string) (*bench, error) {
 	_, _ = rand.Read(rnd)
 	b := &bench{c: c, id: "bench-sul-" + hex.EncodeToString(rnd), root: root, tmp: tmp,
 		bin: map[string]string{}, images: map[string]string{}}
-	for _, name := range []string{"k6", "registry"} {
+	tools := []string{"k6", "registry"}
+	if slices.ContainsFunc(c.Scenarios, isEdge) {
+		tools = append(tools, "caddy") // gantry-edge: Caddy with gantry's upstreams module
+	}
+	for _, name := range tools {
 		p := filepath.Join(root, ".bin", name)
 		if _, err := os.Stat(p); err != nil {
 			return nil, fmt.Errorf("%s not found; run ./scripts/tools.sh test", p)
 		}
 		b.bin[name] = p
 	}
-	for _, name := range []string{"docker", "nsenter", "ip"} {
+	progs := []string{"docker"}
+	if slices.ContainsFunc(c.Scenarios, func(k string) bool { return !isEdge(k) }) {
+		progs = append(progs, "nsenter", "ip") // the stand-in balancer of the rolling scenarios
+	}
+	for _, name := range progs {
 		p, err := exec.LookPath(name)
 		if err != nil {
 			return nil, fmt.Errorf("%s not found on PATH (the stand-in balancer needs docker, nsenter and ip)", name)
@@ -108,7 +118,8 @@ func (b *bench) ensureSwarm(ctx context.Context) error {
 }
 
 // prepare builds gantry and the two releases of examples/app, starts the
-// registry and pushes the images to it.
+// registry and pushes the images to it, and the edge's image when an edge
+// scenario runs.
 func (b *bench) prepare(ctx context.Context) error {
 	b.bin["gantry"] = filepath.Join(b.tmp, "gantry")
 	logf("building gantry (CGO_ENABLED=0 -trimpath -ldflags '-s -w')")
@@ -134,6 +145,11 @@ func (b *bench) prepare(ctx context.Context) error {
 		}
 		b.images[r.release] = strings.Split(run.Outputs["images"], "\n")[0]
 	}
+	if _, ok := b.bin["caddy"]; ok {
+		if err := b.pushEdge(ctx); err != nil {
+			return err
+		}
+	}
 	// Pulled once, untimed, as a host that has deployed before has them:
 	// every deploy still resolves and pulls through the registry.
 	for _, img := range b.images {
@@ -141,6 +157,35 @@ func (b *bench) prepare(ctx context.Context) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// pushEdge builds the edge's image as internal/testenv.CaddyImage does,
+// daemonlessly from .bin/caddy (gantry-edge): FROM scratch, the binary at
+// /usr/bin/caddy, a bootstrap configuration that only opens the admin API,
+// and Caddy's configuration and data under /config and /data. deploy-swarm
+// runs it with its own entrypoint (caddy run --resume, CADDY_ADMIN).
+func (b *bench) pushEdge(ctx context.Context) error {
+	bin, err := filepath.EvalSymlinks(b.bin["caddy"])
+	if err != nil {
+		return err
+	}
+	boot := filepath.Join(b.tmp, "edge", "edge.json")
+	if err := os.MkdirAll(filepath.Dir(boot), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(boot, []byte(testenv.CaddyBootstrap), 0o644); err != nil {
+		return err
+	}
+	run := b.runGantry(ctx, "build-push-edge", "build-push", "--registries", b.reg.Host+"/"+b.id+"/edge", "--sha", shaV1,
+		"--files", bin+":/usr/bin/caddy:0755", "--files", boot+":/etc/caddy/edge.json:0644",
+		"--entrypoint", "/usr/bin/caddy run --config /etc/caddy/edge.json --resume",
+		"--env", "XDG_CONFIG_HOME=/config", "--env", "XDG_DATA_HOME=/data", "--env", "HOME=/",
+		"--ports", "80", "--ports", "2019")
+	if run.Err != nil {
+		return run.Err
+	}
+	b.images["edge"] = strings.Split(run.Outputs["images"], "\n")[0]
 	return nil
 }
 
@@ -223,16 +268,17 @@ func (b *bench) stack(suffix string) string {
 }
 
 // removeStack removes a stack and waits (bounded) until its services,
-// containers and networks are gone, removing leftover networks itself:
-// docker stack rm does not wait for the tasks to stop before it removes
-// the networks.
+// containers and networks are gone, removing leftover networks itself
+// (docker stack rm does not wait for the tasks to stop before it removes
+// the networks), then removes the stack's volumes (the edge's
+// <stack>_gantry-edge-config and -data), which docker stack rm keeps.
 func (b *bench) removeStack(ctx context.Context, stack string) {
 	label := "label=com.docker.stack.namespace=" + stack
 	_, _ = b.exec(ctx, nil, "docker", "stack", "rm", stack)
 	var left string
 	for range 240 { // 120 s
 		svcs, _ := b.exec(ctx, nil, "docker", "service", "ls", "--quiet", "--filter", label)
-		ctrs, _ := b.exec(ctx, nil, "docker", "ps", "--all", "--quiet", "--filter", "label=com.docker.swarm.service.name="+stack+"_web")
+		ctrs, _ := b.exec(ctx, nil, "docker", "ps", "--all", "--quiet", "--filter", label)
 		nets, _ := b.exec(ctx, nil, "docker", "network", "ls", "--quiet", "--filter", label)
 		if strings.TrimSpace(svcs+ctrs) == "" && strings.TrimSpace(nets) != "" {
 			_, _ = b.exec(ctx, nil, append([]string{"docker", "network", "rm"}, strings.Fields(nets)...)...)
@@ -240,11 +286,25 @@ func (b *bench) removeStack(ctx context.Context, stack string) {
 		}
 		left = strings.Join(strings.Fields(svcs+" "+ctrs+" "+nets), " ")
 		if left == "" {
-			return
+			break
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	logf("cleanup: %s still has services, containers or networks after 120 s: %s", stack, left)
+	if left != "" {
+		logf("cleanup: %s still has services, containers or networks after 120 s: %s", stack, left)
+	}
+	vols, _ := b.exec(ctx, nil, "docker", "volume", "ls", "--quiet", "--filter", label)
+	names := strings.Fields(vols)
+	for _, v := range []string{stack + "_gantry-edge-config", stack + "_gantry-edge-data"} {
+		if _, err := b.exec(ctx, nil, "docker", "volume", "inspect", v); err == nil && !slices.Contains(names, v) {
+			names = append(names, v)
+		}
+	}
+	if len(names) > 0 {
+		if _, err := b.exec(ctx, nil, append([]string{"docker", "volume", "rm"}, names...)...); err != nil {
+			logf("cleanup: %s's volumes: %v", stack, firstLine(err.Error()))
+		}
+	}
 }
 
 // Close removes every stack (services, containers, networks), the image
@@ -298,5 +358,28 @@ func (b *bench) versions(ctx context.Context) map[string]string {
 	v["docker"] = "engine " + first("docker", "version", "--format", "{{.Server.Version}}") + ", client " + first("docker", "version", "--format", "{{.Client.Version}}")
 	v["k6"] = first(b.bin["k6"], "version")
 	v["registry"] = strings.TrimPrefix(first(b.bin["registry"], "--version"), b.bin["registry"]+" ")
+	if p, ok := b.bin["caddy"]; ok {
+		v["edge"] = "gantry-edge (Caddy " + moduleVersion(ctx, p, "github.com/caddyserver/caddy/v2") + " + gantry's upstreams module"
+		if stamp, err := os.ReadFile(filepath.Join(b.root, ".bin", ".gantry-edge.version")); err == nil {
+			v["edge"] += ", edge/ sources " + strings.TrimSpace(string(stamp))
+		}
+		v["edge"] += ")"
+	}
 	return v
+}
+
+// moduleVersion reads the version of module mod from a Go binary's build
+// information (a Caddy built from source reports "unknown" itself).
+func moduleVersion(ctx context.Context, bin, mod string) string {
+	out, err := exec.CommandContext(ctx, "go", "version", "-m", bin).Output()
+	if err != nil {
+		return "unknown"
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 3 && (f[0] == "mod" || f[0] == "dep") && f[1] == mod {
+			return f[2]
+		}
+	}
+	return "unknown"
 }

@@ -9,15 +9,17 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/gantry-dev/gantry/internal/demo"
 	"github.com/gantry-dev/gantry/internal/history"
 )
 
-// composeFile is the stack: the sample app with a healthcheck every second,
-// updated one task at a time, each watched for 3 s. The update order comes
-// from deploy-swarm's --update-order.
+// composeFile is the stack of the rolling scenarios: the sample app with a
+// healthcheck every second, updated one task at a time, each watched for
+// 3 s. The update order comes from deploy-swarm's --update-order.
 const composeFile = `services:
   web:
     image: bench/web # pinned by digest by gantry's override
@@ -34,6 +36,39 @@ const composeFile = `services:
         monitor: 3s
 `
 
+// edgeComposeFile is the stack of the edge scenarios: the same service,
+// served through gantry's edge (the label, and the port the edge reaches it
+// on). gantry renders it as web-blue and web-green (endpoint_mode dnsrr)
+// plus gantry-edge; update_config does not come into play, since a deploy
+// updates the color that has no task.
+const edgeComposeFile = `services:
+  web:
+    image: bench/web # pinned by digest by gantry's override
+    expose: ["8080"]
+    labels:
+      gantry.edge: "true"
+    healthcheck:
+      test: ["CMD", "/app", "-health"]
+      interval: 1s
+      timeout: 2s
+      retries: 2
+      start_period: 1s
+    deploy:
+      replicas: %d
+      update_config:
+        parallelism: 1
+        monitor: 3s
+`
+
+// scenarioKeys are the scenarios, in the order they run by default.
+var scenarioKeys = []string{"start-first", "stop-first", "blue-green", "canary"}
+
+// canarySteps is the canary scenario's --canary-steps.
+const canarySteps = "50"
+
+// isEdge tells whether a scenario deploys through gantry's edge.
+func isEdge(key string) bool { return key == "blue-green" || key == "canary" }
+
 // phase is one step of a deploy's own timeline.
 type phase struct {
 	Name       string
@@ -41,11 +76,13 @@ type phase struct {
 	Err        string
 }
 
-// scenario is one update under load and what was measured.
+// scenario is one deploy under load and what was measured.
 type scenario struct {
-	Order, Name, Stack string
-	Load               *loadResult
-	LoadStart          time.Time // k6 started
+	// Key is one of scenarioKeys; Edge says it deploys through the edge.
+	Key, Name, Stack string
+	Edge             bool
+	Load             *loadResult
+	LoadStart        time.Time // k6 started
 	// DeployStart is when the deploy command was started, DeployEnd when it
 	// exited; Verified when its verify step ended without error (zero if it
 	// did not).
@@ -53,49 +90,95 @@ type scenario struct {
 	Phases                           []phase
 	Events                           []event
 	// Changes and Refused are the stand-in balancer's backend changes and
-	// the connections it could not pass on, during the load.
+	// the connections it could not pass on, during the load (rolling
+	// scenarios).
 	Changes []backendChange
 	Refused []connOutcome
 	Refresh []refreshRun
-	// Applied is the service's update_config after the deploy, as Swarm
-	// has it.
+	// URL is where k6 and deploy-swarm's --url send requests: the stand-in,
+	// or the edge's host-mode port.
+	URL string
+	// Live and Next are the colors that served v1 and that v2 went to
+	// (edge scenarios: web-blue, web-green).
+	Live, Next string
+	// EdgeLog is the edge's configuration changes during the load.
+	EdgeLog []edgeEntry
+	// Applied is, after the deploy, the service's update_config as Swarm
+	// has it (rolling), or the colors' replicas (edge).
 	Applied string
-	Gantry  *gantryRun
-	Outcome string
+	// Warnings are the warnings gantry logged during the v2 deploy.
+	Warnings []string
+	Gantry   *gantryRun
+	Outcome  string
 	// Err says why the scenario did not run as intended.
 	Err error
 }
 
 func (s *scenario) rel(t time.Time) float64 { return t.Sub(s.DeployStart).Seconds() }
 
-// scenario deploys v1 to a new stack, then v2 with --update-order order
-// under load, and removes the stack.
-func (b *bench) scenario(ctx context.Context, order string) *scenario {
-	sc := &scenario{Order: order, Name: "`--update-order " + order + "`", Stack: b.stack(order)}
+// scenarioName is how the report names a scenario: the options that make it.
+func scenarioName(key string, c config) string {
+	switch key {
+	case "blue-green":
+		return "`--strategy blue-green` (edge)"
+	case "canary":
+		return fmt.Sprintf("`--strategy canary --canary-steps %s --canary-interval %s` (edge)", canarySteps, c.CanaryInterval)
+	}
+	return "`--update-order " + key + "`"
+}
+
+// scenario deploys v1 to a new stack, then v2 under load as key says, and
+// removes the stack.
+func (b *bench) scenario(ctx context.Context, key string) *scenario {
+	sc := &scenario{Key: key, Edge: isEdge(key), Name: scenarioName(key, b.c), Stack: b.stack(key)}
 	defer b.removeStack(context.WithoutCancel(ctx), sc.Stack)
-	service := sc.Stack + "_web"
 	dir := filepath.Join(b.tmp, sc.Stack)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		sc.Err = err
 		return sc
 	}
+	file := composeFile
+	if sc.Edge {
+		file = edgeComposeFile
+	}
 	compose := filepath.Join(dir, "compose.yml")
-	if err := os.WriteFile(compose, []byte(fmt.Sprintf(composeFile, b.c.Replicas)), 0o644); err != nil {
+	if err := os.WriteFile(compose, []byte(fmt.Sprintf(file, b.c.Replicas)), 0o644); err != nil {
 		sc.Err = err
 		return sc
 	}
-	ing, err := startIngress(ctx, service, 8080)
-	if err != nil {
-		sc.Err = err
-		return sc
+	// v2's deploy options beyond those of both deploys.
+	var v2Extra []string
+	var ing *ingress
+	if sc.Edge {
+		port, err := demo.FreePort()
+		if err != nil {
+			sc.Err = err
+			return sc
+		}
+		sc.URL = fmt.Sprintf("http://127.0.0.1:%d/health", port)
+		if key == "canary" {
+			v2Extra = []string{"--canary-steps", canarySteps, "--canary-interval", b.c.CanaryInterval.String()}
+		}
+	} else {
+		var err error
+		if ing, err = startIngress(ctx, sc.Stack+"_web", 8080); err != nil {
+			sc.Err = err
+			return sc
+		}
+		defer ing.Close()
+		sc.URL = "http://" + ing.Addr() + "/health"
+		v2Extra = []string{"--update-order", key}
 	}
-	defer ing.Close()
-	url := "http://" + ing.Addr() + "/health"
 	stackDir := filepath.Join(dir, "manager")
 	args := func(release, sha string, extra ...string) []string {
-		return append([]string{"deploy-swarm", "--host", "local", "--stack", sc.Stack, "--stack-dir", stackDir,
-			"--compose-file", compose, "--images", "web=" + b.images[release], "--sha", sha, "--url", url,
-			"--verify-timeout", "60s", "--timeout", "5m", "--lock-wait", "0s", "--reason", "bench " + b.id}, extra...)
+		a := []string{"deploy-swarm", "--host", "local", "--stack", sc.Stack, "--stack-dir", stackDir,
+			"--compose-file", compose, "--images", "web=" + b.images[release], "--sha", sha, "--url", sc.URL,
+			"--verify-timeout", "60s", "--timeout", "5m", "--lock-wait", "0s", "--reason", "bench " + b.id}
+		if sc.Edge {
+			port := strings.TrimSuffix(strings.TrimPrefix(sc.URL, "http://127.0.0.1:"), "/health")
+			a = append(a, "--strategy", key, "--edge-image", b.images["edge"], "--edge-ports", port+":80")
+		}
+		return append(a, extra...)
 	}
 
 	logf("%s: deploying v1 to stack %s (%d replicas)", sc.Name, sc.Stack, b.c.Replicas)
@@ -103,22 +186,36 @@ func (b *bench) scenario(ctx context.Context, order string) *scenario {
 		sc.Err = fmt.Errorf("first deploy (v1): %w", r.Err)
 		return sc
 	}
-	if err := waitBackends(ctx, ing, b.c.Replicas, time.Minute); err != nil {
+	if sc.Edge {
+		sc.Live, sc.Next = "web-blue", "web-green"
+		if got := b.replicas(ctx, sc.Stack+"_"+sc.Live); got != strconv.Itoa(b.c.Replicas) {
+			sc.Err = fmt.Errorf("after the first deploy %s_%s wants %q replicas, want %d (gantry's first color is blue)", sc.Stack, sc.Live, got, b.c.Replicas)
+			return sc
+		}
+		if err := b.waitHealthy(ctx, sc.Stack+"_"+sc.Live, b.c.Replicas, time.Minute); err != nil {
+			sc.Err = err
+			return sc
+		}
+	} else if err := waitBackends(ctx, ing, b.c.Replicas, time.Minute); err != nil {
 		sc.Err = err
 		return sc
 	}
-	if err := waitServes(ctx, url, shaV1, 30*time.Second); err != nil {
+	if err := waitServes(ctx, sc.URL, shaV1, 30*time.Second); err != nil {
 		sc.Err = err
 		return sc
 	}
 
-	logf("%s: load %d req/s for %s through the stand-in %s; deploy of v2 after %s", sc.Name, b.c.Rate, b.c.Window, ing.Addr(), b.c.Lead)
-	ev, err := b.watchEvents(ctx, service)
+	via := "the stand-in " + strings.TrimSuffix(strings.TrimPrefix(sc.URL, "http://"), "/health")
+	if sc.Edge {
+		via = "the edge's host-mode port " + strings.TrimSuffix(strings.TrimPrefix(sc.URL, "http://"), "/health")
+	}
+	logf("%s: load %d req/s for %s through %s; deploy of v2 after %s", sc.Name, b.c.Rate, b.c.Window, via, b.c.Lead)
+	ev, err := b.watchEvents(ctx, sc.Stack)
 	if err != nil {
 		sc.Err = err
 		return sc
 	}
-	l, err := b.startLoad(ctx, order, url)
+	l, err := b.startLoad(ctx, key, sc.URL)
 	if err != nil {
 		ev.Stop()
 		sc.Err = err
@@ -131,22 +228,41 @@ func (b *bench) scenario(ctx context.Context, order string) *scenario {
 	}
 	var derr error
 	if ctx.Err() == nil {
-		sc.Gantry = b.runGantry(ctx, sc.Stack+"-v2", args("v2", shaV2, "--update-order", order)...)
+		sc.Gantry = b.runGantry(ctx, sc.Stack+"-v2", args("v2", shaV2, v2Extra...)...)
 		sc.DeployStart, sc.DeployEnd = sc.Gantry.Start, sc.Gantry.End
 		sc.Outcome = sc.Gantry.Outputs["result"]
 		derr = sc.Gantry.Err
+		for _, line := range strings.Split(sc.Gantry.Log, "\n") {
+			if w, ok := strings.CutPrefix(strings.TrimSpace(line), "warning: "); ok {
+				sc.Warnings = append(sc.Warnings, w)
+			}
+		}
 		logf("%s: deploy took %.1fs (%s)", sc.Name, sc.DeployEnd.Sub(sc.DeployStart).Seconds(), errOrOK(derr))
 	}
 	res, lerr := l.Wait()
 	sc.Events = ev.Stop()
-	sc.Changes, sc.Refused, sc.Refresh = ing.Since(sc.LoadStart)
+	if ing != nil {
+		sc.Changes, sc.Refused, sc.Refresh = ing.Since(sc.LoadStart)
+	}
 	sc.Load = res
 	sc.Err = errors.Join(derr, lerr)
-	if res != nil {
+	switch {
+	case res != nil && sc.Edge:
+		logf("%s: %d requests, %d failed", sc.Name, len(res.Requests), countFailed(res.Requests))
+	case res != nil:
 		logf("%s: %d requests, %d failed; the stand-in could not pass on %d connections", sc.Name, len(res.Requests), countFailed(res.Requests), len(sc.Refused))
 	}
-	if out, err := b.exec(ctx, nil, "docker", "service", "inspect", "--format",
-		"order {{.Spec.UpdateConfig.Order}}, parallelism {{.Spec.UpdateConfig.Parallelism}}, monitor {{.Spec.UpdateConfig.Monitor}}, failure action {{.Spec.UpdateConfig.FailureAction}}", service); err == nil {
+	if sc.Edge {
+		if sc.EdgeLog, err = b.edgeLog(ctx, sc.Stack, sc.LoadStart); err != nil {
+			logf("%s: the edge's log: %v", sc.Name, err)
+		}
+		var parts []string
+		for _, svc := range []string{sc.Live, sc.Next, "gantry-edge"} {
+			parts = append(parts, fmt.Sprintf("%s %s", svc, orNone(b.replicas(ctx, sc.Stack+"_"+svc))))
+		}
+		sc.Applied = "replicas " + strings.Join(parts, ", ")
+	} else if out, err := b.exec(ctx, nil, "docker", "service", "inspect", "--format",
+		"order {{.Spec.UpdateConfig.Order}}, parallelism {{.Spec.UpdateConfig.Parallelism}}, monitor {{.Spec.UpdateConfig.Monitor}}, failure action {{.Spec.UpdateConfig.FailureAction}}", sc.Stack+"_web"); err == nil {
 		sc.Applied = strings.TrimSpace(out)
 	}
 	if sc.Gantry == nil {
@@ -164,6 +280,33 @@ func (b *bench) scenario(ctx context.Context, order string) *scenario {
 		}
 	}
 	return sc
+}
+
+// replicas is a service's desired replicas ("" when it does not exist).
+func (b *bench) replicas(ctx context.Context, service string) string {
+	out, err := b.exec(ctx, nil, "docker", "service", "inspect", "--format", "{{.Spec.Mode.Replicated.Replicas}}", service)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(out)
+}
+
+// waitHealthy waits until n containers of service run healthy.
+func (b *bench) waitHealthy(ctx context.Context, service string, n int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	var got int
+	for time.Now().Before(deadline) {
+		out, err := b.exec(ctx, nil, "docker", "ps", "--quiet", "--filter", "label=com.docker.swarm.service.name="+service, "--filter", "health=healthy")
+		if got = len(strings.Fields(out)); err == nil && got == n {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("%s has %d healthy containers after %s, want %d", service, got, timeout, n)
 }
 
 func errOrOK(err error) string {
