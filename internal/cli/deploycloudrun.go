@@ -81,6 +81,7 @@ func deployCloudRunSpec() *action.Spec {
 		{Name: "lock-wait", Description: "How long to wait for another change of the service that is still reconciling.", Kind: action.Duration, Default: "10m"},
 		{Name: "reason", Description: "Why this deploy happens; shown in the log and summary."},
 	}, cloudRunTargetInputs()...)
+	s.Inputs = append(s.Inputs, githubDeploymentInputs("the service name")...)
 	for i := range s.Inputs {
 		if s.Inputs[i].Name == "gcp-project" {
 			s.Inputs[i].Required = true
@@ -352,14 +353,17 @@ func runCloudRun(ctx context.Context, a *action.Action, t *runTarget, verb, reas
 		a.Infof("reason: %s", reason)
 	}
 	start := time.Now()
+	gh := startGitHubDeployment(ctx, a, githubDeploy{target: o.Service, sha: o.SHA, verb: verb, reason: reason, images: runImages(o), preview: o.Strategy == cloudrun.Preview})
 	api, closeAPI, source, err := cloudRunAPI(ctx, a, t)
 	if err != nil {
+		gh.finish(ctx, history.ResultFailed, err, "")
 		writeRunSummary(a, verb, o, &cloudrun.Result{Outcome: history.ResultFailed}, reason, err, time.Since(start))
 		return err
 	}
 	defer closeAPI()
 	a.Infof("%s: service %s in %s/%s, credentials from %s", verb, o.Service, o.Project, o.Region, source)
 	res, err := cloudrun.Deploy(ctx, api, o)
+	gh.finish(ctx, res.Outcome, err, runEnvironmentURL(o, res))
 	set := func(name, value string) {
 		if a.Spec().HasOutput(name) {
 			a.SetOutput(name, value)

@@ -72,6 +72,7 @@ func deployComposeSpec() *action.Spec {
 		action.Input{Name: "services", Description: "Services to update; default: those in images.", Kind: action.List},
 		action.Input{Name: "sha", Description: "Commit being deployed, which the health endpoint must report; default GITHUB_SHA (the pull request head on pull_request events)."},
 	)
+	s.Inputs = append(s.Inputs, githubDeploymentInputs("the project name")...)
 	return s
 }
 
@@ -276,14 +277,17 @@ func runDeployCompose(ctx context.Context, a *action.Action) error {
 func deployAndReport(ctx context.Context, a *action.Action, hc hostConfig, o compose.Options, verb string) error {
 	o.Logf, o.Warnf = a.Infof, a.Warnf
 	start := time.Now()
+	gh := startGitHubDeployment(ctx, a, githubDeploy{target: o.Project, sha: o.SHA, verb: verb, reason: o.Who.Reason, images: o.Images})
 	h, err := hc.connect(ctx)
 	if err != nil {
+		gh.finish(ctx, history.ResultFailed, err, "")
 		writeDeploySummary(a, verb, hc, o, &compose.Result{Outcome: history.ResultFailed}, err, time.Since(start))
 		return err
 	}
 	defer h.Close()
 	a.Infof("deploying %s (%s) to %s, project %s, strategy %s", short(o.SHA), strings.Join(o.Services, ", "), h, o.Project, o.Strategy)
 	res, err := compose.Deploy(ctx, h, o)
+	gh.finish(ctx, res.Outcome, err, o.URL)
 	a.SetOutput("previous-sha", res.PreviousSHA)
 	a.SetOutput("result", res.Outcome)
 	if err == nil {

@@ -82,6 +82,7 @@ func deployECSSpec() *action.Spec {
 		{Name: "bake-time", Description: "Blue-green, canary and linear: time both revisions keep running after all traffic moved, in whole minutes; url is verified in it, while a rollback is still instant.", Kind: action.Duration, Default: "5m"},
 		{Name: "force-new-deployment", Description: "Start a deployment even when the task definition did not change.", Kind: action.Bool, Default: "false"},
 	}, append(ecsTargetInputs(), ecsDeployInputs()...)...)
+	s.Inputs = append(s.Inputs, githubDeploymentInputs("the service name")...)
 	return s
 }
 
@@ -314,13 +315,16 @@ func runECS(ctx context.Context, a *action.Action, t *ecsTarget, verb, reason st
 	if reason != "" {
 		a.Infof("reason: %s", reason)
 	}
+	gh := startGitHubDeployment(ctx, a, githubDeploy{target: o.Service, sha: o.SHA, verb: verb, reason: reason, images: o.Render.Images})
 	client, source, err := ecsClient(ctx, a, t)
 	if err != nil {
+		gh.finish(ctx, history.ResultFailed, err, "")
 		writeECSSummary(a, verb, t, &ecsdeploy.Result{Outcome: history.ResultFailed}, reason, err, time.Since(start))
 		return err
 	}
 	a.Infof("%s: service %s in cluster %s (%s), credentials from %s", verb, o.Service, o.Cluster, t.region, source)
 	res, err := ecsdeploy.Deploy(ctx, client, o)
+	gh.finish(ctx, res.Outcome, err, verifiedURL(len(res.Verified) > 0, o.URL))
 	// deploy-ecs and rollback declare different outputs.
 	set := func(name, value string) {
 		if a.Spec().HasOutput(name) {

@@ -67,6 +67,7 @@ func deploySwarmSpec() *action.Spec {
 		action.Input{Name: "lock-stale", Description: "Age after which a lock whose holder stopped its heartbeat may be broken.", Kind: action.Duration, Default: "1h"},
 		action.Input{Name: "reason", Description: "Why this deploy happens; kept in the lock and the history."},
 	)
+	s.Inputs = append(s.Inputs, githubDeploymentInputs("the stack name")...)
 	return s
 }
 
@@ -192,14 +193,17 @@ func swarmDeployAndReport(ctx context.Context, a *action.Action, hc hostConfig, 
 	}
 	o.Logf, o.Warnf = a.Infof, a.Warnf
 	start := time.Now()
+	gh := startGitHubDeployment(ctx, a, githubDeploy{target: o.Stack, sha: o.SHA, verb: verb, reason: o.Who.Reason, images: o.Images})
 	h, err := hc.connect(ctx)
 	if err != nil {
+		gh.finish(ctx, history.ResultFailed, err, "")
 		writeSwarmSummary(a, verb, hc, o, &swarm.Result{Outcome: history.ResultFailed}, err, time.Since(start))
 		return err
 	}
 	defer h.Close()
 	a.Infof("deploying %s to stack %s on %s", short(o.SHA), o.Stack, h)
 	res, err := swarm.Deploy(ctx, h, o)
+	gh.finish(ctx, res.Outcome, err, verifiedURL(res.Verified, o.URL))
 	set := func(name, value string) {
 		if a.Spec().HasOutput(name) {
 			a.SetOutput(name, value)

@@ -108,6 +108,9 @@ jobs:
     runs-on: ubuntu-latest
     environment: production          # required reviewers apply
     concurrency: deploy-production   # a second line of defence behind the host's lock
+    permissions:
+      contents: read
+      deployments: write             # the deploy recorded as a GitHub Deployment (environment shop)
     steps:
       - uses: actions/checkout@v4    # the compose.yml is uploaded from the repository
       - id: deploy
@@ -138,6 +141,8 @@ jobs:
   rollback:
     runs-on: ubuntu-latest
     environment: production
+    permissions:
+      deployments: write   # recorded as a GitHub Deployment; with no history on the host, previous comes from them
     steps:
       - uses: gantry-dev/gantry/actions/rollback@v1
         with:
@@ -151,7 +156,8 @@ jobs:
 `,
 	"deploy-ecs": `permissions:
   contents: read
-  id-token: write   # GitHub OIDC -> AWS STS
+  id-token: write      # GitHub OIDC -> AWS STS
+  deployments: write   # the deploy recorded as a GitHub Deployment (environment api)
 jobs:
   deploy:
     runs-on: ubuntu-latest
@@ -180,7 +186,8 @@ jobs:
 `,
 	"deploy-cloudrun": `permissions:
   contents: read
-  id-token: write   # GitHub OIDC -> Workload Identity Federation
+  id-token: write      # GitHub OIDC -> Workload Identity Federation
+  deployments: write   # the deploy recorded as a GitHub Deployment (environment api)
 jobs:
   deploy:
     runs-on: ubuntu-latest
@@ -209,6 +216,9 @@ jobs:
     runs-on: ubuntu-latest
     environment: pre-production
     concurrency: swarm-preprod
+    permissions:
+      contents: read
+      deployments: write   # the deploy recorded as a GitHub Deployment (environment shop)
     steps:
       - uses: actions/checkout@v4   # the stack file is uploaded from the repository
       - id: deploy

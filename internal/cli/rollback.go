@@ -69,8 +69,9 @@ func rollbackSpec() *action.Spec {
 		}
 	}
 	s.Inputs = append([]action.Input{
-		{Name: "to", Description: "`previous` (the last successful deploy of another commit) or a commit SHA (7+ hex) deployed before.", Default: "previous"},
+		{Name: "to", Description: "`previous` (the last successful deploy of another commit) or a commit SHA (7+ hex) deployed before. When a Compose host's or Swarm stack's history has no previous deploy, or no revision of an ECS service is marked deployed by gantry, previous is the last successful GitHub Deployment of github-environment.", Default: "previous"},
 	}, append(append(append(compose, swarmIn...), ecsIn...), runIn...)...)
+	s.Inputs = append(s.Inputs, githubDeploymentInputs("the Compose project, Swarm stack or ECS or Cloud Run service name, as the deploy actions record it")...)
 	return s
 }
 
@@ -108,10 +109,10 @@ func runRollback(ctx context.Context, a *action.Action) error {
 		h.Close()
 		return err
 	}
-	target, err := history.Find(es, to)
+	target, err := historyOrGitHub(ctx, a, o.Project, es, to, fmt.Sprintf("%s, project %s", h, o.Project))
 	if err != nil {
 		h.Close()
-		return fmt.Errorf("rollback on %s, project %s: %w", h, o.Project, err)
+		return err
 	}
 	a.Infof("rolling back to %s (deployed %s by %s)", short(target.SHA), target.Finished.Format("2006-01-02 15:04 UTC"), target.Actor)
 	// The files on the host are the ones of the current deploy: roll back
@@ -179,6 +180,9 @@ func runRollbackECS(ctx context.Context, a *action.Action, in *action.Inputs, to
 		return err
 	}
 	rev, current, err := ecsdeploy.FindRevision(ctx, client, t.opts, to)
+	if err != nil && to == "previous" {
+		rev, current, err = ecsRevisionFromGitHub(ctx, a, client, t.opts, err)
+	}
 	if err != nil {
 		return fmt.Errorf("rollback of service %s: %w", t.opts.Service, err)
 	}
@@ -240,10 +244,10 @@ func runRollbackSwarm(ctx context.Context, a *action.Action, in *action.Inputs, 
 		h.Close()
 		return err
 	}
-	target, err := history.Find(es, to)
+	target, err := historyOrGitHub(ctx, a, o.Stack, es, to, fmt.Sprintf("%s, stack %s", h, o.Stack))
 	if err != nil {
 		h.Close()
-		return fmt.Errorf("rollback on %s, stack %s: %w", h, o.Stack, err)
+		return err
 	}
 	dir, err := os.MkdirTemp("", "gantry-rollback-")
 	if err != nil {

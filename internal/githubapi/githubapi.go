@@ -65,6 +65,16 @@ func ClientFromEnv(getenv func(string) string, token string, transport http.Roun
 	return NewClient(getenv("GITHUB_API_URL"), token, transport)
 }
 
+// RepositoryFromEnv returns the owner and name of the Actions run's repository (GITHUB_REPOSITORY).
+func RepositoryFromEnv(getenv func(string) string) (owner, name string, err error) {
+	full := getenv("GITHUB_REPOSITORY")
+	owner, name, ok := strings.Cut(full, "/")
+	if !ok || owner == "" || name == "" || strings.Contains(name, "/") {
+		return "", "", fmt.Errorf("GITHUB_REPOSITORY is %q, want owner/name", full)
+	}
+	return owner, name, nil
+}
+
 // PermissionError is GitHub refusing a call with 403 for a reason other than a rate limit: the
 // token lacks a permission ("Resource not accessible by integration": the job's `permissions:`
 // block, or the read-only token of a pull request from a fork). A step that can do without the

@@ -185,3 +185,13 @@ func noError(t *testing.T, err error) {
 		t.Error(err)
 	}
 }
+
+func TestRepositoryFromEnv(t *testing.T) {
+	t.Parallel()
+	for repo, want := range map[string]string{"acme/shop": "acme shop", "": "", "shop": "", "acme/": "", "/shop": "", "acme/shop/x": ""} {
+		owner, name, err := RepositoryFromEnv(func(string) string { return repo })
+		if got := strings.TrimSpace(owner + " " + name); got != want || (want == "") != (err != nil) {
+			t.Errorf("GITHUB_REPOSITORY %q: %q %q, %v; want %q", repo, owner, name, err, want)
+		}
+	}
+}

@@ -89,10 +89,9 @@ func FromActions(getenv func(string) string, token string, transport http.RoundT
 	if token == "" {
 		return nil, errors.New("prcomment: no GitHub token to comment with; set the github-token input (its default is ${{ github.token }})")
 	}
-	full := getenv("GITHUB_REPOSITORY")
-	owner, repo, ok := strings.Cut(full, "/")
-	if !ok || owner == "" || repo == "" || strings.Contains(repo, "/") {
-		return nil, fmt.Errorf("prcomment: GITHUB_REPOSITORY is %q, want owner/name", full)
+	owner, repo, err := githubapi.RepositoryFromEnv(getenv)
+	if err != nil {
+		return nil, fmt.Errorf("prcomment: %w", err)
 	}
 	client, err := githubapi.ClientFromEnv(getenv, token, transport)
 	if err != nil {
