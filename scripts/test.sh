@@ -18,7 +18,7 @@ go vet ./...
 echo "== staticcheck"
 ./.bin/staticcheck ./...
 echo "== actionlint"
-./.bin/actionlint -shellcheck= .github/workflows/*.yml
+./.bin/actionlint -shellcheck= .github/workflows/*.yml examples/*/.github/workflows/*.yml
 echo "== go test"
 go test -count=1 -timeout 30m ./... "$@"
 echo "== edge module (gantry-edge)"

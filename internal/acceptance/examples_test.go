@@ -1,0 +1,483 @@
+package acceptance
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/gantry-dev/gantry/internal/fakes/awsfake"
+	"github.com/gantry-dev/gantry/internal/fakes/ecsfake"
+	"github.com/gantry-dev/gantry/internal/fakes/githubfake"
+	"github.com/gantry-dev/gantry/internal/testenv"
+)
+
+// appFiles is a consumer's Go service: gantry's sample app as cmd/app of
+// module example.com/shop, which the examples build.
+func appFiles(t *testing.T, files map[string]string) map[string]string {
+	t.Helper()
+	src, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "examples", "app", "main.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files["go.mod"] = "module example.com/shop\n\ngo 1.26\n"
+	files["cmd/app/main.go"] = string(src)
+	return files
+}
+
+// flags turns name → value into repeated act flags (--var, --secret, --input).
+func flags(flag string, kv map[string]string) []string {
+	var out []string
+	for k, v := range kv {
+		out = append(out, flag, k+"="+v)
+	}
+	return out
+}
+
+// composeVM is a Compose host as the examples deploy to it: this machine's
+// Docker engine behind a real sshd with a deploy user, a private registry
+// for the app and a public one for the edge proxy's image.
+type composeVM struct {
+	sshd     *testenv.SSHD
+	private  *testenv.Registry
+	project  string
+	edgePort int
+	edge     string
+}
+
+func startComposeVM(t *testing.T, users map[string]string) *composeVM {
+	t.Helper()
+	testenv.Docker(t)
+	testenv.Compose(t)
+	public := testenv.StartRegistry(t, testenv.RegistryOptions{})
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	vm := &composeVM{
+		sshd:     testenv.StartSSHD(t, testenv.SSHDOptions{DeployUser: true}),
+		private:  testenv.StartRegistry(t, testenv.RegistryOptions{Users: users}),
+		project:  "ex" + hex.EncodeToString(b),
+		edgePort: testenv.FreePort(t),
+		edge:     headDigest(t, testenv.CaddyImage(t, public.Host), nil),
+	}
+	t.Cleanup(vm.down)
+	return vm
+}
+
+// down removes what the project left on the engine and the host.
+func (vm *composeVM) down() {
+	ids, _ := exec.Command("docker", "ps", "-aq", "--filter", "label=com.docker.compose.project="+vm.project).Output()
+	if f := strings.Fields(string(ids)); len(f) > 0 {
+		_ = exec.Command("docker", append([]string{"rm", "-f"}, f...)...).Run()
+	}
+	_ = exec.Command("docker", "network", "rm", vm.project+"_default").Run()
+	_ = exec.Command("docker", "volume", "rm", vm.project+"_gantry-edge-config", vm.project+"_gantry-edge-data").Run()
+	if u, err := user.Lookup(vm.sshd.User); err == nil {
+		_ = os.RemoveAll(filepath.Join(u.HomeDir, "gantry", vm.project))
+	}
+}
+
+// vars are the repository (or environment) variables of the examples that
+// point at this host; the edge image and ports override gantry's defaults
+// through deploy.yml's own variables, since ghcr.io and port 80 are out of
+// reach here.
+func (vm *composeVM) vars() map[string]string {
+	return map[string]string{
+		"DEPLOY_HOST":        vm.sshd.Host,
+		"DEPLOY_PORT":        fmt.Sprint(vm.sshd.Port),
+		"DEPLOY_USER":        vm.sshd.User,
+		"DEPLOY_KNOWN_HOSTS": vm.sshd.KnownHosts,
+		"DEPLOY_PROJECT":     vm.project,
+		"DEPLOY_EDGE_IMAGE":  vm.edge,
+		"DEPLOY_EDGE_PORTS":  fmt.Sprintf("127.0.0.1:%d:80", vm.edgePort),
+		"APP_URL":            fmt.Sprintf("http://127.0.0.1:%d", vm.edgePort),
+	}
+}
+
+// served returns the commit the edge's /health reports.
+func (vm *composeVM) served(t *testing.T) string {
+	t.Helper()
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/health", vm.edgePort))
+	if err != nil {
+		t.Fatalf("GET /health: %v", err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		GitSHA string `json:"git_sha"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&body)
+	return body.GitSHA
+}
+
+// headDigest returns ref as repository@digest.
+func headDigest(t *testing.T, ref string, auth authn.Authenticator) string {
+	t.Helper()
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if auth == nil {
+		auth = authn.Anonymous
+	}
+	d, err := remote.Head(r, remote.WithAuth(auth))
+	if err != nil {
+		t.Fatalf("%s: %v", ref, err)
+	}
+	return r.Context().Digest(d.Digest.String()).String()
+}
+
+// TestExampleComposeSSH runs examples/1-compose-ssh as its user would: two
+// pushes to main (tests, build-push.yml to a private registry with user
+// nologin as on Scaleway, deploy.yml to a Compose host over SSH, verify,
+// each deploy recorded as a GitHub Deployment), rollback.yml back to the
+// previous version, deploy.yml by hand with the second commit (its image
+// found by its sha- tag), deploy.yml with a contract check that fails after
+// the deploy (rolled back), then a push whose new version reports another
+// commit on /health: red, with the reason in the summary, and the version
+// before it still serving.
+func TestExampleComposeSSH(t *testing.T) {
+	const password = "scw-secret-key-0123"
+	vm := startComposeVM(t, map[string]string{"nologin": password})
+	c := newConsumer(t, appFiles(t, exampleFiles(t, "1-compose-ssh")))
+	vars := vm.vars()
+	vars["REGISTRY"] = vm.private.Host + "/acme"
+	// The default 2m for a new version to report its commit would only
+	// make the red push slow.
+	vars["DEPLOY_VERIFY_TIMEOUT"] = "10s"
+	// The deploys are recorded as GitHub Deployments, here in the GitHub
+	// API fake, with the job's token.
+	gh := githubfake.Start(t, githubfake.Options{Repository: consumerRepo})
+	args := append(flags("--var", vars), flags("--secret", map[string]string{
+		"SCW_SECRET_KEY": password,
+		"DEPLOY_SSH_KEY": string(vm.sshd.ClientKey),
+		"GITHUB_TOKEN":   gh.APIToken(),
+	})...)
+	args = append(args, "--env", "GITHUB_API_URL="+gh.APIURL())
+	run := func(what string, wantOK bool, event string, extra ...string) string {
+		t.Helper()
+		start := time.Now()
+		out, ok := c.Act(t, event, append(extra, args...)...)
+		t.Logf("%s: %s", what, time.Since(start).Round(time.Second))
+		if ok != wantOK {
+			t.Fatalf("%s: succeeded=%v, want %v:\n%s", what, ok, wantOK, out)
+		}
+		if strings.Contains(out, password) {
+			t.Errorf("%s: the registry password is in the log", what)
+		}
+		return out
+	}
+	expect := func(what, out string, wants ...string) {
+		t.Helper()
+		for _, w := range wants {
+			if !strings.Contains(out, w) {
+				t.Errorf("%s: act's output lacks %q:\n%s", what, w, out)
+			}
+		}
+	}
+	serving := func(what, want string) {
+		t.Helper()
+		if got := vm.served(t); got != want {
+			t.Fatalf("after %s the host serves %q, want %s", what, got, want)
+		}
+	}
+
+	out := run("push 1", true, "push")
+	first := c.Head(t)
+	expect("push 1", out, "### ✅ build-push", "### ✅ deploy-compose: success", "### ✅ verify: ",
+		"🛡️ guard: deploy of `sha-"+first[:7]+"` to `production` approved")
+	serving("push 1", first)
+	if got := deploymentStates(gh, "production", first); got != "in_progress,success "+vars["APP_URL"]+"/health" {
+		t.Errorf("GitHub Deployment of %s to production: %q", first[:7], got)
+	}
+	tag := vm.private.Host + "/acme/shop:sha-" + first[:7]
+	if _, err := remote.Head(mustRef(t, tag)); err == nil {
+		t.Errorf("%s answers without credentials: the registry is not private", tag)
+	}
+	headDigest(t, tag, &authn.Basic{Username: "nologin", Password: password})
+
+	c.Commit(t, "second", map[string]string{"README.md": "second\n"})
+	second := c.Head(t)
+	run("push 2", true, "push")
+	serving("push 2", second)
+
+	out = run("rollback.yml", true, "workflow_dispatch", "-W", ".github/workflows/rollback.yml",
+		"--input", "confirm=DEPLOY", "--input", "reason=checkout 500s")
+	expect("rollback.yml", out, "### ✅ rollback")
+	serving("rollback.yml", first)
+
+	out = run("deploy.yml of the second commit", true, "workflow_dispatch", "-W", ".github/workflows/deploy.yml",
+		"--input", "confirm=DEPLOY", "--input", "reason=fixed upstream", "--input", "sha="+second)
+	expect("deploy.yml", out, "web: "+vm.private.Host+"/acme/shop:sha-"+second[:7]+" is sha256:", "### ✅ deploy-compose: success")
+	serving("deploy.yml", second)
+
+	// The first commit again, by hand, with a contract check it fails: the
+	// deploy itself succeeds, deploy.yml's verify fails on the public URL
+	// and its rollback puts the second commit back.
+	out = run("deploy.yml with a failing contract check", false, "workflow_dispatch", "-W", ".github/workflows/deploy.yml",
+		"--input", "confirm=DEPLOY", "--input", "reason=try the old one", "--input", "sha="+first,
+		"--var", "DEPLOY_CHECKS=GET /health json.status=broken")
+	expect("contract check", out, "### ✅ deploy-compose: success", "### ❌ verify: 1 of 1 contract checks failed", "### ✅ rollback")
+	serving("the rollback after the failed contract check", second)
+
+	// A broken push: the new container reports another commit.
+	compose := exampleFiles(t, "1-compose-ssh")["compose.yml"]
+	broken := strings.Replace(compose, "    restart: unless-stopped\n", "    restart: unless-stopped\n    environment:\n      GIT_SHA: \"0000000000000000000000000000000000000000\"\n", 1)
+	if broken == compose {
+		t.Fatal("compose.yml changed: cannot break it")
+	}
+	c.Commit(t, "broken health", map[string]string{"compose.yml": broken})
+	out = run("push 3 (reports another commit)", false, "push")
+	expect("push 3", out, "deploy-compose: failed", "serves 0000000", "previous version kept serving")
+	serving("the failed push 3", second)
+	if got := deploymentStates(gh, "production", c.Head(t)); !strings.HasPrefix(got, "in_progress,failure") {
+		t.Errorf("GitHub Deployment of the broken commit: %q, want in_progress then failure", got)
+	}
+}
+
+// deploymentStates lists the statuses of the GitHub Deployment of sha to
+// environment, oldest first, and the last one's environment URL.
+func deploymentStates(gh *githubfake.Server, environment, sha string) string {
+	for _, d := range gh.Deployments(consumerRepo) {
+		if d.GetEnvironment() != environment || d.GetSHA() != sha {
+			continue
+		}
+		var states []string
+		url := ""
+		for _, s := range gh.DeploymentStatuses(consumerRepo, d.GetID()) {
+			states = append(states, s.GetState())
+			url = s.GetEnvironmentURL()
+		}
+		return strings.TrimSpace(strings.Join(states, ",") + " " + url)
+	}
+	return ""
+}
+
+func mustRef(t *testing.T, s string) name.Reference {
+	t.Helper()
+	r, err := name.ParseReference(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// TestExampleManualDeployWrongConfirm runs examples/3-artifact-registry-vms'
+// deploy.yml by hand (workflow_dispatch) with a mistyped confirmation: the
+// guard in gantry's deploy.yml refuses it, the deploy job never starts and
+// the production host sees no SSH login.
+func TestExampleManualDeployWrongConfirm(t *testing.T) {
+	sshd := testenv.StartSSHD(t, testenv.SSHDOptions{DeployUser: true})
+	c := newConsumer(t, appFiles(t, exampleFiles(t, "3-artifact-registry-vms")))
+	vars := map[string]string{
+		"GCP_PROJECT":        "acme",
+		"DEPLOY_HOST":        sshd.Host,
+		"DEPLOY_PORT":        fmt.Sprint(sshd.Port),
+		"DEPLOY_USER":        sshd.User,
+		"DEPLOY_KNOWN_HOSTS": sshd.KnownHosts,
+		"DEPLOY_URL":         "http://127.0.0.1:1/health",
+	}
+	inputs := map[string]string{"target": "production", "confirm": "deploy", "reason": "release 2025-06-02"}
+	args := append([]string{"-W", ".github/workflows/deploy.yml"}, flags("--input", inputs)...)
+	args = append(args, flags("--var", vars)...)
+	args = append(args, "--secret", "DEPLOY_SSH_KEY="+string(sshd.ClientKey))
+	start := time.Now()
+	out, ok := c.Act(t, "workflow_dispatch", args...)
+	t.Logf("refused manual deploy: %s", time.Since(start).Round(time.Second))
+	if ok {
+		t.Fatalf("a deploy confirmed with \"deploy\" ran:\n%s", out)
+	}
+	if !strings.Contains(out, `::error title=confirm::guard: input "confirm": type DEPLOY to deploy to production (got "deploy")`) {
+		t.Errorf("the guard did not say why:\n%s", out)
+	}
+	if strings.Contains(out, "deploy-compose") || strings.Contains(out, "[deploy/deploy/deploy]") {
+		t.Errorf("the deploy job ran after the guard refused:\n%s", out)
+	}
+	if strings.Contains(sshd.Log(), "Accepted publickey") {
+		t.Errorf("the host saw a login:\n%s", sshd.Log())
+	}
+}
+
+// TestExampleLoadtest runs examples/2-ecr-ecs' loadtest.yml by hand with a
+// URL: gantry's loadtest.yml runs k6 against it, the verdict reaches the
+// summary and the caller's outputs, and the report files go to the
+// artifact.
+func TestExampleLoadtest(t *testing.T) {
+	k6 := testenv.K6(t)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte(`{"status":"ok"}`)) }))
+	defer srv.Close()
+	c := newConsumer(t, appFiles(t, exampleFiles(t, "2-ecr-ecs")))
+	uploaded := t.TempDir()
+	inputs := map[string]string{"url": srv.URL + "/health", "rate": "20", "duration": "2s"}
+	args := append([]string{"-W", ".github/workflows/loadtest.yml",
+		"--local-repository", "actions/upload-artifact@ea165f8d65b6e75b540449e92b4886f43607fa02=" + uploadStandIn(t, uploaded),
+		// act workaround: in host mode a job's PATH is act's own; k6 at its
+		// pinned version on PATH is what a runner's tool cache would give.
+		"--env", "PATH=" + filepath.Dir(k6) + string(os.PathListSeparator) + os.Getenv("PATH"),
+	}, flags("--input", inputs)...)
+	start := time.Now()
+	out, ok := c.Act(t, "workflow_dispatch", args...)
+	t.Logf("load test: %s", time.Since(start).Round(time.Second))
+	if !ok {
+		t.Fatalf("loadtest.yml failed:\n%s", out)
+	}
+	for _, want := range []string{"**✅ api behind the ALB passed: all 2 thresholds passed", "verdict=pass"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("act's output lacks %q:\n%s", want, out)
+		}
+	}
+	for _, f := range []string{"summary.json", "report.html", "raw.json.gz"} {
+		if st, err := os.Stat(filepath.Join(uploaded, "loadtest-report", f)); err != nil || st.Size() == 0 {
+			t.Errorf("artifact loadtest-report lacks %s: %v", f, err)
+		}
+	}
+}
+
+// uploadStandIn is a local action standing in for actions/upload-artifact
+// (act workaround: act reaches no GitHub here): it copies what it is given
+// to dir/<name>, so the test sees exactly the files the real upload gets.
+func uploadStandIn(t *testing.T, dir string) string {
+	t.Helper()
+	stub := t.TempDir()
+	yml := fmt.Sprintf("name: upload stand-in\ninputs:\n  name: {required: true}\n  path: {required: true}\n  if-no-files-found: {required: false}\nruns:\n  using: composite\n  steps:\n    - shell: bash\n      env: {SRC: \"${{ inputs.path }}\", NAME: \"${{ inputs.name }}\"}\n      run: mkdir -p %q/\"$NAME\" && cp -R \"$SRC\"/. %q/\"$NAME\"/\n", dir, dir)
+	if err := os.WriteFile(filepath.Join(stub, "action.yml"), []byte(yml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return stub
+}
+
+// TestExampleECR runs examples/2-ecr-ecs' ship.yml as a push to main: the
+// image goes to "ECR" (a real registry behind ECR's auth, reached through
+// a CONNECT proxy as 123456789012.dkr.ecr.us-east-1.amazonaws.com), the
+// task definition from the repository is registered and the ECS service
+// updated (the ECS fake, moving in real time), the load balancer's /health
+// verified; AWS is reached with the job's OIDC token only.
+func TestExampleECR(t *testing.T) {
+	const region = "us-east-1"
+	gh := githubfake.Start(t, githubfake.Options{Repository: consumerRepo})
+	sts := awsfake.Start(t, awsfake.Options{})
+	fake := ecsfake.Start(t, ecsfake.Options{Clusters: []string{"prod"}, Default: ecsfake.Behavior{StartAfter: time.Second},
+		SteadyAfter: time.Second, StopAfter: time.Second, Tick: 100 * time.Millisecond,
+		AccessKeys: func(id string) bool {
+			for _, c := range sts.IssuedCredentials() {
+				if c.AccessKeyID == id {
+					return true
+				}
+			}
+			return id == "AKIDSETUP"
+		}})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go fake.RunRealtime(ctx, 50*time.Millisecond)
+	api := ecs.NewFromConfig(aws.Config{Region: region, Credentials: credentials.NewStaticCredentialsProvider("AKIDSETUP", "setup", "")},
+		func(o *ecs.Options) { o.BaseEndpoint = aws.String(fake.URL) })
+	td, err := api.RegisterTaskDefinition(ctx, &ecs.RegisterTaskDefinitionInput{Family: aws.String("api"),
+		ContainerDefinitions: []ecstypes.ContainerDefinition{{Name: aws.String("api"), Image: aws.String("registry.example/api:old"), Essential: aws.Bool(true)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := api.CreateService(ctx, &ecs.CreateServiceInput{Cluster: aws.String("prod"), ServiceName: aws.String("api"),
+		TaskDefinition: td.TaskDefinition.TaskDefinitionArn, DesiredCount: aws.Int32(2)}); err != nil {
+		t.Fatal(err)
+	}
+	// The load balancer: /health reports the commit its tasks run, from the
+	// gantry.sha tag of the service's task definition.
+	alb := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		svc, err := api.DescribeServices(r.Context(), &ecs.DescribeServicesInput{Cluster: aws.String("prod"), Services: []string{"api"}})
+		if err != nil || len(svc.Services) == 0 {
+			http.Error(w, fmt.Sprint(err), http.StatusBadGateway)
+			return
+		}
+		out, err := api.DescribeTaskDefinition(r.Context(), &ecs.DescribeTaskDefinitionInput{TaskDefinition: svc.Services[0].TaskDefinition,
+			Include: []ecstypes.TaskDefinitionField{ecstypes.TaskDefinitionFieldTags}})
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		sha := ""
+		for _, tag := range out.Tags {
+			if aws.ToString(tag.Key) == "gantry.sha" {
+				sha = aws.ToString(tag.Value)
+			}
+		}
+		_ = json.NewEncoder(w).Encode(map[string]string{"status": "ok", "git_sha": sha})
+	}))
+	defer alb.Close()
+
+	ecrHost := sts.RegistryHost(region)
+	cert := testenv.NewCert(t, ecrHost)
+	reg := testenv.StartRegistry(t, testenv.RegistryOptions{TLS: cert, Users: map[string]string{"AWS": sts.ECRPassword()}})
+	proxy := testenv.ConnectProxy(t, map[string]string{ecrHost + ":443": reg.Host})
+
+	c := newConsumer(t, appFiles(t, exampleFiles(t, "2-ecr-ecs")))
+	roleARN := "arn:aws:iam::" + sts.Account() + ":role/gantry-deploy"
+	env := map[string]string{
+		"GITHUB_API_URL":            gh.APIURL(),
+		"AWS_EC2_METADATA_DISABLED": "true",
+		// act workaround: act has no OIDC endpoint; the fake's stands in.
+		"ACTIONS_ID_TOKEN_REQUEST_URL":   gh.RequestURL(),
+		"ACTIONS_ID_TOKEN_REQUEST_TOKEN": gh.RequestToken(),
+		// ECR's registry host resolves to the local registry through the
+		// proxy, which trusts the test CA; the fakes are on loopback.
+		"HTTPS_PROXY":   proxy,
+		"SSL_CERT_FILE": cert.CertFile,
+	}
+	for _, m := range []map[string]string{sts.Env(), fake.Env()} {
+		for k, v := range m {
+			env[k] = v
+		}
+	}
+	args := flags("--env", env)
+	args = append(args, flags("--var", map[string]string{
+		"AWS_ROLE_ARN": roleARN, "AWS_REGION": region, "ECR_REGISTRY": ecrHost,
+		"ALB_DNS_NAME": strings.TrimPrefix(alb.URL, "http://"),
+	})...)
+	args = append(args, "--secret", "GITHUB_TOKEN="+gh.APIToken())
+	start := time.Now()
+	out, ok := c.Act(t, "push", args...)
+	t.Logf("push to ECR and ECS: %s", time.Since(start).Round(time.Second))
+	if !ok {
+		t.Fatalf("ship.yml failed:\n%s", out)
+	}
+	sha := c.Head(t)
+	for _, want := range []string{"### ✅ build-push", "### ✅ deploy-ecs: success", "### ✅ verify: "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("act's output lacks %q:\n%s", want, out)
+		}
+	}
+	svc, err := api.DescribeServices(ctx, &ecs.DescribeServicesInput{Cluster: aws.String("prod"), Services: []string{"api"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rendered, err := api.DescribeTaskDefinition(ctx, &ecs.DescribeTaskDefinitionInput{TaskDefinition: svc.Services[0].TaskDefinition})
+	if err != nil {
+		t.Fatal(err)
+	}
+	image := aws.ToString(rendered.TaskDefinition.ContainerDefinitions[0].Image)
+	if !strings.HasPrefix(image, ecrHost+"/api@sha256:") || aws.ToString(rendered.TaskDefinition.ExecutionRoleArn) == "" {
+		t.Errorf("the service runs %s (execution role %q), want the example's task definition with the pushed digest",
+			image, aws.ToString(rendered.TaskDefinition.ExecutionRoleArn))
+	}
+	if got := sts.CallCount("AssumeRoleWithWebIdentity"); got == 0 {
+		t.Errorf("no OIDC exchange with STS")
+	}
+	if got := deploymentStates(gh, "production", sha); !strings.HasSuffix(got, "success "+alb.URL+"/health") {
+		t.Errorf("GitHub Deployment of %s: %q", sha[:7], got)
+	}
+}
