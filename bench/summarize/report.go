@@ -253,8 +253,8 @@ func (res *results) meaning() string {
 	if large != nil && long != nil && len(large.Runs) > 0 && len(long.Runs) > 0 && long.maxRSS() > large.maxRSS()+2e6 {
 		rec := res.Recording
 		perSecond := float64(long.maxRSS()-large.maxRSS()) / (long.Input.runLength(rec) - large.Input.runLength(rec)).Seconds()
-		fmt.Fprintf(&w, "- Memory is constant in the number of samples but not in the length of the run: the accumulator keeps a `second` per second of the run, each with its own latency histogram, until the end (`accumulator.seconds`, for `Summary.Series`). At about %.0f bytes per second of run, a 24-hour soak test would add %s to gantry's peak. To make it constant: k6 writes samples in time order (it flushes about every second), so once a sample arrives more than a few seconds (say 5 s) after a second ends, compute that second's `SecondStats` (its p50/p95/p99, error rate, VUs), append it to the series and drop its histogram; a sample later than that still counts in the run's totals. The series then costs its %d-byte entries (%s a day) and memory holds a few open seconds.\n",
-			perSecond, mb(int64(perSecond*86400)), unsafe.Sizeof(loadtest.SecondStats{}), mb(int64(unsafe.Sizeof(loadtest.SecondStats{}))*86400))
+		fmt.Fprintf(&w, "- The long input peaks higher by about %.0f bytes per second of run (a 24-hour run: %s more). That is the output, not the accumulator: the summarizer keeps at most %d seconds of latency histograms open (a sample more than that late still counts in every whole-run figure and in its second's counts), each closed second is a %d-byte `SecondStats` (%s a day), and `summary.json` has one entry per second, encoded in memory.\n",
+			perSecond, mb(int64(perSecond*86400)), 121, unsafe.Sizeof(loadtest.SecondStats{}), mb(int64(unsafe.Sizeof(loadtest.SecondStats{}))*86400))
 	}
 	if res.Profile != nil {
 		res.writeProfileAdvice(&w)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -82,6 +83,22 @@ type Options struct {
 // SummarizeWith is Summarize with options; it checks the thresholds before
 // reading anything.
 func SummarizeWith(r io.Reader, opt Options) (*Summary, error) {
+	return summarize(r, opt, decodeFast)
+}
+
+// decoder is how the accumulator decodes Point lines.
+type decoder int
+
+const (
+	// decodeFast scans Point lines by hand (scanPoint) and decodes what it
+	// does not accept with encoding/json.
+	decodeFast decoder = iota
+	// decodeJSON decodes every line with encoding/json: the reference the
+	// tests hold decodeFast to.
+	decodeJSON
+)
+
+func summarize(r io.Reader, opt Options, dec decoder) (*Summary, error) {
 	ts, err := parseThresholds(opt.Thresholds)
 	if err != nil {
 		return nil, err
@@ -99,7 +116,7 @@ func SummarizeWith(r io.Reader, opt Options) (*Summary, error) {
 	}
 
 	er := &errReader{r: r}
-	acc := newAccumulator()
+	acc := newAccumulator(dec)
 	acc.watch(ts)
 	sc := bufio.NewScanner(er)
 	sc.Buffer(make([]byte, 0, 64<<10), maxLineBytes)
@@ -167,28 +184,59 @@ type tags struct {
 
 type groupKey struct{ name, method, status, scenario string }
 
-type checkKey struct{ group, name string }
+// group is http_req_duration for one groupKey.
+type group struct {
+	key groupKey
+	stats
+}
+
+// metricKind says which of the metrics the summary looks at beyond its
+// statistics a metric is.
+type metricKind int
+
+const (
+	kindOther metricKind = iota
+	kindDuration
+	kindRequests
+	kindFailed
+	kindChecks
+	kindVUs
+)
+
+// metricState is one metric of the run: its statistics, its kind and the
+// threshold sub-metrics on it.
+type metricState struct {
+	stats
+	kind metricKind
+	subs []*submetric
+}
 
 // accumulator holds the running state of Summarize; it grows with metrics,
-// tag groups and seconds, never with samples.
+// tag groups and seconds (72 bytes each once closed), never with samples.
 type accumulator struct {
+	decode  decoder
 	ln      line
+	pt      point
 	start   time.Time
 	end     time.Time
-	metrics map[string]*stats
+	metrics map[string]*metricState
 	types   map[string]string
-	groups  map[groupKey]*stats
-	checks  map[checkKey]*CheckStats
-	errors  map[string]float64
-	seconds map[int64]*second
+	// groups and checks are keyed by their keys' parts, each prefixed
+	// with its length (appendKey), so a line is looked up without
+	// allocating; keyBuf holds the current key.
+	groups map[string]*group
+	checks map[string]*CheckStats
+	keyBuf []byte
+	errors map[string]*float64 // failed requests by status
+	series series
 
 	// thresholds are evaluated at the end; subs holds the sub-metrics they
 	// select by metric name, subByName by threshold metric as written.
 	thresholds []threshold
 	subs       map[string][]*submetric
 	subByName  map[string]*submetric
-	// raw is the current line, extra its tags beyond the tags struct once
-	// decoded (extraDecoded) for a sub-metric.
+	// raw is the current line, extra its tags once decoded (extraDecoded)
+	// with encoding/json for a sub-metric, when the line is not scanned.
 	raw          []byte
 	extra        map[string]string
 	extraDecoded bool
@@ -206,23 +254,15 @@ type stats struct {
 	hist     *hdrhistogram.PackedHistogram
 }
 
-// second accumulates the samples of one second of the run.
-type second struct {
-	requests    float64
-	failed      int64
-	failedTotal int64
-	vus         float64
-	latency     *stats // http_req_duration; nil until the first one
-}
-
-func newAccumulator() *accumulator {
+func newAccumulator(dec decoder) *accumulator {
 	return &accumulator{
-		metrics: map[string]*stats{},
+		decode:  dec,
+		metrics: map[string]*metricState{},
 		types:   map[string]string{},
-		groups:  map[groupKey]*stats{},
-		checks:  map[checkKey]*CheckStats{},
-		errors:  map[string]float64{},
-		seconds: map[int64]*second{},
+		groups:  map[string]*group{},
+		checks:  map[string]*CheckStats{},
+		errors:  map[string]*float64{},
+		series:  newSeries(seriesWindow),
 		subs:    map[string][]*submetric{},
 	}
 }
@@ -236,6 +276,9 @@ func (a *accumulator) add(b []byte) error {
 	b = bytes.TrimSpace(b)
 	if len(b) == 0 {
 		return nil
+	}
+	if a.decode == decodeFast && scanPoint(b, &a.pt) {
+		return a.addPoint(&a.pt)
 	}
 	a.ln = line{}
 	a.raw, a.extra, a.extraDecoded = b, nil, false
@@ -253,9 +296,28 @@ func (a *accumulator) add(b []byte) error {
 	case "Metric":
 		return a.addMetric()
 	case "Point":
-		return a.addPoint()
+		a.pt.decoded(&a.ln)
+		return a.addPoint(&a.pt)
 	}
 	return nil
+}
+
+// decoded sets p to the Point encoding/json decoded into ln.
+func (p *point) decoded(ln *line) {
+	d := &ln.Data
+	*p = point{metric: []byte(ln.Metric), time: d.Time, value: d.Value}
+	for i, v := range [numTags]string{
+		tagName:             d.Tags.Name,
+		tagURL:              d.Tags.URL,
+		tagMethod:           d.Tags.Method,
+		tagStatus:           d.Tags.Status,
+		tagScenario:         d.Tags.Scenario,
+		tagCheck:            d.Tags.Check,
+		tagGroup:            d.Tags.Group,
+		tagExpectedResponse: d.Tags.ExpectedResponse,
+	} {
+		p.tags[i] = []byte(v)
+	}
 }
 
 func (a *accumulator) addMetric() error {
@@ -268,100 +330,125 @@ func (a *accumulator) addMetric() error {
 	}
 	typ := a.ln.Data.Type
 	a.types[name] = typ
-	st := a.metric(name)
+	m := a.metrics[name]
+	if m == nil {
+		m = a.newMetric(name)
+	}
 	if typ != TypeTrend {
-		st.hist = nil
+		m.hist = nil
 	}
 	return nil
 }
 
-// metric returns the stats of name, recording a histogram unless the metric
+// newMetric adds the metric name, recording a histogram unless the metric
 // is declared as something other than a trend.
-func (a *accumulator) metric(name string) *stats {
-	st := a.metrics[name]
-	if st == nil {
-		st = &stats{}
-		if typ, ok := a.types[name]; !ok || typ == TypeTrend {
-			st.hist = newHistogram()
-		}
-		a.metrics[name] = st
+func (a *accumulator) newMetric(name string) *metricState {
+	m := &metricState{subs: a.subs[name]}
+	if typ, ok := a.types[name]; !ok || typ == TypeTrend {
+		m.hist = newHistogram()
 	}
-	return st
-}
-
-func (a *accumulator) addPoint() error {
-	name, d := a.ln.Metric, &a.ln.Data
-	if name == "" {
-		return errors.New("a Point line without a metric name")
-	}
-	if d.Time.IsZero() {
-		return fmt.Errorf("a Point of %s without a time", name)
-	}
-	if a.start.IsZero() || d.Time.Before(a.start) {
-		a.start = d.Time
-	}
-	if d.Time.After(a.end) {
-		a.end = d.Time
-	}
-	a.metric(name).add(d.Value, d.Time)
-	if subs := a.subs[name]; len(subs) > 0 {
-		a.addToSubmetrics(subs)
-	}
-
 	switch name {
 	case metricDuration:
-		key := groupKey{d.Tags.Name, d.Tags.Method, d.Tags.Status, d.Tags.Scenario}
-		if key.name == "" {
-			key.name = d.Tags.URL
-		}
-		g := a.groups[key]
-		if g == nil {
-			g = &stats{hist: newHistogram()}
-			a.groups[key] = g
-		}
-		g.add(d.Value, d.Time)
-		sec := a.second(d.Time)
-		if sec.latency == nil {
-			sec.latency = &stats{hist: newHistogram()}
-		}
-		sec.latency.add(d.Value, d.Time)
+		m.kind = kindDuration
 	case metricRequests:
-		a.second(d.Time).requests += d.Value
-		if code, err := strconv.Atoi(d.Tags.Status); err == nil && (code == 0 || code >= 400) {
-			a.errors[d.Tags.Status] += d.Value
-		}
+		m.kind = kindRequests
 	case metricFailed:
-		sec := a.second(d.Time)
-		sec.failedTotal++
-		if d.Value != 0 {
-			sec.failed++
-		}
+		m.kind = kindFailed
 	case metricChecks:
-		key := checkKey{d.Tags.Group, d.Tags.Check}
-		c := a.checks[key]
-		if c == nil {
-			c = &CheckStats{Name: key.name, Group: key.group}
-			a.checks[key] = c
+		m.kind = kindChecks
+	case metricVUs:
+		m.kind = kindVUs
+	}
+	a.metrics[name] = m
+	return m
+}
+
+func (a *accumulator) addPoint(p *point) error {
+	if len(p.metric) == 0 {
+		return errors.New("a Point line without a metric name")
+	}
+	t, v := p.time, p.value
+	if t.IsZero() {
+		return fmt.Errorf("a Point of %s without a time", p.metric)
+	}
+	if a.start.IsZero() || t.Before(a.start) {
+		a.start = t
+	}
+	if t.After(a.end) {
+		a.end = t
+	}
+	m := a.metrics[string(p.metric)]
+	if m == nil {
+		m = a.newMetric(string(p.metric))
+	}
+	m.add(v, t)
+	if len(m.subs) > 0 {
+		a.addToSubmetrics(m.subs, p)
+	}
+	unix := t.Unix()
+	a.series.advance(unix)
+
+	switch m.kind {
+	case kindDuration:
+		name := p.tags[tagName]
+		if len(name) == 0 {
+			name = p.tags[tagURL]
 		}
-		if d.Value != 0 {
+		k := appendKey(a.keyBuf[:0], name)
+		k = appendKey(k, p.tags[tagMethod])
+		k = appendKey(k, p.tags[tagStatus])
+		k = appendKey(k, p.tags[tagScenario])
+		a.keyBuf = k
+		g := a.groups[string(k)]
+		if g == nil {
+			g = &group{
+				key:   groupKey{string(name), string(p.tags[tagMethod]), string(p.tags[tagStatus]), string(p.tags[tagScenario])},
+				stats: stats{hist: newHistogram()},
+			}
+			a.groups[string(k)] = g
+		}
+		g.add(v, t)
+		a.series.addLatency(unix, v, t)
+	case kindRequests:
+		a.series.addRequests(unix, v)
+		status := p.tags[tagStatus]
+		// The conversion does not allocate: the string does not outlive the call.
+		if code, err := strconv.Atoi(string(status)); err == nil && (code == 0 || code >= 400) {
+			if n := a.errors[string(status)]; n != nil {
+				*n += v
+			} else {
+				n = new(float64)
+				*n = v
+				a.errors[string(status)] = n
+			}
+		}
+	case kindFailed:
+		a.series.addFailed(unix, v)
+	case kindChecks:
+		k := appendKey(a.keyBuf[:0], p.tags[tagGroup])
+		k = appendKey(k, p.tags[tagCheck])
+		a.keyBuf = k
+		c := a.checks[string(k)]
+		if c == nil {
+			c = &CheckStats{Name: string(p.tags[tagCheck]), Group: string(p.tags[tagGroup])}
+			a.checks[string(k)] = c
+		}
+		if v != 0 {
 			c.Passes++
 		} else {
 			c.Fails++
 		}
-	case metricVUs:
-		sec := a.second(d.Time)
-		sec.vus = math.Max(sec.vus, d.Value)
+	case kindVUs:
+		a.series.addVUs(unix, v)
 	}
 	return nil
 }
 
-func (a *accumulator) second(t time.Time) *second {
-	s := a.seconds[t.Unix()]
-	if s == nil {
-		s = &second{}
-		a.seconds[t.Unix()] = s
-	}
-	return s
+// appendKey appends part to a map key, prefixed with its length so that
+// different parts never make the same key.
+func appendKey(dst, part []byte) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(part)))
+	return append(dst, part...)
 }
 
 func (st *stats) add(v float64, t time.Time) {
@@ -410,6 +497,11 @@ func quantiles(h *hdrhistogram.PackedHistogram, ps []float64, min, max float64) 
 	return out
 }
 
+// quantile is quantiles(h, []float64{p}, min, max)[0], without allocating.
+func quantile(h *hdrhistogram.PackedHistogram, p, min, max float64) float64 {
+	return math.Min(math.Max(float64(h.ValueAtPercentile(p))/histScale, min), max)
+}
+
 func (st *stats) mean() float64 {
 	if st.count == 0 {
 		return 0
@@ -447,12 +539,11 @@ func (a *accumulator) summary() *Summary {
 		Groups:         make([]GroupStats, 0, len(a.groups)),
 		Checks:         make([]CheckStats, 0, len(a.checks)),
 		ErrorsByStatus: make(map[string]int, len(a.errors)),
-		Series:         make([]SecondStats, 0, len(a.seconds)),
 	}
 	runSeconds := a.end.Sub(a.start).Seconds()
 
-	for name, st := range a.metrics {
-		s.Metrics[name] = st.metricStats(a.types[name], runSeconds)
+	for name, m := range a.metrics {
+		s.Metrics[name] = m.metricStats(a.types[name], runSeconds)
 	}
 	for _, subs := range a.subs {
 		for _, sm := range subs {
@@ -467,7 +558,8 @@ func (a *accumulator) summary() *Summary {
 	}
 	s.Thresholds = a.evaluate(runSeconds)
 
-	for key, st := range a.groups {
+	for _, g := range a.groups {
+		key, st := g.key, &g.stats
 		q := quantiles(st.hist, percentiles, st.min, st.max)
 		s.Groups = append(s.Groups, GroupStats{
 			Name: key.name, Method: key.method, Status: key.status, Scenario: key.scenario,
@@ -501,24 +593,10 @@ func (a *accumulator) summary() *Summary {
 	})
 
 	for status, n := range a.errors {
-		s.ErrorsByStatus[status] = int(math.Round(n))
+		s.ErrorsByStatus[status] = int(math.Round(*n))
 	}
 
-	for unix, sec := range a.seconds {
-		ss := SecondStats{
-			Time:     time.Unix(unix, 0).UTC(),
-			Requests: int64(math.Round(sec.requests)),
-			VUs:      int(math.Round(sec.vus)),
-		}
-		if sec.latency != nil {
-			q := quantiles(sec.latency.hist, []float64{50, 95, 99}, sec.latency.min, sec.latency.max)
-			ss.P50, ss.P95, ss.P99 = q[0], q[1], q[2]
-		}
-		if sec.failedTotal > 0 {
-			ss.ErrorRate = float64(sec.failed) / float64(sec.failedTotal)
-		}
-		s.Series = append(s.Series, ss)
-	}
-	sort.Slice(s.Series, func(i, j int) bool { return s.Series[i].Time.Before(s.Series[j].Time) })
+	s.Series = a.series.finish()
+
 	return s
 }

@@ -43,11 +43,10 @@ func (a *accumulator) watch(ts []threshold) {
 	}
 }
 
-// addToSubmetrics adds the current Point to the sub-metrics it matches.
-func (a *accumulator) addToSubmetrics(subs []*submetric) {
-	d := &a.ln.Data
+// addToSubmetrics adds p, the current Point, to the sub-metrics it matches.
+func (a *accumulator) addToSubmetrics(subs []*submetric, p *point) {
 	for _, sm := range subs {
-		if !a.matches(sm.selector) {
+		if !a.matches(p, sm.selector) {
 			continue
 		}
 		if sm.st == nil {
@@ -56,41 +55,32 @@ func (a *accumulator) addToSubmetrics(subs []*submetric) {
 				sm.st.hist = newHistogram()
 			}
 		}
-		sm.st.add(d.Value, d.Time)
+		sm.st.add(p.value, p.time)
 	}
 }
 
-// matches reports whether the current Point has every tag of sel.
-func (a *accumulator) matches(sel []tagMatch) bool {
+// matches reports whether p has every tag of sel.
+func (a *accumulator) matches(p *point, sel []tagMatch) bool {
 	for _, m := range sel {
-		if v, ok := a.tag(m.key); !ok || v != m.value {
+		if !a.hasTag(p, m.key, m.value) {
 			return false
 		}
 	}
 	return true
 }
 
-// tag returns a tag of the current Point. The tags the summary decodes
-// anyway count as present even when empty; others are decoded on demand.
-func (a *accumulator) tag(key string) (string, bool) {
-	t := &a.ln.Data.Tags
-	switch key {
-	case "name":
-		return t.Name, true
-	case "url":
-		return t.URL, true
-	case "method":
-		return t.Method, true
-	case "status":
-		return t.Status, true
-	case "scenario":
-		return t.Scenario, true
-	case "check":
-		return t.Check, true
-	case "group":
-		return t.Group, true
-	case "expected_response":
-		return t.ExpectedResponse, true
+// hasTag reports whether p, the current Point, has tag key with value. The
+// tags the summary decodes anyway count as present even when empty; others
+// are looked up on demand.
+func (a *accumulator) hasTag(p *point, key, value string) bool {
+	for i, k := range tagKeys {
+		if k == key {
+			return string(p.tags[i]) == value
+		}
+	}
+	if p.scanned {
+		v, ok := lookupTag(p.rawTags, key)
+		return ok && string(v) == value
 	}
 	if !a.extraDecoded {
 		a.extraDecoded = true
@@ -105,7 +95,7 @@ func (a *accumulator) tag(key string) (string, bool) {
 		a.extra = l.Data.Tags
 	}
 	v, ok := a.extra[key]
-	return v, ok
+	return ok && v == value
 }
 
 // evaluate evaluates the thresholds the accumulator watches, as k6 does at
@@ -116,7 +106,10 @@ func (a *accumulator) evaluate(runSeconds float64) []ThresholdResult {
 	for i := range a.thresholds {
 		t := &a.thresholds[i]
 		r := ThresholdResult{Metric: t.metric, Expression: t.expr}
-		st := a.metrics[t.base]
+		var st *stats
+		if m := a.metrics[t.base]; m != nil {
+			st = &m.stats
+		}
 		if t.selector != nil {
 			st = a.subByName[t.metric].st
 		}
