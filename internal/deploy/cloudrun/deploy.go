@@ -329,9 +329,10 @@ func (d *deployer) current(ctx context.Context) (*runpb.Service, error) {
 		}
 		if !cur.GetReconciling() {
 			d.etag = cur.GetEtag()
-			d.prev = explicit(cur.GetTrafficStatuses())
-			d.res.TrafficBefore = targets(cur.GetTrafficStatuses())
-			d.res.PreviousRevision = mostTraffic(cur.GetTrafficStatuses())
+			st := resolveLatest(cur)
+			d.prev = explicit(st)
+			d.res.TrafficBefore = targets(st)
+			d.res.PreviousRevision = mostTraffic(st)
 			d.res.URL = cur.GetUri()
 			return cur, nil
 		}
@@ -509,6 +510,23 @@ func keepTag(t, newTag string) string {
 		return ""
 	}
 	return t
+}
+
+// resolveLatest returns the service's traffic statuses with the revision a
+// LATEST target serves filled in where the status leaves it empty, as for a
+// service created by gcloud run deploy (100 % to LATEST): without it such a
+// service has no previous revision to split a canary with or go back to.
+func resolveLatest(svc *runpb.Service) []*runpb.TrafficTargetStatus {
+	latest := base(svc.GetLatestReadyRevision())
+	var out []*runpb.TrafficTargetStatus
+	for _, s := range svc.GetTrafficStatuses() {
+		if s.GetRevision() == "" && s.GetType() == runpb.TrafficTargetAllocationType_TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST && latest != "" {
+			s = proto.Clone(s).(*runpb.TrafficTargetStatus)
+			s.Revision = latest
+		}
+		out = append(out, s)
+	}
+	return out
 }
 
 // explicit turns traffic statuses into targets naming their revisions.

@@ -199,6 +199,36 @@ func TestDeployCanarySteps(t *testing.T) {
 	}
 }
 
+// A service whose traffic goes to LATEST (as gcloud run deploy leaves it)
+// is split with the revision LATEST serves, and its rollback goes back to it.
+func TestDeployCanaryFromLatest(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, runfake.Options{})
+	e.deployed()
+	e.s.UpdateByOther(&runpb.Service{Name: "api", Traffic: []*runpb.TrafficTarget{{Type: runpb.TrafficTargetAllocationType_TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST, Percent: 100}}})
+	e.s.Advance(runfake.DefaultSettleAfter)
+	var seen []string
+	o := e.opts(img2, sha2)
+	o.Strategy = Canary
+	o.CanarySteps = []int{10, 100}
+	verifyTag := o.Verify
+	o.Verify = func(ctx context.Context, url string) (verify.Result, error) {
+		seen = append(seen, e.traffic())
+		return verifyTag(ctx, url)
+	}
+	res, err := Deploy(context.Background(), e.api, o)
+	if err != nil {
+		e.e("canary: %v", err)
+		return
+	}
+	if res.PreviousRevision != "api-sha-1111111" || len(seen) < 2 || seen[1] != "map[api-sha-1111111:90 api-sha-2222222:10] map[sha-2222222:api-sha-2222222]" {
+		e.e("previous %q, traffic at each verify:\n%s", res.PreviousRevision, strings.Join(seen, "\n"))
+	}
+	if got := e.traffic(); got != "map[api-sha-2222222:100] map[sha-2222222:api-sha-2222222]" {
+		e.e("traffic at the end: %s", got)
+	}
+}
+
 func TestDeployFailures(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
