@@ -8,9 +8,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +24,8 @@ import (
 	"time"
 
 	"github.com/gantry-dev/gantry/internal/actionyml"
+	"github.com/gantry-dev/gantry/internal/fakes/googlefake"
+	"github.com/gantry-dev/gantry/internal/fakes/runfake"
 	"github.com/gantry-dev/gantry/internal/testenv"
 )
 
@@ -245,4 +250,33 @@ func buildRelease(root string) ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// startGoogleCloud stands in for the Google endpoints a workflow reaches
+// through a CONNECT proxy (returned as proxy): Artifact Registry as
+// europe-docker.pkg.dev (a real registry behind googlefake's token check,
+// reg) and the *.a.run.app URL of the Cloud Run service (runfake's frontend),
+// both under cert.
+func startGoogleCloud(t *testing.T, google *googlefake.Server, fake *runfake.Server, service string) (cert *testenv.Cert, reg *testenv.Registry, proxy string) {
+	t.Helper()
+	cert = testenv.NewCert(t, "*.a.run.app", "europe-docker.pkg.dev")
+	reg = testenv.StartRegistry(t, testenv.RegistryOptions{TLS: cert})
+	target, _ := url.Parse("https://" + reg.Host)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.Transport = testenv.Resolver(nil, cert)
+	gar := testenv.StartTLS(t, cert, google.RegistryAuth(rp))
+	front := fake.Frontend(service)
+	runApp := testenv.StartTLS(t, cert, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		req := r.Clone(r.Context())
+		req.URL.Scheme, req.URL.Host, req.RequestURI = "https", r.Host, ""
+		resp, err := front.RoundTrip(req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		w.WriteHeader(resp.StatusCode)
+		_, _ = io.Copy(w, resp.Body)
+	}))
+	return cert, reg, testenv.ConnectProxy(t, map[string]string{"europe-docker.pkg.dev:443": gar, "*.a.run.app:443": runApp})
 }

@@ -3,10 +3,6 @@ package acceptance
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +10,6 @@ import (
 	"github.com/gantry-dev/gantry/internal/fakes/githubfake"
 	"github.com/gantry-dev/gantry/internal/fakes/googlefake"
 	"github.com/gantry-dev/gantry/internal/fakes/runfake"
-	"github.com/gantry-dev/gantry/internal/testenv"
 )
 
 const runWorkflow = `name: consumer
@@ -99,26 +94,7 @@ func TestDeployCloudRunActionUnderAct(t *testing.T) {
 	defer cancel()
 	go fake.RunRealtime(ctx, 50*time.Millisecond)
 
-	cert := testenv.NewCert(t, "*.a.run.app", "europe-docker.pkg.dev")
-	reg := testenv.StartRegistry(t, testenv.RegistryOptions{TLS: cert})
-	target, _ := url.Parse("https://" + reg.Host)
-	rp := httputil.NewSingleHostReverseProxy(target)
-	rp.Transport = testenv.Resolver(nil, cert)
-	gar := testenv.StartTLS(t, cert, google.RegistryAuth(rp))
-	front := fake.Frontend("api")
-	runApp := testenv.StartTLS(t, cert, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		req := r.Clone(r.Context())
-		req.URL.Scheme, req.URL.Host, req.RequestURI = "https", r.Host, ""
-		resp, err := front.RoundTrip(req)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
-		}
-		defer resp.Body.Close()
-		w.WriteHeader(resp.StatusCode)
-		_, _ = io.Copy(w, resp.Body)
-	}))
-	proxy := testenv.ConnectProxy(t, map[string]string{"europe-docker.pkg.dev:443": gar, "*.a.run.app:443": runApp})
+	cert, _, proxy := startGoogleCloud(t, google, fake, "api")
 
 	// act passes a step's env to a composite action's own steps only in part: the proxy settings
 	// are the job's. Loopback traffic (the fakes) is never proxied.

@@ -4,10 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"os/exec"
 	"os/user"
@@ -346,26 +343,7 @@ func TestExampleSwarmCloudRun(t *testing.T) {
 
 	// Artifact Registry: the registry behind Google's auth as
 	// europe-docker.pkg.dev; the Swarm engine pulls from it directly.
-	cert := testenv.NewCert(t, "*.a.run.app", "europe-docker.pkg.dev")
-	reg := testenv.StartRegistry(t, testenv.RegistryOptions{TLS: cert})
-	target, _ := url.Parse("https://" + reg.Host)
-	rp := httputil.NewSingleHostReverseProxy(target)
-	rp.Transport = testenv.Resolver(nil, cert)
-	gar := testenv.StartTLS(t, cert, google.RegistryAuth(rp))
-	front := fake.Frontend("api")
-	runApp := testenv.StartTLS(t, cert, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		req := r.Clone(r.Context())
-		req.URL.Scheme, req.URL.Host, req.RequestURI = "https", r.Host, ""
-		resp, err := front.RoundTrip(req)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
-		}
-		defer resp.Body.Close()
-		w.WriteHeader(resp.StatusCode)
-		_, _ = io.Copy(w, resp.Body)
-	}))
-	proxy := testenv.ConnectProxy(t, map[string]string{"europe-docker.pkg.dev:443": gar, "*.a.run.app:443": runApp})
+	cert, reg, proxy := startGoogleCloud(t, google, fake, "api")
 
 	// The production service exists, serving an earlier commit: ship.yml
 	// deploys to it in canary steps, which need a revision serving (the
