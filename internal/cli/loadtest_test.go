@@ -34,7 +34,11 @@ func startLoadTarget(t *testing.T) *loadTarget {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ok", func(w http.ResponseWriter, r *http.Request) {
 		if d := time.Duration(lt.delay.Load()); d > 0 {
-			time.Sleep(d) // the server's latency under test, not a test wait
+			select { // the latency under test: an answer d late, or none if k6 gave up
+			case <-time.After(d):
+			case <-r.Context().Done():
+				return
+			}
 		}
 		_, _ = w.Write([]byte("ok"))
 	})

@@ -100,18 +100,8 @@ func runRollback(ctx context.Context, a *action.Action) error {
 	if err := in.Err(); err != nil {
 		return err
 	}
-	h, err := hc.connect(ctx)
+	h, target, err := rollbackTarget(ctx, a, hc, o.Dir, o.Project, "project", to)
 	if err != nil {
-		return err
-	}
-	es, err := history.Read(ctx, h, history.PathIn(o.Dir))
-	if err != nil {
-		h.Close()
-		return err
-	}
-	target, err := historyOrGitHub(ctx, a, o.Project, es, to, fmt.Sprintf("%s, project %s", h, o.Project))
-	if err != nil {
-		h.Close()
 		return err
 	}
 	a.Infof("rolling back to %s (deployed %s by %s)", short(target.SHA), target.Finished.Format("2006-01-02 15:04 UTC"), target.Actor)
@@ -235,18 +225,8 @@ func runRollbackSwarm(ctx context.Context, a *action.Action, in *action.Inputs, 
 	if err := in.Err(); err != nil {
 		return err
 	}
-	h, err := hc.connect(ctx)
+	h, target, err := rollbackTarget(ctx, a, hc, o.Dir, o.Stack, "stack", to)
 	if err != nil {
-		return err
-	}
-	es, err := history.Read(ctx, h, history.PathIn(o.Dir))
-	if err != nil {
-		h.Close()
-		return err
-	}
-	target, err := historyOrGitHub(ctx, a, o.Stack, es, to, fmt.Sprintf("%s, stack %s", h, o.Stack))
-	if err != nil {
-		h.Close()
 		return err
 	}
 	dir, err := os.MkdirTemp("", "gantry-rollback-")
@@ -280,4 +260,23 @@ func envLines(a *action.Action, data []byte) []string {
 		}
 	}
 	return env
+}
+
+// rollbackTarget connects to a Compose host or Swarm manager and finds the
+// deploy to go back to in the history under dir (or, for previous, in GitHub's
+// Deployments); kind and name say what is rolled back. The caller closes h.
+func rollbackTarget(ctx context.Context, a *action.Action, hc hostConfig, dir, name, kind, to string) (remote.Host, history.Entry, error) {
+	h, err := hc.connect(ctx)
+	if err != nil {
+		return nil, history.Entry{}, err
+	}
+	es, err := history.Read(ctx, h, history.PathIn(dir))
+	if err == nil {
+		var target history.Entry
+		if target, err = historyOrGitHub(ctx, a, name, es, to, fmt.Sprintf("%s, %s %s", h, kind, name)); err == nil {
+			return h, target, nil
+		}
+	}
+	h.Close()
+	return nil, history.Entry{}, err
 }
