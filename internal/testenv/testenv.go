@@ -5,6 +5,8 @@
 package testenv
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -67,15 +69,24 @@ func isExec(p string) bool {
 	return err == nil && !st.IsDir() && st.Mode()&0o111 != 0
 }
 
-// FreePort returns a loopback TCP port that was free a moment ago.
+// FreePort returns a TCP port, free on every interface a moment ago.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	// Below Linux's ephemeral range (32768-60999 by default): a port the
+	// kernel hands out for another listener on :0 or an outgoing connection
+	// cannot take it between this check and the test's own bind (seen: an
+	// edge's host port taken by a parallel test package).
+	for range 200 {
+		port := 20000 + rand.IntN(12000)
+		l, err := net.Listen("tcp", fmt.Sprintf("0.0.0.0:%d", port))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return port
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("testenv: no free port between 20000 and 32000")
+	return 0
 }
 
 // Eventually checks cond every interval until it holds, for at most timeout,
