@@ -1,14 +1,11 @@
 package acceptance
 
 import (
-	"bytes"
-	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/gantry-dev/gantry/internal/actionyml"
 	"github.com/gantry-dev/gantry/internal/testenv"
@@ -68,11 +65,10 @@ func repoCopy(t *testing.T, workflow string) string {
 	return dst
 }
 
-// runAct runs the repository's workflow on a push event and returns act's
-// output and whether the job succeeded; extra are more act arguments.
-func runAct(t *testing.T, repo string, extra ...string) (string, bool) {
+// runAct runs the repository's workflow on a push event and returns what
+// act reported; extra are more act arguments.
+func runAct(t *testing.T, repo string, extra ...string) *actRun {
 	t.Helper()
-	act := testenv.Tool(t, "act", "GANTRY_ACT_BIN", actInstall)
 	// act workaround: act fetches every `uses:` of a composite action, even a
 	// skipped one; setup-go (used only when a runner lacks Go) is replaced by
 	// a no-op action so that no network is needed.
@@ -81,12 +77,5 @@ func runAct(t *testing.T, repo string, extra ...string) (string, bool) {
 		t.Fatal(err)
 	}
 	setupGo := strings.Fields(actionyml.SetupGo)[0]
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, act, append([]string{"push", "--local-repository", setupGo + "=" + stub}, extra...)...)
-	cmd.Dir = repo
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	return out.String(), err == nil && strings.Contains(out.String(), "Job succeeded")
+	return execAct(t, repo, append([]string{"push", "--local-repository", setupGo + "=" + stub}, extra...)...)
 }

@@ -2,6 +2,7 @@ package acceptance
 
 import (
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -37,23 +38,26 @@ jobs:
 func TestBuildPushActionUnderAct(t *testing.T) {
 	reg := testenv.StartRegistry(t, testenv.RegistryOptions{})
 	wf := strings.NewReplacer("REGISTRY", reg.Host, "SHA", "abcdef0123456789abcdef0123456789abcdef01").Replace(workflow)
-	out, ok := runAct(t, repoCopy(t, wf))
-	if !ok {
-		t.Fatalf("workflow failed:\n%s", out)
+	r := runAct(t, repoCopy(t, wf))
+	if !r.OK() {
+		t.Fatalf("workflow failed:\n%s", r)
 	}
-	m := regexp.MustCompile(`got digest=(sha256:[0-9a-f]{64}) sha-tag=sha-abcdef0`).FindStringSubmatch(out)
-	if m == nil {
-		t.Fatalf("the next step did not see the outputs:\n%s", out)
+	digest := r.Output("/image", "push", "digest")
+	if !regexp.MustCompile(`^sha256:[0-9a-f]{64}$`).MatchString(digest) {
+		t.Fatalf("output digest of step push: %q\n%s", digest, r)
+	}
+	if !strings.Contains(r.Log, "got digest="+digest+" sha-tag=sha-abcdef0") {
+		t.Fatalf("the next step did not see the outputs:\n%s", r)
 	}
 	for _, tag := range []string{"sha-abcdef0", "latest"} {
 		ref, _ := name.ParseReference(reg.Host + "/consumer/app:" + tag)
 		d, err := remote.Head(ref)
-		if err != nil || d.Digest.String() != m[1] {
-			t.Errorf("%s: %v %v, want %s", ref, d, err, m[1])
+		if err != nil || d.Digest.String() != digest {
+			t.Errorf("%s: %v %v, want %s", ref, d, err, digest)
 		}
 	}
-	if !strings.Contains(out, "### ✅ build-push") {
-		t.Errorf("no job summary in act's output:\n%s", out)
+	if !strings.Contains(r.Summary(), "### ✅ build-push") {
+		t.Errorf("no job summary:\n%s", r)
 	}
 }
 
@@ -62,12 +66,12 @@ func TestBuildPushActionUnderAct(t *testing.T) {
 func TestBuildPushActionBadInput(t *testing.T) {
 	reg := testenv.StartRegistry(t, testenv.RegistryOptions{})
 	wf := strings.NewReplacer("REGISTRY", reg.Host, "SHA", "not-a-sha").Replace(workflow)
-	out, ok := runAct(t, repoCopy(t, wf))
-	if ok {
-		t.Fatalf("workflow succeeded with a bad sha:\n%s", out)
+	r := runAct(t, repoCopy(t, wf))
+	if r.OK() || r.Steps["consumer/image › push"] != "failure" {
+		t.Fatalf("workflow with a bad sha: jobs %v, step push %q\n%s", r.Jobs, r.Steps["consumer/image › push"], r)
 	}
-	if !strings.Contains(out, `input "sha": "not-a-sha" is not a hex commit SHA`) {
-		t.Errorf("no clear error naming the input:\n%s", out)
+	if !slices.ContainsFunc(r.Errors, func(e string) bool { return strings.Contains(e, `input "sha": "not-a-sha" is not a hex commit SHA`) }) {
+		t.Errorf("no error annotation naming the input: %q\n%s", r.Errors, r)
 	}
 	reg2, _ := name.NewRegistry(reg.Host)
 	if repos, err := remote.Catalog(t.Context(), reg2); err != nil || len(repos) != 0 {

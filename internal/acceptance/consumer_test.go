@@ -118,11 +118,10 @@ func git(t *testing.T, dir string, args ...string) {
 }
 
 // Act runs the repository's workflows for event ("push", "workflow_dispatch")
-// and returns act's output and whether every job succeeded; args are more
-// act arguments (-W, --input, --var, --secret, --local-repository).
-func (c *consumer) Act(t *testing.T, event string, args ...string) (string, bool) {
+// and returns what act reported; args are more act arguments (-W, --input,
+// --var, --secret, --local-repository).
+func (c *consumer) Act(t *testing.T, event string, args ...string) *actRun {
 	t.Helper()
-	act := testenv.Tool(t, "act", "GANTRY_ACT_BIN", actInstall)
 	// act workaround: act fetches every `uses:` of an action or workflow,
 	// even a skipped one, and reaches no GitHub here. actions/setup-go (the
 	// runner has Go) is a no-op stand-in, as in runAct.
@@ -141,14 +140,7 @@ func (c *consumer) Act(t *testing.T, event string, args ...string) (string, bool
 		// reaches every job, also those of called workflows.
 		"--env", "GANTRY_RELEASE_BASE_URL=" + c.release,
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, act, append(full, args...)...)
-	cmd.Dir = c.Dir
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	return out.String(), err == nil
+	return execAct(t, c.Dir, append(full, args...)...)
 }
 
 // gantrySource copies this checkout (as repoCopy does) with its own

@@ -111,19 +111,23 @@ func TestDeployCloudRunActionUnderAct(t *testing.T) {
 		}
 	}
 	wf := strings.NewReplacer("ENV", strings.Join(env, "\n"), "WIF", wif, "SA", sa).Replace(runWorkflow)
-	out, ok := runAct(t, repoCopy(t, wf))
-	if !ok {
-		t.Fatalf("workflow failed:\n%s", out)
+	r := runAct(t, repoCopy(t, wf))
+	if !r.OK() {
+		t.Fatalf("workflow failed:\n%s", r)
 	}
 	for _, want := range []string{
 		"all=success api-sha-1111111",
 		"preview=success api-sha-2222222 tag-url=https://sha-2222222---api-",
 		"canary=success api-sha-3333333 previous=api-sha-1111111",
-		"### ✅ build-push", "### ✅ deploy-cloudrun: success",
 		"verified https://sha-3333333---api-",
 	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("act output lacks %q:\n%s", want, out)
+		if !strings.Contains(r.Log, want) {
+			t.Errorf("act's log lacks %q:\n%s", want, r)
+		}
+	}
+	for _, want := range []string{"### ✅ build-push", "### ✅ deploy-cloudrun: success"} {
+		if !strings.Contains(r.Summary(), want) {
+			t.Errorf("the job summary lacks %q:\n%s", want, r.Summary())
 		}
 	}
 	if p, tags := fake.Traffic("api"); p["api-sha-3333333"] != 100 || tags["sha-3333333"] != "api-sha-3333333" {

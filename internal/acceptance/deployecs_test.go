@@ -117,15 +117,16 @@ func TestDeployECSActionUnderAct(t *testing.T) {
 	}
 	image := "123456789012.dkr.ecr.us-east-1.amazonaws.com/api@sha256:" + strings.Repeat("2", 64)
 	wf := strings.NewReplacer("ENV", strings.Join(env, "\n"), "IMAGE", image, "TESTURL", testURL, "PRODURL", prodURL).Replace(ecsWorkflow)
-	out, ok := runAct(t, repoCopy(t, wf))
-	if !ok {
-		t.Fatalf("workflow failed:\n%s", out)
+	r := runAct(t, repoCopy(t, wf))
+	if !r.OK() {
+		t.Fatalf("workflow failed:\n%s", r)
 	}
+	out := r.Log
 	if !strings.Contains(out, "got result=success td=arn:aws:ecs:us-east-1:123456789012:task-definition/api:2 dep=ecs-svc/") {
 		t.Errorf("the next step did not see the outputs:\n%s", out)
 	}
-	if !strings.Contains(out, "### ✅ deploy-ecs: success") {
-		t.Errorf("no job summary in act's output:\n%s", out)
+	if !strings.Contains(r.Summary(), "### ✅ deploy-ecs: success") {
+		t.Errorf("no job summary:\n%s", r)
 	}
 	if !strings.Contains(out, "canary result=success url="+prodURL) || !strings.Contains(out, "verified test listener") || !strings.Contains(out, "production traffic shifted: 20%") {
 		t.Errorf("the canary deploy did not shift traffic in steps behind verify:\n%s", out)

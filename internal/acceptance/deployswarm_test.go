@@ -87,13 +87,16 @@ func TestDeploySwarmActionUnderAct(t *testing.T) {
 	wf := strings.NewReplacer("@KEY@", strings.Join(key, "\n"), "@PORT@", fmt.Sprint(sshd.Port), "@USER@", sshd.User,
 		"@KNOWN@", fmt.Sprintf("%q", sshd.KnownHosts), "@STACK@", stack, "@IMAGE@", image, "@SHA@", sha,
 		"@URL@", "http://"+ingress+"/health").Replace(swarmWorkflow)
-	out, ok := runAct(t, repoCopy(t, wf))
-	if !ok {
-		t.Fatalf("workflow failed:\n%s", out)
+	r := runAct(t, repoCopy(t, wf))
+	if !r.OK() {
+		t.Fatalf("workflow failed:\n%s", r)
 	}
-	for _, want := range []string{"got result=success deployed=" + sha, "### ✅ deploy-swarm: success", "verified: http://" + ingress + "/health serves " + sha} {
-		if !strings.Contains(out, want) {
-			t.Errorf("act output lacks %q:\n%s", want, out)
+	for _, want := range []string{"got result=success deployed=" + sha, "verified: http://" + ingress + "/health serves " + sha} {
+		if !strings.Contains(r.Log, want) {
+			t.Errorf("act's log lacks %q:\n%s", want, r)
 		}
+	}
+	if !strings.Contains(r.Summary(), "### ✅ deploy-swarm: success") {
+		t.Errorf("no job summary:\n%s", r)
 	}
 }

@@ -208,20 +208,16 @@ func TestExampleGHCRSwarm(t *testing.T) {
 		}
 		sha := c.Head(t)
 		start := time.Now()
-		out, ok := c.Act(t, "push", args...)
+		run := c.Act(t, "push", args...)
 		t.Logf("%s: %s", what, time.Since(start).Round(time.Second))
-		if !ok {
-			t.Fatalf("%s: ship.yml failed:\n%s", what, out)
+		if !run.OK() {
+			t.Fatalf("%s: ship.yml failed:\n%s", what, run)
 		}
-		if strings.Contains(out, reg.token) {
-			t.Errorf("%s: GITHUB_TOKEN is in the log", what)
+		if strings.Contains(run.Log, reg.token) || strings.Contains(run.Summary(), reg.token) {
+			t.Errorf("%s: GITHUB_TOKEN is in the log or a summary", what)
 		}
-		for _, want := range []string{"### ✅ build-push", "registry auth: ghcr.io: GitHub token of " + ghcrActor,
-			"### ✅ deploy-swarm: success", "### ✅ verify: "} {
-			if !strings.Contains(out, want) {
-				t.Errorf("%s: act's output lacks %q:\n%s", what, want, out)
-			}
-		}
+		expectRun(t, what, run, []string{"registry auth: ghcr.io: GitHub token of " + ghcrActor},
+			"### ✅ build-push", "### ✅ deploy-swarm: success", "### ✅ verify: ")
 		if got := servedSHA(ingress); got != sha {
 			t.Errorf("after %s the stack serves %q, want %s", what, got, sha)
 		}
@@ -284,16 +280,12 @@ func TestExampleGHCRSwarmEdge(t *testing.T) {
 		}
 		sha := c.Head(t)
 		start := time.Now()
-		out, ok := c.Act(t, "workflow_dispatch", append(flags("--input", r.inputs), args...)...)
+		run := c.Act(t, "workflow_dispatch", append(flags("--input", r.inputs), args...)...)
 		t.Logf("%s: %s", r.what, time.Since(start).Round(time.Second))
-		if !ok {
-			t.Fatalf("%s: ship-edge.yml failed:\n%s", r.what, out)
+		if !run.OK() {
+			t.Fatalf("%s: ship-edge.yml failed:\n%s", r.what, run)
 		}
-		for _, want := range append([]string{"### ✅ build-push", "### ✅ deploy-swarm: success", "### ✅ verify: "}, r.wants...) {
-			if !strings.Contains(out, want) {
-				t.Errorf("%s: act's output lacks %q:\n%s", r.what, want, out)
-			}
-		}
+		expectRun(t, r.what, run, r.wants, "### ✅ build-push", "### ✅ deploy-swarm: success", "### ✅ verify: ")
 		if got := servedSHA(app); got != sha {
 			t.Errorf("after %s the edge serves %q, want %s", r.what, got, sha)
 		}
@@ -394,18 +386,15 @@ func TestExampleSwarmCloudRun(t *testing.T) {
 	args := append(flags("--var", vars), flags("--env", env)...)
 	args = append(args, flags("--secret", map[string]string{"DEPLOY_SSH_KEY": string(m.sshd.ClientKey), "GITHUB_TOKEN": gh.APIToken()})...)
 	start := time.Now()
-	out, ok := c.Act(t, "push", args...)
+	run := c.Act(t, "push", args...)
 	t.Logf("push → preprod Swarm → promote → Cloud Run: %s", time.Since(start).Round(time.Second))
-	if !ok {
-		t.Fatalf("ship.yml failed:\n%s", out)
+	if !run.OK() {
+		t.Fatalf("ship.yml failed:\n%s", run)
 	}
 	rev := "api-sha-" + sha[:7]
-	for _, want := range []string{"### ✅ build-push", "### ✅ deploy-swarm: success", "### ✅ deploy-cloudrun: success",
-		"GET /health json.status=ok: ok", "canary at 10%: 0 of ", "canary at 50%: 0 of ", "### ✅ promote europe-docker.pkg.dev/acme-preprod/apps/api"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("act's output lacks %q:\n%s", want, out)
-		}
-	}
+	expectRun(t, "ship.yml", run, []string{"canary at 10%: 0 of ", "canary at 50%: 0 of "},
+		"### ✅ build-push", "### ✅ deploy-swarm: success", "### ✅ deploy-cloudrun: success",
+		"GET /health json.status=ok", "### ✅ promote europe-docker.pkg.dev/acme-preprod/apps/api")
 	if got := servedSHA(ingress); got != sha {
 		t.Errorf("pre-production serves %q, want %s", got, sha)
 	}

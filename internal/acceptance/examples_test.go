@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -170,26 +171,18 @@ func TestExampleComposeSSH(t *testing.T) {
 		"GITHUB_TOKEN":   gh.APIToken(),
 	})...)
 	args = append(args, "--env", "GITHUB_API_URL="+gh.APIURL())
-	run := func(what string, wantOK bool, event string, extra ...string) string {
+	run := func(what string, wantOK bool, event string, extra ...string) *actRun {
 		t.Helper()
 		start := time.Now()
-		out, ok := c.Act(t, event, append(extra, args...)...)
+		r := c.Act(t, event, append(extra, args...)...)
 		t.Logf("%s: %s", what, time.Since(start).Round(time.Second))
-		if ok != wantOK {
-			t.Fatalf("%s: succeeded=%v, want %v:\n%s", what, ok, wantOK, out)
+		if r.OK() != wantOK {
+			t.Fatalf("%s: succeeded=%v, want %v:\n%s", what, r.OK(), wantOK, r)
 		}
-		if strings.Contains(out, password) {
-			t.Errorf("%s: the registry password is in the log", what)
+		if strings.Contains(r.Log, password) || strings.Contains(r.Summary(), password) {
+			t.Errorf("%s: the registry password is in the log or a summary", what)
 		}
-		return out
-	}
-	expect := func(what, out string, wants ...string) {
-		t.Helper()
-		for _, w := range wants {
-			if !strings.Contains(out, w) {
-				t.Errorf("%s: act's output lacks %q:\n%s", what, w, out)
-			}
-		}
+		return r
 	}
 	serving := func(what, want string) {
 		t.Helper()
@@ -198,9 +191,9 @@ func TestExampleComposeSSH(t *testing.T) {
 		}
 	}
 
-	out := run("push 1", true, "push")
+	r := run("push 1", true, "push")
 	first := c.Head(t)
-	expect("push 1", out, "### ✅ build-push", "### ✅ deploy-compose: success", "### ✅ verify: ",
+	expectRun(t, "push 1", r, nil, "### ✅ build-push", "### ✅ deploy-compose: success", "### ✅ verify: ",
 		"🛡️ guard: deploy of `sha-"+first[:7]+"` to `production` approved")
 	serving("push 1", first)
 	if got := deploymentStates(gh, "production", first); got != "in_progress,success "+vars["APP_URL"]+"/health" {
@@ -217,23 +210,26 @@ func TestExampleComposeSSH(t *testing.T) {
 	run("push 2", true, "push")
 	serving("push 2", second)
 
-	out = run("rollback.yml", true, "workflow_dispatch", "-W", ".github/workflows/rollback.yml",
+	r = run("rollback.yml", true, "workflow_dispatch", "-W", ".github/workflows/rollback.yml",
 		"--input", "confirm=DEPLOY", "--input", "reason=checkout 500s")
-	expect("rollback.yml", out, "### ✅ rollback")
+	expectRun(t, "rollback.yml", r, nil, "### ✅ rollback")
 	serving("rollback.yml", first)
 
-	out = run("deploy.yml of the second commit", true, "workflow_dispatch", "-W", ".github/workflows/deploy.yml",
+	r = run("deploy.yml of the second commit", true, "workflow_dispatch", "-W", ".github/workflows/deploy.yml",
 		"--input", "confirm=DEPLOY", "--input", "reason=fixed upstream", "--input", "sha="+second)
-	expect("deploy.yml", out, "web: "+vm.private.Host+"/acme/shop:sha-"+second[:7]+" is sha256:", "### ✅ deploy-compose: success")
+	expectRun(t, "deploy.yml", r, []string{"web: " + vm.private.Host + "/acme/shop:sha-" + second[:7] + " is sha256:"}, "### ✅ deploy-compose: success")
 	serving("deploy.yml", second)
 
 	// The first commit again, by hand, with a contract check it fails: the
 	// deploy itself succeeds, deploy.yml's verify fails on the public URL
 	// and its rollback puts the second commit back.
-	out = run("deploy.yml with a failing contract check", false, "workflow_dispatch", "-W", ".github/workflows/deploy.yml",
+	r = run("deploy.yml with a failing contract check", false, "workflow_dispatch", "-W", ".github/workflows/deploy.yml",
 		"--input", "confirm=DEPLOY", "--input", "reason=try the old one", "--input", "sha="+first,
 		"--var", "DEPLOY_CHECKS=GET /health json.status=broken")
-	expect("contract check", out, "### ✅ deploy-compose: success", "### ❌ verify: 1 of 1 contract checks failed", "### ✅ rollback")
+	expectRun(t, "contract check", r, nil, "### ✅ deploy-compose: success", "### ❌ verify: 1 of 1 contract checks failed", "### ✅ rollback")
+	if got := [3]string{r.Steps["deploy/deploy › verify"], r.Steps["deploy/deploy › rollback"], r.Output("deploy/deploy", "rollback", "result")}; got != [3]string{"failure", "success", "success"} {
+		t.Errorf("contract check: steps verify, rollback and rollback's result: %q, want failure, success, success", got)
+	}
 	serving("the rollback after the failed contract check", second)
 
 	// A broken push: the new container reports another commit.
@@ -243,8 +239,8 @@ func TestExampleComposeSSH(t *testing.T) {
 		t.Fatal("compose.yml changed: cannot break it")
 	}
 	c.Commit(t, "broken health", map[string]string{"compose.yml": broken})
-	out = run("push 3 (reports another commit)", false, "push")
-	expect("push 3", out, "deploy-compose: failed", "serves 0000000", "previous version kept serving")
+	r = run("push 3 (reports another commit)", false, "push")
+	expectRun(t, "push 3", r, nil, "deploy-compose: failed", "serves 0000000", "previous version kept serving")
 	serving("the failed push 3", second)
 	if got := deploymentStates(gh, "production", c.Head(t)); !strings.HasPrefix(got, "in_progress,failure") {
 		t.Errorf("GitHub Deployment of the broken commit: %q, want in_progress then failure", got)
@@ -298,16 +294,16 @@ func TestExampleManualDeployWrongConfirm(t *testing.T) {
 	args = append(args, flags("--var", vars)...)
 	args = append(args, "--secret", "DEPLOY_SSH_KEY="+string(sshd.ClientKey))
 	start := time.Now()
-	out, ok := c.Act(t, "workflow_dispatch", args...)
+	r := c.Act(t, "workflow_dispatch", args...)
 	t.Logf("refused manual deploy: %s", time.Since(start).Round(time.Second))
-	if ok {
-		t.Fatalf("a deploy confirmed with \"deploy\" ran:\n%s", out)
+	if r.OK() || r.Job(t, "/guard") != "failure" {
+		t.Fatalf("a deploy confirmed with \"deploy\": jobs %v\n%s", r.Jobs, r)
 	}
-	if !strings.Contains(out, `::error title=confirm::guard: input "confirm": type DEPLOY to deploy to production (got "deploy")`) {
-		t.Errorf("the guard did not say why:\n%s", out)
+	if want := `confirm: guard: input "confirm": type DEPLOY to deploy to production (got "deploy")`; !slices.Contains(r.Errors, want) {
+		t.Errorf("the guard did not say why: errors %q, want %q", r.Errors, want)
 	}
-	if strings.Contains(out, "deploy-compose") || strings.Contains(out, "[deploy/deploy/deploy]") {
-		t.Errorf("the deploy job ran after the guard refused:\n%s", out)
+	if got := r.Job(t, "/deploy"); got != "" || strings.Contains(r.Log, "deploy-compose") {
+		t.Errorf("the deploy job ran (%q) after the guard refused:\n%s", got, r)
 	}
 	if strings.Contains(sshd.Log(), "Accepted publickey") {
 		t.Errorf("the host saw a login:\n%s", sshd.Log())
@@ -332,15 +328,14 @@ func TestExampleLoadtest(t *testing.T) {
 		"--env", "PATH=" + filepath.Dir(k6) + string(os.PathListSeparator) + os.Getenv("PATH"),
 	}, flags("--input", inputs)...)
 	start := time.Now()
-	out, ok := c.Act(t, "workflow_dispatch", args...)
+	r := c.Act(t, "workflow_dispatch", args...)
 	t.Logf("load test: %s", time.Since(start).Round(time.Second))
-	if !ok {
-		t.Fatalf("loadtest.yml failed:\n%s", out)
+	if !r.OK() {
+		t.Fatalf("loadtest.yml failed:\n%s", r)
 	}
-	for _, want := range []string{"**✅ api behind the ALB passed: all 2 thresholds passed", "verdict=pass"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("act's output lacks %q:\n%s", want, out)
-		}
+	expectRun(t, "loadtest.yml", r, nil, "**✅ api behind the ALB passed: all 2 thresholds passed")
+	if got := r.Output("loadtest/load", "load", "verdict"); got != "pass" {
+		t.Errorf("output verdict of the load step: %q, want pass\n%s", got, r)
 	}
 	for _, f := range []string{"summary.json", "report.html", "raw.json.gz"} {
 		if st, err := os.Stat(filepath.Join(uploaded, "loadtest-report", f)); err != nil || st.Size() == 0 {
@@ -450,17 +445,13 @@ func TestExampleECR(t *testing.T) {
 	})...)
 	args = append(args, "--secret", "GITHUB_TOKEN="+gh.APIToken())
 	start := time.Now()
-	out, ok := c.Act(t, "push", args...)
+	r := c.Act(t, "push", args...)
 	t.Logf("push to ECR and ECS: %s", time.Since(start).Round(time.Second))
-	if !ok {
-		t.Fatalf("ship.yml failed:\n%s", out)
+	if !r.OK() {
+		t.Fatalf("ship.yml failed:\n%s", r)
 	}
 	sha := c.Head(t)
-	for _, want := range []string{"### ✅ build-push", "### ✅ deploy-ecs: success", "### ✅ verify: "} {
-		if !strings.Contains(out, want) {
-			t.Errorf("act's output lacks %q:\n%s", want, out)
-		}
-	}
+	expectRun(t, "ship.yml", r, nil, "### ✅ build-push", "### ✅ deploy-ecs: success", "### ✅ verify: ")
 	svc, err := api.DescribeServices(ctx, &ecs.DescribeServicesInput{Cluster: aws.String("prod"), Services: []string{"api"}})
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package acceptance
 
 import (
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -39,11 +38,12 @@ func TestLoadtestActionUnderAct(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		status int
-		ok     bool
-		want   []string
+		ok      bool
+		verdict string
+		summary string
 	}{
-		{"passing", http.StatusOK, true, []string{"verdict=pass", "**✅ Load test passed: all 1 threshold passed"}},
-		{"failing threshold", http.StatusInternalServerError, false, []string{"verdict=fail", "**❌ Load test failed:** 1 of 1 threshold failed"}},
+		{"passing", http.StatusOK, true, "pass", "**✅ Load test passed: all 1 threshold passed"},
+		{"failing threshold", http.StatusInternalServerError, false, "fail", "**❌ Load test failed:** 1 of 1 threshold failed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(tc.status) }))
@@ -53,21 +53,15 @@ func TestLoadtestActionUnderAct(t *testing.T) {
 			// local action that copies what it is given, so the test sees exactly
 			// the files the real upload would get.
 			uploaded := t.TempDir()
-			stub := t.TempDir()
-			stubYML := fmt.Sprintf("name: upload stand-in\ninputs:\n  name: {required: true}\n  path: {required: true}\n  if-no-files-found: {required: false}\nruns:\n  using: composite\n  steps:\n    - shell: bash\n      env: {SRC: \"${{ inputs.path }}\", NAME: \"${{ inputs.name }}\"}\n      run: mkdir -p %q/\"$NAME\" && cp -R \"$SRC\"/. %q/\"$NAME\"/\n", uploaded, uploaded)
-			if err := os.WriteFile(filepath.Join(stub, "action.yml"), []byte(stubYML), 0o644); err != nil {
-				t.Fatal(err)
-			}
 			wf := strings.NewReplacer("@K6DIR@", filepath.Dir(k6), "@URL@", srv.URL+"/").Replace(loadtestWorkflow)
-			out, ok := runAct(t, repoCopy(t, wf), "--local-repository", "actions/upload-artifact@ea165f8d65b6e75b540449e92b4886f43607fa02="+stub)
-			if ok != tc.ok {
-				t.Fatalf("job succeeded=%v, want %v:\n%s", ok, tc.ok, out)
+			r := runAct(t, repoCopy(t, wf), "--local-repository", "actions/upload-artifact@ea165f8d65b6e75b540449e92b4886f43607fa02="+uploadStandIn(t, uploaded))
+			if r.OK() != tc.ok {
+				t.Fatalf("job succeeded=%v, want %v:\n%s", r.OK(), tc.ok, r)
 			}
-			for _, w := range tc.want {
-				if !strings.Contains(out, w) {
-					t.Errorf("act's output lacks %q:\n%s", w, out)
-				}
+			if got := r.Output("load/load", "load", "verdict"); got != tc.verdict {
+				t.Errorf("output verdict of step load: %q, want %q", got, tc.verdict)
 			}
+			expectRun(t, tc.name, r, []string{"verdict=" + tc.verdict}, tc.summary)
 			for _, f := range []string{"summary.json", "report.html", "raw.json.gz"} {
 				if st, err := os.Stat(filepath.Join(uploaded, "loadtest-report", f)); err != nil || st.Size() == 0 {
 					t.Errorf("artifact loadtest-report lacks %s: %v", f, err)

@@ -32,6 +32,8 @@ func authInputs() []action.Input {
 // newResolver builds the credential resolver from the auth inputs.
 func newResolver(a *action.Action, in *action.Inputs) *registryauth.Resolver {
 	gh := a.GitHub()
+	// resolve only reads, so it does not declare create-repository.
+	_, canCreate := a.Spec().Input("create-repository")
 	return registryauth.NewResolver(registryauth.Options{
 		GitHubToken:                 in.String("github-token"),
 		GitHubActor:                 a.Getenv("GITHUB_ACTOR"),
@@ -41,7 +43,7 @@ func newResolver(a *action.Action, in *action.Inputs) *registryauth.Resolver {
 		AWSRegion:                   in.String("aws-region"),
 		GCPWorkloadIdentityProvider: in.String("gcp-workload-identity-provider"),
 		GCPServiceAccount:           in.String("gcp-service-account"),
-		CreateRepository:            in.Bool("create-repository"),
+		CreateRepository:            canCreate && in.Bool("create-repository"),
 		Getenv:                      a.Getenv,
 		OIDCToken:                   gh.GetIDToken,
 		HTTPClient:                  &http.Client{Transport: a.Transport()},

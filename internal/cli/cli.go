@@ -22,7 +22,7 @@ type Command struct {
 // Commands returns every command, keyed by name.
 func Commands() map[string]*Command {
 	cmds := map[string]*Command{}
-	for _, c := range []*Command{buildPushCommand(), promoteCommand(), verifyCommand(), guardCommand(), deployComposeCommand(), rollbackCommand(), deployECSCommand(), deployCloudRunCommand(), deploySwarmCommand(), swarmScaleCommand(), loadtestCommand()} {
+	for _, c := range []*Command{buildPushCommand(), promoteCommand(), verifyCommand(), guardCommand(), deployComposeCommand(), rollbackCommand(), deployECSCommand(), deployCloudRunCommand(), deploySwarmCommand(), swarmScaleCommand(), loadtestCommand(), resolveCommand()} {
 		cmds[c.Spec.Name] = c
 	}
 	return cmds

@@ -30,6 +30,24 @@ steps:
       username: ${{ secrets.PROD_REGISTRY_USER }}
       password: ${{ secrets.PROD_REGISTRY_TOKEN }}
 `,
+	"resolve": `steps:
+  # A rollback to a known-good commit, without a rebuild: its images are
+  # still in the registry under sha-XXXXXXX.
+  - id: images
+    uses: gantry-dev/gantry/actions/resolve@v1
+    with:
+      sha: ${{ inputs.sha }}
+      images: |
+        api=europe-docker.pkg.dev/acme/apps/api
+        dashboard=europe-docker.pkg.dev/acme/apps/dashboard
+      gcp-workload-identity-provider: ${{ vars.GCP_WORKLOAD_IDENTITY_PROVIDER }}
+      gcp-service-account: ${{ vars.GCP_SERVICE_ACCOUNT }}
+  - uses: gantry-dev/gantry/actions/deploy-compose@v1
+    with:
+      images: ${{ steps.images.outputs.images }}   # service=repository@sha256:...
+      sha: ${{ inputs.sha }}
+      # host, user, ssh-key, known-hosts, project, url ...
+`,
 	"verify": `steps:
   # ... deploy sha ${{ github.sha }} ...
   - id: verify
