@@ -36,8 +36,8 @@ jobs:
 func TestLoadtestActionUnderAct(t *testing.T) {
 	k6 := testenv.K6(t)
 	for _, tc := range []struct {
-		name   string
-		status int
+		name    string
+		status  int
 		ok      bool
 		verdict string
 		summary string
