@@ -67,6 +67,20 @@ func main() {
 			"uptime":  time.Since(started).Round(time.Second).String(),
 		})
 	})
+	// A small API for the examples' contract checks: a public list, and an
+	// admin route that answers 401 without ADMIN_TOKEN as a bearer token.
+	mux.HandleFunc("GET /api/v1/items", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"items": []map[string]any{{"id": 1, "name": "gantry"}}})
+	})
+	mux.HandleFunc("GET /api/v1/admin", func(w http.ResponseWriter, r *http.Request) {
+		token := os.Getenv("ADMIN_TOKEN")
+		if token == "" || r.Header.Get("Authorization") != "Bearer "+token {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		_, _ = w.Write([]byte("admin\n"))
+	})
 	mux.HandleFunc("GET /", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("hello from " + version + " (" + gitSHA + ")\n"))

@@ -154,6 +154,18 @@ func (r *actRun) Output(jobSuffix, step, name string) string {
 	return ""
 }
 
+// Step returns the result of step in the job whose name ends in jobSuffix,
+// "" when it did not run.
+func (r *actRun) Step(jobSuffix, step string) string {
+	for k, v := range r.Steps {
+		j, id, _ := strings.Cut(k, " › ")
+		if strings.HasSuffix(j, jobSuffix) && id == step {
+			return v
+		}
+	}
+	return ""
+}
+
 // Summary returns every job summary of the run, in job order.
 func (r *actRun) Summary() string {
 	jobs := make([]string, 0, len(r.Summaries))
@@ -200,6 +212,8 @@ Error: Job 'a' failed
 		{"a job that did not run", r.Job(t, "/deploy"), ""},
 		{"step s", r.Steps["t/a › s"], "success"},
 		{"step f (not its inner step or its Post stage)", r.Steps["t/a › f"], "failure"},
+		{"step f by job suffix", r.Step("/a", "f"), "failure"},
+		{"a step that did not run", r.Step("/a", "g"), ""},
 		{"output x", r.Output("/a", "s", "x"), "hello"},
 		{"composite inner output, under its step", r.Output("/a", "s", "y"), "inner"},
 		{"summary", r.Summary(), "### summary line\n"},

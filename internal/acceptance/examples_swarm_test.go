@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -207,12 +208,7 @@ func TestExampleGHCRSwarm(t *testing.T) {
 			c.Commit(t, "second", map[string]string{"README.md": "second\n"})
 		}
 		sha := c.Head(t)
-		start := time.Now()
-		run := c.Act(t, "push", args...)
-		t.Logf("%s: %s", what, time.Since(start).Round(time.Second))
-		if !run.OK() {
-			t.Fatalf("%s: ship.yml failed:\n%s", what, run)
-		}
+		run := c.Expect(t, what, true, "push", args...)
 		if strings.Contains(run.Log, reg.token) || strings.Contains(run.Summary(), reg.token) {
 			t.Errorf("%s: GITHUB_TOKEN is in the log or a summary", what)
 		}
@@ -232,6 +228,26 @@ func TestExampleGHCRSwarm(t *testing.T) {
 			t.Errorf("%s: shop_web runs %q, want %s/%s%s", what, img, reg.reg.Host, consumerRepo, want)
 		}
 	}
+
+	// scale.yml by hand: a typo is refused before the manager is touched,
+	// then web goes to 2 replicas, under the stack's lock.
+	before := serviceImages(t, m.stack)["shop_web"]
+	scale := func(replicas string, wantOK bool) *actRun {
+		return c.Expect(t, "scale.yml with replicas="+replicas, wantOK, "workflow_dispatch",
+			append([]string{"-W", ".github/workflows/scale.yml", "--input", "replicas=" + replicas}, args...)...)
+	}
+	r := scale("two", false)
+	if want := `scale: swarm-scale: input "scale": "web=two" is not service=N with N a whole number of replicas`; !slices.Contains(r.Errors, want) {
+		t.Errorf("scale.yml with replicas=two: errors %q, want %q", r.Errors, want)
+	}
+	if got := serviceImages(t, m.stack)["shop_web"]; got != before {
+		t.Errorf("a refused scale changed shop_web: %q, was %q", got, before)
+	}
+	r = scale("2", true)
+	if want := strings.TrimSuffix(before, "3/3") + "2/2"; serviceImages(t, m.stack)["shop_web"] != want {
+		t.Errorf("after scale.yml shop_web is %q, want %q", serviceImages(t, m.stack)["shop_web"], want)
+	}
+	expectRun(t, "scale.yml", r, nil, "### ✅ swarm-scale", "3 → 2")
 }
 
 // TestExampleGHCRSwarmEdge runs examples/4-ghcr-swarm's ship-edge.yml by
@@ -279,12 +295,7 @@ func TestExampleGHCRSwarmEdge(t *testing.T) {
 			c.Commit(t, r.what, map[string]string{"README.md": r.what + "\n"})
 		}
 		sha := c.Head(t)
-		start := time.Now()
-		run := c.Act(t, "workflow_dispatch", append(flags("--input", r.inputs), args...)...)
-		t.Logf("%s: %s", r.what, time.Since(start).Round(time.Second))
-		if !run.OK() {
-			t.Fatalf("%s: ship-edge.yml failed:\n%s", r.what, run)
-		}
+		run := c.Expect(t, r.what, true, "workflow_dispatch", append(flags("--input", r.inputs), args...)...)
 		expectRun(t, r.what, run, r.wants, "### ✅ build-push", "### ✅ deploy-swarm: success", "### ✅ verify: ")
 		if got := servedSHA(app); got != sha {
 			t.Errorf("after %s the edge serves %q, want %s", r.what, got, sha)
@@ -385,12 +396,7 @@ func TestExampleSwarmCloudRun(t *testing.T) {
 	}
 	args := append(flags("--var", vars), flags("--env", env)...)
 	args = append(args, flags("--secret", map[string]string{"DEPLOY_SSH_KEY": string(m.sshd.ClientKey), "GITHUB_TOKEN": gh.APIToken()})...)
-	start := time.Now()
-	run := c.Act(t, "push", args...)
-	t.Logf("push → preprod Swarm → promote → Cloud Run: %s", time.Since(start).Round(time.Second))
-	if !run.OK() {
-		t.Fatalf("ship.yml failed:\n%s", run)
-	}
+	run := c.Expect(t, "push → preprod Swarm → promote → Cloud Run", true, "push", args...)
 	rev := "api-sha-" + sha[:7]
 	expectRun(t, "ship.yml", run, []string{"canary at 10%: 0 of ", "canary at 50%: 0 of "},
 		"### ✅ build-push", "### ✅ deploy-swarm: success", "### ✅ deploy-cloudrun: success",

@@ -173,12 +173,7 @@ func TestExampleComposeSSH(t *testing.T) {
 	args = append(args, "--env", "GITHUB_API_URL="+gh.APIURL())
 	run := func(what string, wantOK bool, event string, extra ...string) *actRun {
 		t.Helper()
-		start := time.Now()
-		r := c.Act(t, event, append(extra, args...)...)
-		t.Logf("%s: %s", what, time.Since(start).Round(time.Second))
-		if r.OK() != wantOK {
-			t.Fatalf("%s: succeeded=%v, want %v:\n%s", what, r.OK(), wantOK, r)
-		}
+		r := c.Expect(t, what, wantOK, event, append(extra, args...)...)
 		if strings.Contains(r.Log, password) || strings.Contains(r.Summary(), password) {
 			t.Errorf("%s: the registry password is in the log or a summary", what)
 		}
@@ -227,7 +222,7 @@ func TestExampleComposeSSH(t *testing.T) {
 		"--input", "confirm=DEPLOY", "--input", "reason=try the old one", "--input", "sha="+first,
 		"--var", "DEPLOY_CHECKS=GET /health json.status=broken")
 	expectRun(t, "contract check", r, nil, "### ✅ deploy-compose: success", "### ❌ verify: 1 of 1 contract checks failed", "### ✅ rollback")
-	if got := [3]string{r.Steps["deploy/deploy › verify"], r.Steps["deploy/deploy › rollback"], r.Output("deploy/deploy", "rollback", "result")}; got != [3]string{"failure", "success", "success"} {
+	if got := [3]string{r.Step("deploy/deploy", "verify"), r.Step("deploy/deploy", "rollback"), r.Output("deploy/deploy", "rollback", "result")}; got != [3]string{"failure", "success", "success"} {
 		t.Errorf("contract check: steps verify, rollback and rollback's result: %q, want failure, success, success", got)
 	}
 	serving("the rollback after the failed contract check", second)
@@ -241,6 +236,9 @@ func TestExampleComposeSSH(t *testing.T) {
 	c.Commit(t, "broken health", map[string]string{"compose.yml": broken})
 	r = run("push 3 (reports another commit)", false, "push")
 	expectRun(t, "push 3", r, nil, "deploy-compose: failed", "serves 0000000", "previous version kept serving")
+	if got := [2]string{r.Step("deploy/deploy", "compose"), r.Output("deploy/deploy", "compose", "result")}; got != [2]string{"failure", "failed"} {
+		t.Errorf("push 3: the deploy step's result and output: %q, want failure, failed", got)
+	}
 	serving("the failed push 3", second)
 	if got := deploymentStates(gh, "production", c.Head(t)); !strings.HasPrefix(got, "in_progress,failure") {
 		t.Errorf("GitHub Deployment of the broken commit: %q, want in_progress then failure", got)
@@ -293,10 +291,8 @@ func TestExampleManualDeployWrongConfirm(t *testing.T) {
 	args := append([]string{"-W", ".github/workflows/deploy.yml"}, flags("--input", inputs)...)
 	args = append(args, flags("--var", vars)...)
 	args = append(args, "--secret", "DEPLOY_SSH_KEY="+string(sshd.ClientKey))
-	start := time.Now()
-	r := c.Act(t, "workflow_dispatch", args...)
-	t.Logf("refused manual deploy: %s", time.Since(start).Round(time.Second))
-	if r.OK() || r.Job(t, "/guard") != "failure" {
+	r := c.Expect(t, "refused manual deploy", false, "workflow_dispatch", args...)
+	if r.Job(t, "/guard") != "failure" {
 		t.Fatalf("a deploy confirmed with \"deploy\": jobs %v\n%s", r.Jobs, r)
 	}
 	if want := `confirm: guard: input "confirm": type DEPLOY to deploy to production (got "deploy")`; !slices.Contains(r.Errors, want) {
@@ -327,12 +323,7 @@ func TestExampleLoadtest(t *testing.T) {
 		// pinned version on PATH is what a runner's tool cache would give.
 		"--env", "PATH=" + filepath.Dir(k6) + string(os.PathListSeparator) + os.Getenv("PATH"),
 	}, flags("--input", inputs)...)
-	start := time.Now()
-	r := c.Act(t, "workflow_dispatch", args...)
-	t.Logf("load test: %s", time.Since(start).Round(time.Second))
-	if !r.OK() {
-		t.Fatalf("loadtest.yml failed:\n%s", r)
-	}
+	r := c.Expect(t, "load test", true, "workflow_dispatch", args...)
 	expectRun(t, "loadtest.yml", r, nil, "**✅ api behind the ALB passed: all 2 thresholds passed")
 	if got := r.Output("loadtest/load", "load", "verdict"); got != "pass" {
 		t.Errorf("output verdict of the load step: %q, want pass\n%s", got, r)
@@ -444,12 +435,7 @@ func TestExampleECR(t *testing.T) {
 		"ALB_DNS_NAME": strings.TrimPrefix(alb.URL, "http://"),
 	})...)
 	args = append(args, "--secret", "GITHUB_TOKEN="+gh.APIToken())
-	start := time.Now()
-	r := c.Act(t, "push", args...)
-	t.Logf("push to ECR and ECS: %s", time.Since(start).Round(time.Second))
-	if !r.OK() {
-		t.Fatalf("ship.yml failed:\n%s", r)
-	}
+	r := c.Expect(t, "push to ECR and ECS", true, "push", args...)
 	sha := c.Head(t)
 	expectRun(t, "ship.yml", r, nil, "### ✅ build-push", "### ✅ deploy-ecs: success", "### ✅ verify: ")
 	svc, err := api.DescribeServices(ctx, &ecs.DescribeServicesInput{Cluster: aws.String("prod"), Services: []string{"api"}})
