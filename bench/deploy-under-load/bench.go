@@ -13,7 +13,6 @@ import (
 	"sync"
 
 	"github.com/gantry-dev/gantry/bench/benchenv"
-
 	"github.com/gantry-dev/gantry/internal/demo"
 )
 

@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/gantry-dev/gantry/bench/benchenv"
 )
 
 // Targets from the issue.
@@ -210,9 +212,9 @@ func (r *results) crashTable(w *strings.Builder, s *scenario, cs time.Duration) 
 
 // firstEvent is the time of the first action event of service's
 // containers after t.
-func firstEvent(es []event, action, service string, after time.Time) (time.Time, bool) {
+func firstEvent(es []benchenv.Event, action, service string, after time.Time) (time.Time, bool) {
 	for _, e := range es {
-		if e.Action == action && e.Service == service && e.Time.After(after) {
+		if e.Action == action && e.Labels["com.docker.compose.service"] == service && e.Time.After(after) {
 			return e.Time, true
 		}
 	}
@@ -296,8 +298,12 @@ func (r *results) timelines() string {
 				continue
 			}
 			l := fmt.Sprintf("- %s container %s `%s`", fmtRel(s, e.Time), e.Action, e.Name)
-			if e.Action == "die" {
-				l += " (exit code " + e.ExitCode + ")"
+			switch e.Action {
+			case "create", "start", "destroy":
+			case "die":
+				l += " (" + e.Detail + ")"
+			default:
+				continue // kill and health events: the Compose timeline shows the containers' lives only
 			}
 			lines = append(lines, l)
 		}
@@ -315,7 +321,7 @@ func (r *results) timelines() string {
 		}
 		for _, b := range bursts(s) {
 			l := fmt.Sprintf("- %s → %s **%d failed requests** (%s)", fmtRel(s, b.from), fmtRel(s, b.to), b.n, b.kinds())
-			if e, ok := nearestEdgeChange(s.Edge, b.from); ok {
+			if e, ok := benchenv.NearestEdgeChange(s.Edge, b.from, true); ok {
 				l += fmt.Sprintf("; the first started %+.0f ms from the edge configuration change at %s", b.from.Sub(e.Time).Seconds()*1000, fmtRel(s, e.Time))
 			}
 			lines = append(lines, l)
@@ -400,20 +406,4 @@ func firstWords(s string, n int) string {
 		f = f[:n]
 	}
 	return strings.Join(f, " ")
-}
-
-// nearestEdgeChange is the edge configuration change nearest to t, if one
-// is within a second of it.
-func nearestEdgeChange(es []edgeEntry, t time.Time) (edgeEntry, bool) {
-	var best edgeEntry
-	found := false
-	for _, e := range es {
-		if !strings.Contains(e.What, "configuration change") {
-			continue
-		}
-		if d := t.Sub(e.Time).Abs(); d <= time.Second && (!found || d < t.Sub(best.Time).Abs()) {
-			best, found = e, true
-		}
-	}
-	return best, found
 }

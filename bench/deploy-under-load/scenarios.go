@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gantry-dev/gantry/bench/benchenv"
 	"github.com/gantry-dev/gantry/internal/demo"
 	"github.com/gantry-dev/gantry/internal/history"
 )
@@ -49,9 +50,9 @@ type scenario struct {
 	Verified, Detected time.Time
 	DetectMsg          string
 	Phases             []phase
-	Events             []event
+	Events             []benchenv.Event
 	// Edge lists the edge's configuration changes during the load.
-	Edge []edgeEntry
+	Edge []benchenv.EdgeEntry
 	// Gantry is the gantry run, for gantry scenarios; Outcome its result.
 	Gantry  *gantryRun
 	Outcome string

@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/gantry-dev/gantry/bench/benchenv"
 )
 
 // minRequests is the least number of requests a scenario's load must make.
@@ -388,7 +390,7 @@ func (s *scenario) edgeCapacity(replicas int) (fewest int, below time.Duration, 
 		}
 		return routed, per[s.Live] + per[s.Next]
 	}
-	apply := func(e event) {
+	apply := func(e benchenv.Event) {
 		svc := serviceOf(e.Name)
 		if svc != s.Live && svc != s.Next {
 			return // the edge
@@ -411,7 +413,7 @@ func (s *scenario) edgeCapacity(replicas int) (fewest int, below time.Duration, 
 	// routing changes, in order.
 	type point struct {
 		t  time.Time
-		ev *event
+		ev *benchenv.Event
 	}
 	var pts []point
 	for i := range s.Events {
@@ -533,7 +535,7 @@ func (r *results) timelines() string {
 			if e, ok := nearestKill(s.Events, b.from); ok {
 				l += fmt.Sprintf("; the first sent %+d ms from `%s`'s SIGTERM", b.from.Sub(e.Time).Round(time.Millisecond).Milliseconds(), taskName(e.Name))
 			}
-			if e, ok := nearestEdgeChange(s.EdgeLog, b.from); ok {
+			if e, ok := benchenv.NearestEdgeChange(s.EdgeLog, b.from, false); ok {
 				l += fmt.Sprintf("; the first sent %+d ms from the edge's change at %s", b.from.Sub(e.Time).Round(time.Millisecond).Milliseconds(), fmtRel(s, e.Time))
 			}
 			lines = append(lines, l)
@@ -570,24 +572,11 @@ func release(image string) string {
 
 // nearestKill is the SIGTERM (kill event) nearest to t, if within a second
 // of it.
-func nearestKill(es []event, t time.Time) (event, bool) {
-	var best event
+func nearestKill(es []benchenv.Event, t time.Time) (benchenv.Event, bool) {
+	var best benchenv.Event
 	found := false
 	for _, e := range es {
 		if d := t.Sub(e.Time).Abs(); e.Action == "kill" && d <= time.Second && (!found || d < t.Sub(best.Time).Abs()) {
-			best, found = e, true
-		}
-	}
-	return best, found
-}
-
-// nearestEdgeChange is the edge configuration change nearest to t, if
-// within a second of it.
-func nearestEdgeChange(es []edgeEntry, t time.Time) (edgeEntry, bool) {
-	var best edgeEntry
-	found := false
-	for _, e := range es {
-		if d := t.Sub(e.Time).Abs(); d <= time.Second && (!found || d < t.Sub(best.Time).Abs()) {
 			best, found = e, true
 		}
 	}

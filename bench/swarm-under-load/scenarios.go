@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gantry-dev/gantry/bench/benchenv"
 	"github.com/gantry-dev/gantry/internal/demo"
 	"github.com/gantry-dev/gantry/internal/history"
 )
@@ -88,7 +89,7 @@ type scenario struct {
 	// did not).
 	DeployStart, DeployEnd, Verified time.Time
 	Phases                           []phase
-	Events                           []event
+	Events                           []benchenv.Event
 	// Changes and Refused are the stand-in balancer's backend changes and
 	// the connections it could not pass on, during the load (rolling
 	// scenarios).
@@ -102,7 +103,7 @@ type scenario struct {
 	// (edge scenarios: web-blue, web-green).
 	Live, Next string
 	// EdgeLog is the edge's configuration changes during the load.
-	EdgeLog []edgeEntry
+	EdgeLog []benchenv.EdgeEntry
 	// Applied is, after the deploy, the service's update_config as Swarm
 	// has it (rolling), or the colors' replicas (edge).
 	Applied string

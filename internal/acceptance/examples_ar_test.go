@@ -79,9 +79,12 @@ func TestExampleArtifactRegistryVMs(t *testing.T) {
 	// act workaround: act runs each step in a pseudo-terminal session and a
 	// Go server started with `nohup ... &` dies when the step's shell exits
 	// (on GitHub it lives until the job ends); setsid -f starts it in a
-	// session of its own, writing its pid as the example's cleanup expects.
+	// session of its own, writing its pid as the example's cleanup expects,
+	// and the step waits for the pid: until then the forked child is still
+	// in the step's session, which act hangs up when the step ends.
 	replaceOnce(t, files, ci, "nohup ./dist/api > api.log 2>&1 &\n          echo $! > api.pid\n",
-		"setsid -f sh -c 'echo $$ > api.pid; exec ./dist/api' > api.log 2>&1 < /dev/null\n")
+		"setsid -f sh -c 'echo $$ > api.pid.tmp && mv api.pid.tmp api.pid && exec ./dist/api' > api.log 2>&1 < /dev/null\n"+
+			"          for i in $(seq 100); do [ -s api.pid ] && break; sleep 0.1; done\n")
 	// The engine cannot resolve europe-docker.pkg.dev (see pullFromLoopback):
 	// the VM pulls the same repositories at the registry's loopback address.
 	for _, svc := range []string{"api", "dashboard"} {

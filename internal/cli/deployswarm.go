@@ -242,7 +242,7 @@ func parseScale(in *action.Inputs) map[string]uint64 {
 func swarmScaleSpec() *action.Spec {
 	s := &action.Spec{
 		Name:        "swarm-scale",
-		Description: "Set the replicas of services of a Swarm stack over SSH, as docker service scale does, under the stack's deploy lock, and wait until they run.",
+		Description: "Set the replicas of services of a Swarm stack over SSH, as docker service scale does, under the stack's deploy lock, and wait until they run (and, scaling down, until the surplus tasks have stopped).",
 		Outputs: []action.Output{
 			{Name: "services", Description: "Per service, as JSON: name, replicas before, desired, running, state."},
 			{Name: "result", Description: "success or failed."},

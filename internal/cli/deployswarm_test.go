@@ -221,6 +221,16 @@ func TestDeploySwarmScaleLockAndSSHCut(t *testing.T) {
 	if sc.code != 0 || !strings.Contains(sc.outputs["services"], `"Running":3`) || !strings.Contains(sc.summary, "2 → 3") {
 		t.Fatalf("swarm-scale: exit %d %v\n%s\n%s", sc.code, sc.outputs, sc.log, sc.summary)
 	}
+	// Down to 1: done once the two surplus tasks have stopped, not when
+	// Swarm has merely been told to stop them.
+	sc = runCLI(t, nil, nil, "swarm-scale", "--host", h.sshd.Host, "--port", fmt.Sprint(h.sshd.Port), "--user", h.sshd.User,
+		"--ssh-key", string(h.sshd.ClientKey), "--known-hosts", h.sshd.KnownHosts, "--stack", h.stack, "--scale", "web=1")
+	if sc.code != 0 || !strings.Contains(sc.summary, "3 → 1") {
+		t.Fatalf("swarm-scale to 1: exit %d %v\n%s\n%s", sc.code, sc.outputs, sc.log, sc.summary)
+	}
+	if out, err := exec.Command("docker", "service", "ls", "--filter", "name="+h.stack+"_web", "--format", "{{.Replicas}}").Output(); err != nil || strings.TrimSpace(string(out)) != "1/1" {
+		t.Errorf("after swarm-scale to 1, docker service ls says %q (%v), want 1/1", out, err)
+	}
 
 	// Another deploy holds the lock: refused, naming the holder, nothing changed.
 	u, err := user.Lookup(h.sshd.User)

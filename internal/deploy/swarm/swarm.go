@@ -192,6 +192,9 @@ type deployer struct {
 	before  map[string]*mswarm.Service // full name → service before the deploy
 	updated []string                   // full names of services that changed
 	seen    map[string]string          // task ID → last state logged
+	// waitStopped: converged only once the tasks Swarm is stopping are gone
+	// (a scale down is done when the surplus replicas have stopped).
+	waitStopped bool
 
 	// Edge strategies only.
 	stack      []byte            // the rendered stack file
@@ -481,7 +484,7 @@ func Scale(ctx context.Context, h remote.Host, o Options) (*Result, error) {
 		o.Warnf = o.Logf
 	}
 	o.Services = sortedKeys(o.Scale)
-	dp := &deployer{o: o, h: h, d: &compose.Docker{H: h, Project: o.Stack, Dir: o.Dir}, res: &Result{}, seen: map[string]string{}}
+	dp := &deployer{o: o, h: h, d: &compose.Docker{H: h, Project: o.Stack, Dir: o.Dir}, res: &Result{}, seen: map[string]string{}, waitStopped: true}
 	lo := o.Lock
 	lo.Dir = path.Join(o.Dir, ".gantry", "lock")
 	lo.Logf, lo.Warnf = o.Logf, o.Warnf

@@ -133,6 +133,10 @@ func (dp *deployer) judge(svcs map[string]*mswarm.Service, tasks map[string][]ms
 			if b != nil {
 				r.State = string(mswarm.UpdateStateCompleted)
 			}
+			if n := stopping(tasks[s.ID]); dp.waitStopped && n > 0 && r.Running >= r.Desired {
+				r.State = fmt.Sprintf("stopping %d", n)
+				done = false
+			}
 			if r.Running < r.Desired {
 				r.State = "starting"
 				done = false
@@ -183,6 +187,17 @@ func currentTasks(s *mswarm.Service, ts []mswarm.Task) []mswarm.Task {
 		}
 	}
 	return out
+}
+
+// stopping counts the tasks Swarm is shutting down that still run.
+func stopping(ts []mswarm.Task) int {
+	n := 0
+	for _, t := range ts {
+		if (t.DesiredState == mswarm.TaskStateShutdown || t.DesiredState == mswarm.TaskStateRemove) && t.Status.State == mswarm.TaskStateRunning {
+			n++
+		}
+	}
+	return n
 }
 
 // finished counts the completed tasks of s's current image, names one that
