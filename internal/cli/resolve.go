@@ -83,8 +83,7 @@ func runResolve(ctx context.Context, a *action.Action) error {
 	}
 
 	var lines []string
-	s := a.Summary()
-	s.WriteString("### ✅ resolve\n\n| Service | Image | Digest |\n|---|---|---|\n")
+	var rows [][]string
 	for _, w := range wanted {
 		auth, _, err := resolver.Authenticator(ctx, w.ref.Context())
 		if err != nil {
@@ -100,8 +99,11 @@ func runResolve(ctx context.Context, a *action.Action) error {
 		pinned := w.ref.Context().Digest(desc.Digest.String())
 		a.Infof("%s: %s is %s", w.service, w.ref, desc.Digest)
 		lines = append(lines, w.service+"="+pinned.String())
-		fmt.Fprintf(s, "| %s | `%s` | `%s` |\n", w.service, w.ref, desc.Digest)
+		rows = append(rows, []string{action.Escape(w.service), action.Code(w.ref.String()), action.Code(desc.Digest.String())})
 	}
+	s := a.Summary()
+	fmt.Fprintf(s, "### ✅ resolve: %d image(s)\n\n", len(rows))
+	s.WriteString(action.Table([]string{"Service", "Image", "Digest"}, rows))
 	a.SetOutput("images", strings.Join(lines, "\n"))
 	first := strings.SplitN(lines[0], "=", 2)[1]
 	a.SetOutput("image", first)

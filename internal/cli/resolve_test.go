@@ -84,8 +84,8 @@ func TestResolve(t *testing.T) {
 			if r.code != 1 || !strings.Contains(r.log, tc.want) {
 				t.Errorf("exit %d, want 1 with %q:\n%s", r.code, tc.want, r.log)
 			}
-			if r.outputs["images"] != "" {
-				t.Errorf("images output set on failure: %q", r.outputs["images"])
+			if r.outputs["images"] != "" || strings.Contains(r.summary, "✅") {
+				t.Errorf("on failure: images output %q, summary:\n%s", r.outputs["images"], r.summary)
 			}
 		})
 	}
