@@ -67,17 +67,32 @@ type SSHDOptions struct {
 // DeployUserName is the user StartSSHD creates for SSHDOptions.DeployUser.
 const DeployUserName = "gantry-deploy"
 
-// ensureDeployUser creates DeployUserName if it does not exist.
+// ensureDeployUser creates DeployUserName, with its home directory, if it
+// does not exist.
 func ensureDeployUser(t testing.TB) {
 	t.Helper()
-	if _, err := user.Lookup(DeployUserName); err == nil {
-		return
+	u, err := user.Lookup(DeployUserName)
+	if err != nil {
+		// --password '*': no password login, but not a locked account, which
+		// sshd refuses even for keys when PAM is off.
+		out, err := exec.Command("useradd", "--system", "--create-home", "--shell", "/bin/sh", "--groups", "docker", "--password", "*", DeployUserName).CombinedOutput()
+		if err != nil && !strings.Contains(string(out), "already exists") {
+			t.Fatalf("testenv: useradd %s: %v\n%s", DeployUserName, err, out)
+		}
+		if u, err = user.Lookup(DeployUserName); err != nil {
+			t.Fatalf("testenv: %s after useradd: %v", DeployUserName, err)
+		}
 	}
-	// --password '*': no password login, but not a locked account, which
-	// sshd refuses even for keys when PAM is off.
-	out, err := exec.Command("useradd", "--system", "--create-home", "--shell", "/bin/sh", "--groups", "docker", "--password", "*", DeployUserName).CombinedOutput()
-	if err != nil && !strings.Contains(string(out), "already exists") {
-		t.Fatalf("testenv: useradd %s: %v\n%s", DeployUserName, err, out)
+	// Another test process may have added the user and not yet its home: a
+	// login before the home exists starts in / and every relative path
+	// (gantry/<project>) fails. MkdirAll and Chown are idempotent.
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	if err := os.MkdirAll(u.HomeDir, 0o750); err != nil {
+		t.Fatalf("testenv: home of %s: %v", DeployUserName, err)
+	}
+	if err := os.Chown(u.HomeDir, uid, gid); err != nil {
+		t.Fatalf("testenv: home of %s: %v", DeployUserName, err)
 	}
 }
 
