@@ -86,17 +86,7 @@ func readBuildPush(a *action.Action, in *action.Inputs) buildPushInputs {
 	if in.String("registries") == "" {
 		in.Required("registries")
 	}
-	rawSHA := in.String("sha")
-	if rawSHA == "" {
-		rawSHA = commit.FromEnv(a.Getenv)
-	}
-	if rawSHA == "" {
-		in.Fail("sha", "is empty and GITHUB_SHA is not set; pass the commit SHA to build")
-	} else if sha, err := commit.Validate(rawSHA); err != nil {
-		in.Fail("sha", "%v", err)
-	} else {
-		b.sha = sha
-	}
+	b.sha = readCommit(a, in, "the commit SHA to build")
 	if b.sha != "" {
 		b.shaTag = commit.Tag(b.sha)
 	}

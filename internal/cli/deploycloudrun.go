@@ -20,7 +20,6 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/gantry-dev/gantry/internal/action"
-	"github.com/gantry-dev/gantry/internal/commit"
 	"github.com/gantry-dev/gantry/internal/deploy/cloudrun"
 	"github.com/gantry-dev/gantry/internal/history"
 	"github.com/gantry-dev/gantry/internal/registryauth"
@@ -172,15 +171,7 @@ func runDeployCloudRun(ctx context.Context, a *action.Action) error {
 	in := a.Inputs()
 	t := readRunTarget(a, in)
 	o := &t.opts
-	raw := in.String("sha")
-	if raw == "" {
-		raw = commit.FromEnv(a.Getenv)
-	}
-	if sha, err := commit.Validate(raw); err != nil {
-		in.Fail("sha", "%v", err)
-	} else {
-		o.SHA = sha
-	}
+	o.SHA = readCommit(a, in, "the commit being deployed")
 	if img := in.Required("image"); img != "" {
 		if d, err := name.NewDigest(img); err != nil {
 			in.Fail("image", "%q is not a repository@sha256:... reference; deploy by digest (build-push's digest output)", img)

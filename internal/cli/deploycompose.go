@@ -9,10 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
-
 	"github.com/gantry-dev/gantry/internal/action"
-	"github.com/gantry-dev/gantry/internal/commit"
 	"github.com/gantry-dev/gantry/internal/composefile"
 	"github.com/gantry-dev/gantry/internal/deploy/compose"
 	ecsdeploy "github.com/gantry-dev/gantry/internal/deploy/ecs"
@@ -220,38 +217,16 @@ func runDeployCompose(ctx context.Context, a *action.Action) error {
 	hc := readComposeTarget(a, in, &o)
 	envFile, env := readEnvFile(a, in)
 	o.EnvFile = envFile
-	raw := in.String("sha")
-	if raw == "" {
-		raw = commit.FromEnv(a.Getenv)
-	}
-	if sha, err := commit.Validate(raw); err != nil {
-		in.Fail("sha", "%v", err)
-	} else {
-		o.SHA = sha
-	}
-	o.Images = map[string]string{}
-	registries := map[string]bool{}
-	for _, line := range in.List("images") {
-		svc, ref, ok := strings.Cut(line, "=")
-		if !ok {
-			in.Fail("images", "%q is not service=repository@sha256:...", line)
-			continue
-		}
-		d, err := name.NewDigest(strings.TrimSpace(ref))
-		if err != nil {
-			in.Fail("images", "%q: %s is not a repository@sha256:... reference; deploy by digest (build-push's images output)", line, ref)
-			continue
-		}
-		o.Images[strings.TrimSpace(svc)] = d.String()
-		registries[d.Context().RegistryStr()] = true
-	}
+	o.SHA = readCommit(a, in, "the commit being deployed")
+	var registries []string
+	o.Images, registries = readDigestImages(in)
 	o.Services = in.List("services")
 	edgeList := in.List("edge")
 	if user, pass := in.String("registry-username"), in.String("registry-password"); user != "" || pass != "" {
 		if user == "" || pass == "" {
 			in.Fail("registry-password", "registry-username and registry-password go together")
 		}
-		for r := range registries {
+		for _, r := range registries {
 			o.Logins = append(o.Logins, compose.Login{Registry: r, Username: user, Password: pass})
 		}
 	}

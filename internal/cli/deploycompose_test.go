@@ -320,6 +320,8 @@ func TestDeployComposeBadInputChangesNothing(t *testing.T) {
 		{"injection in service name", appCompose, "services", "not in compose.yml", []string{"--services", "web; rm -rf /"}},
 		{"published port with blue-green", "services:\n  web:\n    image: x\n    ports: [\"8080:8080\"]\n    labels: {gantry.edge: \"true\"}\n", "compose-file", "publishes host port 8080", nil},
 		{"canary steps", appCompose, "canary-steps", "rising percentages", []string{"--canary-steps", "50,10"}},
+		{"image by tag", appCompose, "images", `"web=registry.example/app:latest" is not service=repository@sha256:...; deploy by digest`, []string{"--images", "web=registry.example/app:latest"}},
+		{"commit not hex", appCompose, "sha", `"HEAD~1" is not a hex commit SHA`, []string{"--sha", "HEAD~1"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			workspace(t, map[string]string{"compose.yml": tc.compose})

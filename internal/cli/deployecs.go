@@ -17,7 +17,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 
 	"github.com/gantry-dev/gantry/internal/action"
-	"github.com/gantry-dev/gantry/internal/commit"
 	ecsdeploy "github.com/gantry-dev/gantry/internal/deploy/ecs"
 	"github.com/gantry-dev/gantry/internal/history"
 	"github.com/gantry-dev/gantry/internal/registryauth"
@@ -184,15 +183,7 @@ func runDeployECS(ctx context.Context, a *action.Action) error {
 			o.FailFast = &v
 		}
 	}
-	raw := in.String("sha")
-	if raw == "" {
-		raw = commit.FromEnv(a.Getenv)
-	}
-	if sha, err := commit.Validate(raw); err != nil {
-		in.Fail("sha", "%v", err)
-	} else {
-		o.SHA = sha
-	}
+	o.SHA = readCommit(a, in, "the commit being deployed")
 	o.Render = ecsdeploy.Render{SHA: o.SHA, Images: map[string]string{}, Environment: map[string][]ecsdeploy.Env{}}
 	pairs := in.List("images")
 	if c, img := in.String("container"), in.String("image"); c != "" || img != "" {

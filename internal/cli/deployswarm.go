@@ -10,10 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
-
 	"github.com/gantry-dev/gantry/internal/action"
-	"github.com/gantry-dev/gantry/internal/commit"
 	"github.com/gantry-dev/gantry/internal/composefile"
 	"github.com/gantry-dev/gantry/internal/deploy/compose"
 	"github.com/gantry-dev/gantry/internal/deploy/swarm"
@@ -86,27 +83,9 @@ func runDeploySwarm(ctx context.Context, a *action.Action) error {
 	}
 	envData, env := readEnvFile(a, in)
 	o.EnvFile = envData
-	raw := in.String("sha")
-	if raw == "" {
-		raw = commit.FromEnv(a.Getenv)
-	}
-	if sha, err := commit.Validate(raw); err != nil {
-		in.Fail("sha", "%v", err)
-	} else {
-		o.SHA = sha
-	}
-	o.Images = map[string]string{}
-	registries := map[string]bool{}
-	for _, line := range in.List("images") {
-		svc, ref, ok := strings.Cut(line, "=")
-		d, err := name.NewDigest(strings.TrimSpace(ref))
-		if !ok || err != nil {
-			in.Fail("images", "%q is not service=repository@sha256:...; deploy by digest (build-push's images output)", line)
-			continue
-		}
-		o.Images[strings.TrimSpace(svc)] = d.String()
-		registries[d.Context().RegistryStr()] = true
-	}
+	o.SHA = readCommit(a, in, "the commit being deployed")
+	var registries []string
+	o.Images, registries = readDigestImages(in)
 	o.Services = in.List("services")
 	o.Scale = parseScale(in)
 	if o.URL = in.String("url"); o.URL != "" {
@@ -146,7 +125,7 @@ func runDeploySwarm(ctx context.Context, a *action.Action) error {
 		if user == "" || pass == "" {
 			in.Fail("registry-password", "registry-username and registry-password go together")
 		}
-		for r := range registries {
+		for _, r := range registries {
 			o.Logins = append(o.Logins, compose.Login{Registry: r, Username: user, Password: pass})
 		}
 	}

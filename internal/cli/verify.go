@@ -68,15 +68,7 @@ func readVerify(a *action.Action, in *action.Inputs) verifyInputs {
 		}
 		v.url = u
 	}
-	sha := in.String("sha")
-	if sha == "" {
-		sha = commit.FromEnv(a.Getenv)
-	}
-	if sha == "" {
-		in.Fail("sha", "is empty and GITHUB_SHA is not set; pass the commit the service must serve")
-	} else if s, err := commit.Validate(sha); err != nil {
-		in.Fail("sha", "%v", err)
-	} else {
+	if s := readCommit(a, in, "the commit the service must serve"); s != "" {
 		v.opts.SHA = s
 	}
 	v.opts.VersionField = in.String("version-field")
