@@ -56,22 +56,44 @@ func (m *swarmManager) down(t *testing.T) {
 }
 
 // rmStack removes the stack only, as a user switching from ship.yml to
-// ship-edge.yml does, keeping its history.
+// ship-edge.yml does, keeping its history. What the engine still holds a
+// minute after docker stack rm (it once kept a container or network for
+// longer) is logged and removed by force.
 func (m *swarmManager) rmStack(t *testing.T) {
 	t.Helper()
 	_ = exec.Command("docker", "stack", "rm", m.stack).Run()
-	gone := testenv.Eventually(time.Minute, 200*time.Millisecond, func() bool {
-		for _, what := range [][]string{{"service", "ls"}, {"network", "ls"}, {"ps", "-a"}} {
-			out, err := exec.Command("docker", append(what, "-q", "--filter", "label=com.docker.stack.namespace="+m.stack)...).Output()
-			if err != nil || strings.TrimSpace(string(out)) != "" {
-				return false
-			}
-		}
-		return true
-	})
-	if !gone {
-		t.Errorf("stack %s still has services, networks or containers a minute after docker stack rm", m.stack)
+	if testenv.Eventually(time.Minute, 200*time.Millisecond, func() bool { return len(m.leftovers()) == 0 }) {
+		return
 	}
+	left := m.leftovers()
+	t.Logf("stack %s a minute after docker stack rm still has %v; removing them by force", m.stack, left)
+	for kind, ids := range left {
+		rm := []string{kind, "rm"}
+		if kind == "container" {
+			rm = append(rm, "--force")
+		}
+		_ = exec.Command("docker", append(rm, ids...)...).Run()
+	}
+	if !testenv.Eventually(30*time.Second, 200*time.Millisecond, func() bool { return len(m.leftovers()) == 0 }) {
+		t.Errorf("stack %s still has %v after docker stack rm and a forced removal", m.stack, m.leftovers())
+	}
+}
+
+// leftovers lists the stack's services, networks and containers the engine
+// still has (kind → IDs).
+func (m *swarmManager) leftovers() map[string][]string {
+	left := map[string][]string{}
+	for kind, ls := range map[string][]string{"service": {"service", "ls"}, "network": {"network", "ls"}, "container": {"ps", "-a"}} {
+		out, err := exec.Command("docker", append(ls, "-q", "--filter", "label=com.docker.stack.namespace="+m.stack)...).Output()
+		if err != nil {
+			left[kind] = append(left[kind], "(docker "+ls[0]+" failed: "+err.Error()+")")
+			continue
+		}
+		if ids := strings.Fields(string(out)); len(ids) > 0 {
+			left[kind] = ids
+		}
+	}
+	return left
 }
 
 // vars are the repository variables of the Swarm examples for this manager.
