@@ -2,9 +2,7 @@ package acceptance
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -70,14 +68,7 @@ func TestDeployECSActionUnderAct(t *testing.T) {
 	gh := githubfake.Start(t, githubfake.Options{})
 	sts := awsfake.Start(t, awsfake.Options{})
 	fake := ecsfake.Start(t, ecsfake.Options{Default: ecsfake.Behavior{StartAfter: 2 * time.Second}, SteadyAfter: time.Second, StopAfter: time.Second, Tick: 100 * time.Millisecond,
-		AccessKeys: func(id string) bool {
-			for _, c := range sts.IssuedCredentials() {
-				if c.AccessKeyID == id {
-					return true
-				}
-			}
-			return id == "AKIDSETUP"
-		}})
+		AccessKeys: sts.IssuedOr("AKIDSETUP")})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go fake.RunRealtime(ctx, 50*time.Millisecond)
@@ -101,7 +92,12 @@ func TestDeployECSActionUnderAct(t *testing.T) {
 				RoleArn:                 aws.String("arn:aws:iam::123456789012:role/ecs-lb")}}}}); err != nil {
 		t.Fatal(err)
 	}
-	prodURL, testURL := listener(t, api, fake, false), listener(t, api, fake, true)
+	// The load balancer's production and test listeners.
+	prod := httptest.NewServer(fake.Health("default", "web", false))
+	defer prod.Close()
+	test := httptest.NewServer(fake.Health("default", "web", true))
+	defer test.Close()
+	prodURL, testURL := prod.URL+"/health", test.URL+"/health"
 	vars := map[string]string{"AWS_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
 	for _, m := range []map[string]string{gh.Env(), sts.Env(), fake.Env()} {
 		for k, v := range m {
@@ -138,32 +134,4 @@ func TestDeployECSActionUnderAct(t *testing.T) {
 	if err != nil || aws.ToString(svc.Services[0].TaskDefinition) != "arn:aws:ecs:us-east-1:123456789012:task-definition/api:2" {
 		t.Errorf("service runs %v (%v)", aws.ToString(svc.Services[0].TaskDefinition), err)
 	}
-}
-
-// listener serves /health for service web with the gantry.sha tag of the revision its production
-// (or test) listener routes to, as a load balancer in front of the tasks would.
-func listener(t *testing.T, api *ecs.Client, fake *ecsfake.Server, test bool) string {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		prod, testTD := fake.Traffic("default", "web")
-		td, best := testTD, -1.0
-		for arn, pct := range prod {
-			if !test && pct > best {
-				td, best = arn, pct
-			}
-		}
-		out, err := api.DescribeTaskDefinition(r.Context(), &ecs.DescribeTaskDefinitionInput{TaskDefinition: aws.String(td), Include: []types.TaskDefinitionField{types.TaskDefinitionFieldTags}})
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		sha := ""
-		for _, tg := range out.Tags {
-			if aws.ToString(tg.Key) == "gantry.sha" {
-				sha = aws.ToString(tg.Value)
-			}
-		}
-		_ = json.NewEncoder(w).Encode(map[string]string{"git_sha": sha})
-	}))
-	t.Cleanup(srv.Close)
-	return srv.URL + "/health"
 }

@@ -9,8 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
-	"os/user"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -83,17 +81,7 @@ func startComposeVM(t *testing.T, users map[string]string) *composeVM {
 }
 
 // down removes what the project left on the engine and the host.
-func (vm *composeVM) down() {
-	ids, _ := exec.Command("docker", "ps", "-aq", "--filter", "label=com.docker.compose.project="+vm.project).Output()
-	if f := strings.Fields(string(ids)); len(f) > 0 {
-		_ = exec.Command("docker", append([]string{"rm", "-f"}, f...)...).Run()
-	}
-	_ = exec.Command("docker", "network", "rm", vm.project+"_default").Run()
-	_ = exec.Command("docker", "volume", "rm", vm.project+"_gantry-edge-config", vm.project+"_gantry-edge-data").Run()
-	if u, err := user.Lookup(vm.sshd.User); err == nil {
-		_ = os.RemoveAll(filepath.Join(u.HomeDir, "gantry", vm.project))
-	}
-}
+func (vm *composeVM) down() { testenv.RemoveComposeProject(vm.project, vm.sshd.User) }
 
 // vars are the repository (or environment) variables of the examples that
 // point at this host; the edge image and ports override gantry's defaults
@@ -360,14 +348,7 @@ func TestExampleECR(t *testing.T) {
 	sts := awsfake.Start(t, awsfake.Options{})
 	fake := ecsfake.Start(t, ecsfake.Options{Clusters: []string{"prod"}, Default: ecsfake.Behavior{StartAfter: time.Second},
 		SteadyAfter: time.Second, StopAfter: time.Second, Tick: 100 * time.Millisecond,
-		AccessKeys: func(id string) bool {
-			for _, c := range sts.IssuedCredentials() {
-				if c.AccessKeyID == id {
-					return true
-				}
-			}
-			return id == "AKIDSETUP"
-		}})
+		AccessKeys: sts.IssuedOr("AKIDSETUP")})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go fake.RunRealtime(ctx, 50*time.Millisecond)
@@ -382,28 +363,9 @@ func TestExampleECR(t *testing.T) {
 		TaskDefinition: td.TaskDefinition.TaskDefinitionArn, DesiredCount: aws.Int32(2)}); err != nil {
 		t.Fatal(err)
 	}
-	// The load balancer: /health reports the commit its tasks run, from the
-	// gantry.sha tag of the service's task definition.
-	alb := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		svc, err := api.DescribeServices(r.Context(), &ecs.DescribeServicesInput{Cluster: aws.String("prod"), Services: []string{"api"}})
-		if err != nil || len(svc.Services) == 0 {
-			http.Error(w, fmt.Sprint(err), http.StatusBadGateway)
-			return
-		}
-		out, err := api.DescribeTaskDefinition(r.Context(), &ecs.DescribeTaskDefinitionInput{TaskDefinition: svc.Services[0].TaskDefinition,
-			Include: []ecstypes.TaskDefinitionField{ecstypes.TaskDefinitionFieldTags}})
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
-		}
-		sha := ""
-		for _, tag := range out.Tags {
-			if aws.ToString(tag.Key) == "gantry.sha" {
-				sha = aws.ToString(tag.Value)
-			}
-		}
-		_ = json.NewEncoder(w).Encode(map[string]string{"status": "ok", "git_sha": sha})
-	}))
+	// The load balancer: /health reports the commit of the revision its
+	// tasks serving production run.
+	alb := httptest.NewServer(fake.Health("prod", "api", false))
 	defer alb.Close()
 
 	ecrHost := sts.RegistryHost(region)

@@ -58,17 +58,7 @@ func startComposeHost(t *testing.T) *composeHost {
 }
 
 // down removes everything the project left on the engine and the host.
-func (h *composeHost) down(t *testing.T) {
-	ids, _ := exec.Command("docker", "ps", "-aq", "--filter", "label=com.docker.compose.project="+h.project).Output()
-	if f := strings.Fields(string(ids)); len(f) > 0 {
-		_ = exec.Command("docker", append([]string{"rm", "-f"}, f...)...).Run()
-	}
-	_ = exec.Command("docker", "network", "rm", h.project+"_default").Run()
-	_ = exec.Command("docker", "volume", "rm", h.project+"_gantry-edge-config", h.project+"_gantry-edge-data").Run()
-	if u, err := user.Lookup(h.sshd.User); err == nil {
-		_ = os.RemoveAll(filepath.Join(u.HomeDir, "gantry", h.project))
-	}
-}
+func (h *composeHost) down(t *testing.T) { testenv.RemoveComposeProject(h.project, h.sshd.User) }
 
 // digestRef turns a tag reference into repo@digest.
 func digestRef(t *testing.T, ref string) string {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
@@ -56,15 +55,8 @@ func startECSCloud(t *testing.T) *ecsCloud {
 	t.Helper()
 	c := &ecsCloud{aws: awsfake.Start(t, awsfake.Options{}), gh: githubfake.Start(t, githubfake.Options{})}
 	// ECS accepts the setup's and the environment's keys, and those STS issued for the role.
-	accept := func(id string) bool {
-		for _, cr := range c.aws.IssuedCredentials() {
-			if cr.AccessKeyID == id {
-				return true
-			}
-		}
-		return id == "AKIDSETUP" || id == "AKIDSTATIC"
-	}
-	c.ecs = ecsfake.Start(t, ecsfake.Options{Default: ecsfake.Behavior{StartAfter: 2 * time.Second}, SteadyAfter: time.Second, StopAfter: time.Second, Tick: 100 * time.Millisecond, AccessKeys: accept})
+	c.ecs = ecsfake.Start(t, ecsfake.Options{Default: ecsfake.Behavior{StartAfter: 2 * time.Second}, SteadyAfter: time.Second, StopAfter: time.Second, Tick: 100 * time.Millisecond,
+		AccessKeys: c.aws.IssuedOr("AKIDSETUP", "AKIDSTATIC")})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	go c.ecs.RunRealtime(ctx, 50*time.Millisecond)
@@ -94,27 +86,7 @@ func startECSCloud(t *testing.T) *ecsCloud {
 	}) {
 		t.Fatal("the fake service did not become steady")
 	}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		prod, _ := c.ecs.Traffic("default", "api")
-		td, best := "", -1.0
-		for arn, pct := range prod {
-			if pct > best {
-				td, best = arn, pct
-			}
-		}
-		out, err := c.api.DescribeTaskDefinition(r.Context(), &ecs.DescribeTaskDefinitionInput{TaskDefinition: aws.String(td), Include: []types.TaskDefinitionField{types.TaskDefinitionFieldTags}})
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		sha := ""
-		for _, tg := range out.Tags {
-			if aws.ToString(tg.Key) == "gantry.sha" {
-				sha = aws.ToString(tg.Value)
-			}
-		}
-		_ = json.NewEncoder(w).Encode(map[string]string{"git_sha": sha})
-	}))
+	srv := httptest.NewServer(c.ecs.Health("default", "api", false))
 	t.Cleanup(srv.Close)
 	c.health = srv.URL + "/health"
 	c.vars = map[string]string{"GITHUB_ACTIONS": "true", "GITHUB_ACTOR": "octocat", "AWS_REGION": "us-east-1", "RUNNER_TEMP": t.TempDir(),

@@ -412,3 +412,18 @@ func ProcessesRunning(argv ...string) []int {
 	}
 	return pids
 }
+
+// RemoveComposeProject removes what a deploy of Compose project left on
+// this engine (containers, the default network, the edge's volumes) and
+// in the home of the SSH user it deployed as.
+func RemoveComposeProject(project, sshUser string) {
+	ids, _ := exec.Command("docker", "ps", "-aq", "--filter", "label=com.docker.compose.project="+project).Output()
+	if f := strings.Fields(string(ids)); len(f) > 0 {
+		_ = exec.Command("docker", append([]string{"rm", "-f"}, f...)...).Run()
+	}
+	_ = exec.Command("docker", "network", "rm", project+"_default").Run()
+	_ = exec.Command("docker", "volume", "rm", project+"_gantry-edge-config", project+"_gantry-edge-data").Run()
+	if u, err := user.Lookup(sshUser); err == nil {
+		_ = os.RemoveAll(filepath.Join(u.HomeDir, "gantry", project))
+	}
+}

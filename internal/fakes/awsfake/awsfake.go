@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/http"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -725,4 +726,20 @@ func (s *Server) checkSignature(r *http.Request, body []byte, sig sigV4) (string
 		return CodeInvalidSignature, "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details."
 	}
 	return "", ""
+}
+
+// IssuedOr returns a check of access key IDs for a fake service (such as
+// ecsfake's AccessKeys) that accepts the keys this STS issued and extra.
+func (s *Server) IssuedOr(extra ...string) func(id string) bool {
+	return func(id string) bool {
+		if slices.Contains(extra, id) {
+			return true
+		}
+		for _, c := range s.IssuedCredentials() {
+			if c.AccessKeyID == id {
+				return true
+			}
+		}
+		return false
+	}
 }

@@ -1,8 +1,10 @@
 package ecsfake
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
+	"net/http"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -437,4 +439,33 @@ func (s *Server) runStopRequests(svc *service) {
 		}
 		return // one change to the deployment list per call
 	}
+}
+
+// Health is the /health of the app behind service's load balancer, as a
+// test's stand-in for the load balancer serves it: git_sha is the gantry.sha
+// tag of the revision the production listener sends most traffic to or,
+// with test, of the revision the test listener routes to ("" for none).
+func (s *Server) Health(cluster, service string, test bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		prod, arn := s.Traffic(cluster, service)
+		if !test {
+			arn = ""
+			best := -1.0
+			for a, pct := range prod {
+				if pct > best {
+					arn, best = a, pct
+				}
+			}
+		}
+		s.mu.Lock()
+		sha := ""
+		for _, tag := range s.tdTags[arn] {
+			if aws.ToString(tag.Key) == "gantry.sha" {
+				sha = aws.ToString(tag.Value)
+			}
+		}
+		s.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]string{"status": "ok", "git_sha": sha})
+	})
 }
