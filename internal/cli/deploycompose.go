@@ -45,8 +45,8 @@ func composeTargetInputs() []action.Input {
 		action.Input{Name: "auto-rollback", Description: "On failure, send traffic back to the previous version and remove the new containers; false leaves the failed state for debugging.", Kind: action.Bool, Default: "true"},
 		action.Input{Name: "registry-username", Description: "User the host logs in with to pull the images (credentials go on stdin, never a command line, and into a private docker config removed after the deploy)."},
 		action.Input{Name: "registry-password", Description: "Password or token for registry-username.", Secret: true},
-		action.Input{Name: "lock-wait", Description: "How long to wait for another deploy's lock on the host.", Kind: action.Duration, Default: "10m"},
-		action.Input{Name: "lock-stale", Description: "Age after which a lock whose holder stopped its heartbeat may be broken.", Kind: action.Duration, Default: "1h"},
+		action.Input{Name: "lock-wait", Description: "How long to wait while another live deploy holds the project's lock on the Docker engine (0s: fail at once).", Kind: action.Duration, Default: "10m"},
+		action.Input{Name: "lock-stale", Description: "How long the lock holder's heartbeat (every 5s) may stay unchanged before the holder is taken for dead (a killed runner) and its lock taken over.", Kind: action.Duration, Default: "30s"},
 		action.Input{Name: "reason", Description: "Why this deploy happens; kept in the lock and the history."},
 	)
 }

@@ -404,9 +404,8 @@ func TestDeployComposeSSHCutMidDeploy(t *testing.T) {
 	if imgs := h.images(t, "web"); len(imgs) != 1 {
 		t.Errorf("containers left after the cut deploy: %v", imgs)
 	}
-	u, _ := user.Lookup(h.sshd.User)
-	if _, err := os.Stat(filepath.Join(u.HomeDir, "gantry", h.project, ".gantry", "lock")); !os.IsNotExist(err) {
-		t.Errorf("the deploy lock is still held: %v", err)
+	if held := lockObject(t, "container", h.project); held != "" {
+		t.Errorf("the deploy lock is still held: %s", held)
 	}
 	if again := h.deploy(t, sha3, h.app(t, sha3, "v3"), "--lock-wait", "5s"); again.code != 0 || h.served(t) != sha3 {
 		t.Fatalf("re-run after the cut: exit %d\n%s", again.code, again.log)
@@ -505,8 +504,8 @@ func TestDeployComposeConcurrentDeploysSerialize(t *testing.T) {
 	if imgs := h.images(t, "web"); len(imgs) != 1 {
 		t.Errorf("web containers left: %v", imgs)
 	}
-	if _, err := os.Stat(filepath.Join(u.HomeDir, "gantry", h.project, ".gantry", "lock")); !os.IsNotExist(err) {
-		t.Errorf("lock still held: %v", err)
+	if held := lockObject(t, "container", h.project); held != "" {
+		t.Errorf("lock still held: %s", held)
 	}
 }
 

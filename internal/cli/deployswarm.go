@@ -60,8 +60,8 @@ func deploySwarmSpec() *action.Spec {
 		action.Input{Name: "prune", Description: "Remove services that are no longer in the Compose file.", Kind: action.Bool, Default: "false"},
 		action.Input{Name: "registry-username", Description: "User the manager logs in with to pull the images; the login is forwarded to the nodes (--with-registry-auth) and its private docker config removed after the deploy."},
 		action.Input{Name: "registry-password", Description: "Password or token for registry-username (on stdin, never a command line).", Secret: true},
-		action.Input{Name: "lock-wait", Description: "How long to wait for another deploy's lock on the manager.", Kind: action.Duration, Default: "10m"},
-		action.Input{Name: "lock-stale", Description: "Age after which a lock whose holder stopped its heartbeat may be broken.", Kind: action.Duration, Default: "1h"},
+		action.Input{Name: "lock-wait", Description: "How long to wait while another live deploy holds the stack's lock in the swarm (0s: fail at once).", Kind: action.Duration, Default: "10m"},
+		action.Input{Name: "lock-stale", Description: "How long the lock holder's heartbeat (every 5s) may stay unchanged before the holder is taken for dead (a killed runner) and its lock taken over.", Kind: action.Duration, Default: "30s"},
 		action.Input{Name: "reason", Description: "Why this deploy happens; kept in the lock and the history."},
 	)
 	s.Inputs = append(s.Inputs, githubDeploymentInputs("the stack name")...)
@@ -254,7 +254,7 @@ func runSwarmScale(ctx context.Context, a *action.Action) error {
 		in.Fail("scale", "is required: service=N one a line")
 	}
 	o.Timeout = in.Duration("timeout")
-	o.Lock = lock.Options{Wait: lock.WaitInput(in.Duration("lock-wait")), Stale: time.Hour}
+	o.Lock = lock.Options{Wait: lock.WaitInput(in.Duration("lock-wait"))}
 	o.Who = lock.Info{Actor: a.Getenv("GITHUB_ACTOR"), Reason: in.String("reason"), RunURL: runURL(a)}
 	if err := in.Err(); err != nil {
 		return err

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -11,6 +12,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gantry-dev/gantry/internal/lock"
+	"github.com/gantry-dev/gantry/internal/remote"
 
 	"github.com/gantry-dev/gantry/internal/testenv"
 )
@@ -232,17 +236,10 @@ func TestDeploySwarmScaleLockAndSSHCut(t *testing.T) {
 		t.Errorf("after swarm-scale to 1, docker service ls says %q (%v), want 1/1", out, err)
 	}
 
-	// Another deploy holds the lock: refused, naming the holder, nothing changed.
-	u, err := user.Lookup(h.sshd.User)
+	// Another deploy, from another user and machine, holds the stack's lock
+	// in the swarm: refused, naming the holder, nothing changed.
+	other, err := lock.Acquire(context.Background(), &remote.Local{}, lock.SwarmStack(h.stack), lock.Options{}, lock.Info{Actor: "alice", SHA: sha1, Reason: "hotfix"})
 	if err != nil {
-		t.Fatal(err)
-	}
-	lockDir := filepath.Join(u.HomeDir, "gantry", h.stack, ".gantry", "lock")
-	if err := os.MkdirAll(lockDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	owner := fmt.Sprintf(`{"id":"x","actor":"alice","sha":"%s","reason":"hotfix","started":"%s"}`, sha1, time.Now().UTC().Format(time.RFC3339))
-	if err := os.WriteFile(filepath.Join(lockDir, "owner.json"), []byte(owner), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	r := h.deploy(t, sha2, v2)
@@ -252,7 +249,7 @@ func TestDeploySwarmScaleLockAndSSHCut(t *testing.T) {
 	if got := served(t, h.url()); got != sha1 {
 		t.Errorf("serves %q after the refused deploy, want %s", got, sha1)
 	}
-	if err := os.RemoveAll(lockDir); err != nil {
+	if err := other.Release(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 
@@ -275,7 +272,7 @@ func TestDeploySwarmScaleLockAndSSHCut(t *testing.T) {
 	if got := served(t, h.url()); got != sha2 {
 		t.Errorf("serves %q, want %s", got, sha2)
 	}
-	if _, err := os.Stat(lockDir); !os.IsNotExist(err) {
-		t.Errorf("the lock is still held after the cut deploy: %v", err)
+	if held := lockObject(t, "service", h.stack); held != "" {
+		t.Errorf("the lock is still held after the cut deploy: %s", held)
 	}
 }

@@ -5,7 +5,9 @@ import (
 	"context"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/gantry-dev/gantry/internal/action"
@@ -66,4 +68,15 @@ func workspace(t *testing.T, files map[string]string) string {
 	}
 	t.Chdir(dir)
 	return dir
+}
+
+// lockObject is the deploy lock object of a Compose project ("container")
+// or a stack ("service") as docker inspect prints it, or "" when none exists.
+func lockObject(t *testing.T, kind, name string) string {
+	t.Helper()
+	out, _ := exec.Command("docker", kind, "inspect", "gantry-lock--"+name).Output()
+	if s := strings.TrimSpace(string(out)); s != "[]" {
+		return s
+	}
+	return ""
 }

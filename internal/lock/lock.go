@@ -1,18 +1,16 @@
-// Package lock is the deploy lock on a target host: an atomic mkdir in the
-// project directory, holding who deploys what and why, kept alive by a
-// heartbeat, so that a CI deploy and a laptop deploy can never run at once.
+// Package lock is the deploy lock of a target: one object in the Docker
+// engine (a Compose project) or in the swarm (a stack), created atomically by
+// name and removed by id, holding who deploys what and why, and kept alive by
+// a heartbeat. Every deployer with docker access to the target takes the
+// same lock, whatever its SSH user, home or working directory.
 package lock
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
-	"path"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -24,13 +22,20 @@ import (
 const (
 	DefaultWait = 10 * time.Minute
 	// NoWait as Options.Wait fails at once when someone else holds the lock.
-	NoWait           time.Duration = -1
-	DefaultStale                   = time.Hour
-	DefaultHeartbeat               = 5 * time.Second
-	DefaultPoll                    = 2 * time.Second
-	// deadAfter heartbeats missed in a row mean the holder is gone.
-	deadAfter = 6
+	NoWait time.Duration = -1
+	// DefaultStale is how long a holder's heartbeat may stay unchanged
+	// before the holder is taken for dead and its lock taken over.
+	DefaultStale     = 30 * time.Second
+	DefaultHeartbeat = 5 * time.Second
+	DefaultPoll      = 2 * time.Second
+	// minBeatsPerStale keeps Stale several heartbeats long, so that one
+	// slow beat never makes a live holder look dead.
+	minBeatsPerStale = 3
 )
+
+// ErrLost is the cause of a Context's end when the lock was taken over or
+// removed while held: the deploy must stop changing the target.
+var ErrLost = errors.New("the deploy lock was lost")
 
 // Info says who holds a lock.
 type Info struct {
@@ -74,13 +79,12 @@ func short(sha string) string {
 
 // Options controls acquiring a lock.
 type Options struct {
-	// Dir is the lock directory on the host, e.g. PROJECT/.gantry/lock.
-	Dir string
 	// Wait is how long to wait for another holder; 0 means DefaultWait and
 	// NoWait not at all.
 	Wait time.Duration
-	// Stale is the age after which a lock whose holder stopped its heartbeat
-	// may be broken; 0 means DefaultStale.
+	// Stale is how long a holder's heartbeat may stay unchanged, as seen by
+	// a waiter, before the holder is taken for dead and its lock taken
+	// over; 0 means DefaultStale. It is raised to three heartbeats at least.
 	Stale     time.Duration
 	Heartbeat time.Duration
 	Poll      time.Duration
@@ -88,30 +92,39 @@ type Options struct {
 	Warnf     func(string, ...any)
 }
 
-// HeldError is a lock that stayed held by someone else for the whole wait.
+// HeldError is a lock that stayed held by a live holder for the whole wait.
 type HeldError struct {
-	Dir    string
+	Name   string
 	Holder Info
 	Waited time.Duration
 }
 
 func (e *HeldError) Error() string {
-	return fmt.Sprintf("deploy lock %s is held by %s; waited %s (raise lock-wait, or wait for that deploy to finish)", e.Dir, e.Holder, e.Waited.Round(time.Second))
+	return fmt.Sprintf("deploy lock %s is held by %s; waited %s (raise lock-wait, or wait for that deploy to finish)", e.Name, e.Holder, e.Waited.Round(time.Second))
 }
 
 // Lock is a held lock; Release it when the deploy ends.
 type Lock struct {
-	h    remote.Host
+	st   store
 	o    Options
+	id   string // the engine's id of the lock object
 	Info Info
-	stop chan struct{}
-	done chan struct{}
-	once sync.Once
+
+	stop, done chan struct{}
+	lost       chan struct{}
+	lostErr    error
+	once       sync.Once
+	lostOnce   sync.Once
 }
 
-// Acquire takes the lock, waiting up to o.Wait while someone else holds it
-// and breaking it only when its holder is gone and it is older than o.Stale.
-func Acquire(ctx context.Context, h remote.Host, o Options, info Info) (*Lock, error) {
+// Acquire takes the lock of scope on h, waiting up to o.Wait while a live
+// holder has it, and taking it over from a holder whose heartbeat stayed
+// unchanged for o.Stale. Taking over removes exactly the instance that was
+// watched (by its id), so two waiters can never both hold the lock.
+func Acquire(ctx context.Context, h remote.Host, scope Scope, o Options, info Info) (*Lock, error) {
+	if err := scope.valid(); err != nil {
+		return nil, err
+	}
 	o = withDefaults(o)
 	b := make([]byte, 8)
 	if _, err := rand.Read(b); err != nil {
@@ -121,52 +134,46 @@ func Acquire(ctx context.Context, h remote.Host, o Options, info Info) (*Lock, e
 	if info.Started.IsZero() {
 		info.Started = time.Now().UTC()
 	}
-	if _, err := h.Run(ctx, []string{"mkdir", "-p", path.Dir(o.Dir)}, nil); err != nil {
-		return nil, fmt.Errorf("create %s on %s: %w", path.Dir(o.Dir), h, err)
-	}
+	st := newStore(h, scope)
 	start := time.Now()
-	var lastHolder string
-	var lastLog time.Time
+	var (
+		seen       instance  // the holder as last seen
+		seenAt     time.Time // when seen's heartbeat last changed, by our clock
+		lastHolder string
+		lastLog    time.Time
+	)
 	for {
-		ok, err := tryMkdir(ctx, h, o.Dir)
+		id, held, err := st.create(ctx, info)
 		if err != nil {
 			return nil, err
 		}
-		if ok {
-			l := &Lock{h: h, o: o, Info: info, stop: make(chan struct{}), done: make(chan struct{})}
-			data, _ := json.Marshal(info)
-			if err := remote.WriteFile(ctx, h, path.Join(o.Dir, "owner.json"), data, 0o644); err != nil {
-				_, _ = h.Run(context.WithoutCancel(ctx), []string{"rm", "-rf", o.Dir}, nil)
-				return nil, fmt.Errorf("write lock owner: %w", err)
-			}
-			if err := l.beat(ctx); err != nil {
-				_, _ = h.Run(context.WithoutCancel(ctx), []string{"rm", "-rf", o.Dir}, nil)
-				return nil, err
-			}
+		if held == nil {
+			l := &Lock{st: st, o: o, id: id, Info: info, stop: make(chan struct{}), done: make(chan struct{}), lost: make(chan struct{})}
 			go l.heartbeat()
 			return l, nil
 		}
-		holder, age, beatAge, err := inspect(ctx, h, o.Dir)
-		if err != nil {
-			return nil, err
-		}
-		if beatAge > time.Duration(deadAfter)*o.Heartbeat && age > o.Stale {
-			o.Warnf("breaking the deploy lock of %s: its heartbeat stopped %s ago and it is %s old (lock-stale %s)", holder, beatAge.Round(time.Second), age.Round(time.Second), o.Stale)
-			if err := breakLock(ctx, h, o.Dir); err != nil {
+		now := time.Now()
+		if held.ID != seen.ID || held.Beat != seen.Beat {
+			seen, seenAt = *held, now
+		} else if quiet := now.Sub(seenAt); quiet >= o.Stale {
+			o.Warnf("taking over the deploy lock %s from %s: its heartbeat has not changed for %s (%s; lock-stale %s)", st, held.Owner, quiet.Round(time.Second), held.lastBeat(), o.Stale)
+			// By id: if another waiter took over first, this removes nothing.
+			if err := st.remove(ctx, held.ID); err != nil && !errors.Is(err, errGone) {
 				return nil, err
 			}
+			seen = instance{}
 			continue
 		}
-		if s := holder.String(); s != lastHolder || time.Since(lastLog) > 30*time.Second {
-			o.Logf("waiting for the deploy lock: held by %s", s)
-			lastHolder, lastLog = s, time.Now()
+		if s := held.Owner.String(); s != lastHolder || now.Sub(lastLog) > 30*time.Second {
+			o.Logf("waiting for the deploy lock %s: held by %s", st, s)
+			lastHolder, lastLog = s, now
 		}
-		if time.Since(start) >= o.Wait {
-			return nil, &HeldError{Dir: o.Dir, Holder: holder, Waited: time.Since(start)}
+		if now.Sub(start) >= o.Wait {
+			return nil, &HeldError{Name: st.String(), Holder: held.Owner, Waited: now.Sub(start)}
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("waiting for the deploy lock held by %s: %w", holder, ctx.Err())
+			return nil, fmt.Errorf("waiting for the deploy lock held by %s: %w", held.Owner, context.Cause(ctx))
 		case <-time.After(o.Poll):
 		}
 	}
@@ -179,13 +186,16 @@ func withDefaults(o Options) Options {
 	case o.Wait < 0:
 		o.Wait = 0
 	}
-	if o.Stale == 0 {
-		o.Stale = DefaultStale
-	}
-	if o.Heartbeat == 0 {
+	if o.Heartbeat <= 0 {
 		o.Heartbeat = DefaultHeartbeat
 	}
-	if o.Poll == 0 {
+	if o.Stale <= 0 {
+		o.Stale = DefaultStale
+	}
+	if min := minBeatsPerStale * o.Heartbeat; o.Stale < min {
+		o.Stale = min
+	}
+	if o.Poll <= 0 {
 		o.Poll = DefaultPoll
 	}
 	if o.Logf == nil {
@@ -197,110 +207,79 @@ func withDefaults(o Options) Options {
 	return o
 }
 
-// tryMkdir creates dir atomically; false means it already exists.
-func tryMkdir(ctx context.Context, h remote.Host, dir string) (bool, error) {
-	_, err := h.Run(ctx, []string{"mkdir", dir}, nil)
-	if err == nil {
-		return true, nil
-	}
-	var ee *remote.ExitError
-	if errors.As(err, &ee) && strings.Contains(strings.ToLower(ee.Stderr), "exists") {
-		return false, nil
-	}
-	return false, fmt.Errorf("take the deploy lock %s on %s: %w", dir, h, err)
-}
-
-// inspectScript prints the host's clock, the lock dir's and the heartbeat's
-// modification times (0 when missing), then the owner file. It is fixed
-// text: the lock path arrives as $1.
-const inspectScript = `d="$1"; printf '%s %s %s\n' "$(date +%s)" "$(stat -c %Y "$d" 2>/dev/null || echo 0)" "$(stat -c %Y "$d/heartbeat" 2>/dev/null || echo 0)"; cat "$d/owner.json" 2>/dev/null || true`
-
-// inspect reads the holder, the lock's age and the heartbeat's age, by the
-// host's own clock (the runner's clock may differ).
-func inspect(ctx context.Context, h remote.Host, dir string) (Info, time.Duration, time.Duration, error) {
-	out, err := h.Run(ctx, []string{"sh", "-c", inspectScript, "sh", dir}, nil)
-	if err != nil {
-		return Info{}, 0, 0, fmt.Errorf("read the deploy lock %s on %s: %w", dir, h, err)
-	}
-	first, rest, _ := strings.Cut(string(out), "\n")
-	f := strings.Fields(first)
-	if len(f) != 3 {
-		return Info{}, 0, 0, fmt.Errorf("read the deploy lock %s on %s: unexpected %q", dir, h, first)
-	}
-	now, _ := strconv.ParseInt(f[0], 10, 64)
-	made, _ := strconv.ParseInt(f[1], 10, 64)
-	beat, _ := strconv.ParseInt(f[2], 10, 64)
-	if beat == 0 {
-		beat = made
-	}
-	var info Info
-	if strings.TrimSpace(rest) != "" {
-		_ = json.Unmarshal([]byte(rest), &info)
-	}
-	if made == 0 {
-		made = now
-	}
-	return info, time.Duration(now-made) * time.Second, time.Duration(now-beat) * time.Second, nil
-}
-
-// breakLock moves the lock aside atomically (only one breaker wins) and
-// removes it.
-func breakLock(ctx context.Context, h remote.Host, dir string) error {
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	aside := dir + ".broken." + hex.EncodeToString(b)
-	if _, err := h.Run(ctx, []string{"mv", dir, aside}, nil); err != nil {
-		var ee *remote.ExitError
-		if errors.As(err, &ee) {
-			return nil // someone else broke or released it first
-		}
-		return err
-	}
-	_, err := h.Run(ctx, []string{"rm", "-rf", aside}, nil)
-	return err
-}
-
-func (l *Lock) beat(ctx context.Context) error {
-	_, err := l.h.Run(ctx, []string{"touch", path.Join(l.o.Dir, "heartbeat")}, nil)
-	return err
-}
-
+// heartbeat writes a new beat every o.Heartbeat. A beat that finds the lock
+// object gone or replaced, or beats failing for longer than o.Stale (a
+// waiter may have taken over meanwhile), mark the lock lost.
 func (l *Lock) heartbeat() {
 	defer close(l.done)
 	t := time.NewTicker(l.o.Heartbeat)
 	defer t.Stop()
-	for {
+	lastOK := time.Now()
+	for n := 1; ; n++ {
 		select {
 		case <-l.stop:
 			return
 		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), l.o.Heartbeat*2)
-			_ = l.beat(ctx) // a missed beat is retried on the next tick
-			cancel()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), l.o.Heartbeat*2)
+		err := l.st.beat(ctx, l.id, n)
+		cancel()
+		switch {
+		case err == nil:
+			lastOK = time.Now()
+		case errors.Is(err, errGone):
+			l.markLost(fmt.Errorf("%w: %s was removed or taken over by another deploy", ErrLost, l.st))
+			return
+		case time.Since(lastOK) > l.o.Stale:
+			l.markLost(fmt.Errorf("%w: no heartbeat reached %s for %s (%v); another deploy may have taken it over", ErrLost, l.st, time.Since(lastOK).Round(time.Second), err))
+			return
 		}
 	}
 }
 
-// Release removes the lock if this deploy still holds it.
+func (l *Lock) markLost(err error) {
+	l.lostOnce.Do(func() {
+		l.lostErr = err
+		close(l.lost)
+		l.o.Warnf("%v", err)
+	})
+}
+
+// Lost is closed when the lock was lost while held.
+func (l *Lock) Lost() <-chan struct{} { return l.lost }
+
+// Context returns a context that ends, with ErrLost as its cause, when the
+// lock is lost, so that a deploy stops changing a target it no longer owns.
+func (l *Lock) Context(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	go func() {
+		select {
+		case <-l.lost:
+			cancel(l.lostErr)
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() { cancel(context.Canceled) }
+}
+
+// Release stops the heartbeat and removes the lock object, by its id: a lock
+// that was taken over is left to its new holder.
 func (l *Lock) Release(ctx context.Context) error {
 	l.once.Do(func() { close(l.stop) })
 	<-l.done
-	data, err := remote.ReadFile(ctx, l.h, path.Join(l.o.Dir, "owner.json"))
-	if errors.Is(err, fs.ErrNotExist) {
+	err := l.st.remove(ctx, l.id)
+	switch {
+	case err == nil:
 		return nil
+	case errors.Is(err, errGone):
+		return fmt.Errorf("the deploy lock %s was taken over by another deploy; not releasing it", l.st)
+	default:
+		return fmt.Errorf("release the deploy lock %s: %w", l.st, err)
 	}
-	if err != nil {
-		return fmt.Errorf("release the deploy lock %s: %w", l.o.Dir, err)
-	}
-	var owner Info
-	if json.Unmarshal(data, &owner) == nil && owner.ID != l.Info.ID {
-		return fmt.Errorf("the deploy lock %s is now held by %s; not releasing it", l.o.Dir, owner)
-	}
-	if _, err := l.h.Run(ctx, []string{"rm", "-rf", l.o.Dir}, nil); err != nil {
-		return fmt.Errorf("release the deploy lock %s: %w", l.o.Dir, err)
-	}
-	return nil
 }
+
+// String names the lock object, e.g. container gantry-lock.shop.
+func (l *Lock) String() string { return l.st.String() }
 
 // WaitInput turns a lock-wait input into Options.Wait: 0 (a user's "0s") is NoWait.
 func WaitInput(d time.Duration) time.Duration {

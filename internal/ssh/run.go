@@ -48,8 +48,24 @@ func (c *Client) Run(ctx context.Context, argv []string, stdin io.Reader) ([]byt
 	// SSH signal requests (OpenSSH does for root logins).
 	var stdout, stderr bytes.Buffer
 	tap := newPIDTap(&stderr)
-	sess.Stdin, sess.Stdout, sess.Stderr = stdin, &stdout, tap
-	if err := sess.Start("echo " + tap.marker + "$$ >&2; exec " + cmd); err != nil {
+	sess.Stdout, sess.Stderr = &stdout, tap
+	line := "echo " + tap.marker + "$$ >&2; "
+	if stdin != nil {
+		sess.Stdin = stdin
+		line += "exec " + cmd
+	} else {
+		// The session's stdin stays open, unused, while Run waits; a
+		// watchdog on the host reads it and stops the command's process
+		// group when it ends without Run's say: the runner was killed
+		// or the connection dropped.
+		keep, err := sess.StdinPipe()
+		if err != nil {
+			return nil, c.failed(argv, err)
+		}
+		defer keep.Close()
+		line += watchdog + "exec " + cmd + " </dev/null 3<&-"
+	}
+	if err := sess.Start(line); err != nil {
 		return nil, c.failed(argv, err)
 	}
 	finished := make(chan struct{})
@@ -77,6 +93,13 @@ func (c *Client) Run(ctx context.Context, argv []string, stdin io.Reader) ([]byt
 	}
 	return stdout.Bytes(), c.failed(argv, err)
 }
+
+// watchdog is the shell text that, started before the command, waits for
+// the session's stdin to end and then stops the session's process group
+// (SIGTERM, SIGKILL remote.CancelGrace later). Run keeps stdin open until
+// the command has finished, so only a runner that died or a connection that
+// dropped ends it early; a command that already finished has left the group.
+const watchdog = `exec 3<&0; { trap '' TERM; cat <&3 >/dev/null 2>&1; kill -0 $$ 2>/dev/null || exit 0; kill -s TERM -- -$$ 2>/dev/null; sleep 2; kill -s KILL -- -$$ 2>/dev/null; } </dev/null >/dev/null 2>&1 & `
 
 // failed explains an error that is not the command's exit: usually the
 // connection went away.

@@ -1,11 +1,13 @@
 package ssh_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -523,6 +525,69 @@ func TestDialValidatesOptions(t *testing.T) {
 			if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
 				t.Errorf("Dial: %v, want %s", err, tt.want)
 			}
+		})
+	}
+}
+
+// childSpec is what the client process of TestKilledClientStopsRemoteCommand
+// connects with and runs.
+type childSpec struct {
+	Host       string
+	Port       int
+	User       string
+	Key        []byte
+	KnownHosts string
+	Argv       []string
+}
+
+// TestKilledClientStopsRemoteCommand kills (SIGKILL) a process running a
+// remote command, as a lost runner dies: nothing tells the host, yet the
+// command must stop there instead of changing the target on its own. A
+// connection cut on the server's side must stop it too.
+func TestKilledClientStopsRemoteCommand(t *testing.T) {
+	if spec := os.Getenv("GANTRY_SSH_CHILD"); spec != "" {
+		var c childSpec
+		if err := json.Unmarshal([]byte(spec), &c); err != nil {
+			panic(err)
+		}
+		client, err := ssh.Dial(context.Background(), ssh.Options{Host: c.Host, Port: c.Port, User: c.User, PrivateKey: c.Key, KnownHosts: c.KnownHosts})
+		if err != nil {
+			panic(err)
+		}
+		_, err = client.Run(context.Background(), c.Argv, nil)
+		fmt.Println("run returned:", err)
+		os.Exit(0)
+	}
+	t.Parallel()
+	for i, how := range []string{"client killed", "connection cut"} {
+		t.Run(how, func(t *testing.T) {
+			t.Parallel()
+			s := testenv.StartSSHD(t, testenv.SSHDOptions{})
+			// A shell that runs the sleep as its child, as docker compose
+			// runs its own children.
+			argv := sleepArgv(t, 20+i)
+			remoteArgv := []string{"sh", "-c", `"$@"; echo after`, "sh", argv[0], argv[1]}
+			spec, err := json.Marshal(childSpec{s.Host, s.Port, s.User, s.ClientKey, s.KnownHosts, remoteArgv})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(os.Args[0], "-test.run=^TestKilledClientStopsRemoteCommand$")
+			cmd.Env = append(os.Environ(), "GANTRY_SSH_CHILD="+string(spec))
+			var out bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			defer func() { t.Logf("the client process said: %s", out.String()) }()
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer cmd.Process.Kill()
+			waitFor(t, "the remote sleep to start", func() bool { return len(testenv.ProcessesRunning(argv...)) > 0 })
+			if how == "client killed" {
+				_ = cmd.Process.Signal(syscall.SIGKILL)
+			} else {
+				s.CutConnections()
+			}
+			_ = cmd.Wait()
+			waitFor(t, "the remote command to stop", func() bool { return len(testenv.ProcessesRunning(argv...)) == 0 })
 		})
 	}
 }

@@ -287,7 +287,8 @@ func (s *SSHD) Connections() int { return len(procChildren(s.pid)) }
 // CutConnections kills (SIGKILL) the sshd processes serving connections, not
 // the listener, as if the network dropped mid-deploy: clients see their
 // connection close, new connections are still accepted. Commands those
-// connections started are left running, as a real cut leaves them.
+// connections started get no signal from sshd, as with a real cut (gantry's
+// own watchdog on the host stops them).
 func (s *SSHD) CutConnections() {
 	for _, pid := range s.connectionProcesses() {
 		syscall.Kill(pid, syscall.SIGKILL)

@@ -174,20 +174,23 @@ func Deploy(ctx context.Context, h remote.Host, o Options) (*Result, error) {
 	var lk *lock.Lock
 	err := dp.step(ctx, "lock", func(ctx context.Context) error {
 		lo := o.Lock
-		lo.Dir = path.Join(o.Dir, ".gantry", "lock")
 		lo.Logf, lo.Warnf = o.Logf, o.Warnf
 		var err error
-		lk, err = lock.Acquire(ctx, h, lo, o.Who)
+		lk, err = lock.Acquire(ctx, h, lock.ComposeProject(o.Project), lo, o.Who)
 		return err
 	})
 	if err != nil {
 		dp.res.Outcome = history.ResultFailed
 		return dp.res, err
 	}
-	// Cleanup must finish even when the run is being cancelled.
-	cleanupCtx := context.WithoutCancel(ctx)
+	// Cleanup must finish even when the run is being cancelled, but
+	// nothing goes on once another deploy took the lock over.
+	cleanupCtx, stopCleanup := lk.Context(context.WithoutCancel(ctx))
+	defer stopCleanup()
+	ctx, stop := lk.Context(ctx)
+	defer stop()
 	defer func() {
-		if rerr := lk.Release(cleanupCtx); rerr != nil {
+		if rerr := lk.Release(context.WithoutCancel(ctx)); rerr != nil {
 			o.Warnf("%v", rerr)
 		}
 	}()

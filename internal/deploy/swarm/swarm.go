@@ -240,19 +240,23 @@ func Deploy(ctx context.Context, h remote.Host, o Options) (*Result, error) {
 	var lk *lock.Lock
 	err := dp.step(ctx, "lock", func(ctx context.Context) error {
 		lo := o.Lock
-		lo.Dir = path.Join(o.Dir, ".gantry", "lock")
 		lo.Logf, lo.Warnf = o.Logf, o.Warnf
 		var err error
-		lk, err = lock.Acquire(ctx, h, lo, o.Who)
+		lk, err = lock.Acquire(ctx, h, lock.SwarmStack(o.Stack), lo, o.Who)
 		return err
 	})
 	if err != nil {
 		dp.res.Outcome = history.ResultFailed
 		return dp.res, err
 	}
-	cleanupCtx := context.WithoutCancel(ctx)
+	// Cleanup must finish even when the run is being cancelled, but
+	// nothing goes on once another deploy took the lock over.
+	cleanupCtx, stopCleanup := lk.Context(context.WithoutCancel(ctx))
+	defer stopCleanup()
+	ctx, stop := lk.Context(ctx)
+	defer stop()
 	defer func() {
-		if rerr := lk.Release(cleanupCtx); rerr != nil {
+		if rerr := lk.Release(context.WithoutCancel(ctx)); rerr != nil {
 			o.Warnf("%v", rerr)
 		}
 	}()
@@ -486,13 +490,14 @@ func Scale(ctx context.Context, h remote.Host, o Options) (*Result, error) {
 	o.Services = sortedKeys(o.Scale)
 	dp := &deployer{o: o, h: h, d: &compose.Docker{H: h, Project: o.Stack, Dir: o.Dir}, res: &Result{}, seen: map[string]string{}, waitStopped: true}
 	lo := o.Lock
-	lo.Dir = path.Join(o.Dir, ".gantry", "lock")
 	lo.Logf, lo.Warnf = o.Logf, o.Warnf
-	lk, err := lock.Acquire(ctx, h, lo, o.Who)
+	lk, err := lock.Acquire(ctx, h, lock.SwarmStack(o.Stack), lo, o.Who)
 	if err != nil {
 		dp.res.Outcome = history.ResultFailed
 		return dp.res, err
 	}
+	ctx, stop := lk.Context(ctx)
+	defer stop()
 	defer func() {
 		if rerr := lk.Release(context.WithoutCancel(ctx)); rerr != nil {
 			o.Warnf("%v", rerr)
