@@ -27,7 +27,7 @@ func composeTargetInputs() []action.Input {
 	in := sshInputs()
 	return append(in,
 		action.Input{Name: "project", Description: "Compose project name on the host (lower case letters, digits, - and _).", Required: true},
-		action.Input{Name: "project-dir", Description: "Project directory on the host, where gantry keeps the files, the lock and the history; default gantry/<project> under the SSH user's home."},
+		action.Input{Name: "project-dir", Description: "Project directory on the host, where gantry keeps the files and the history; default gantry/<project> under the SSH user's home. The deploy lock is not kept here: it is on the Docker engine, shared by every user and directory."},
 		action.Input{Name: "strategy", Description: "recreate, blue-green, canary or rolling; default blue-green for services with a gantry.edge label (or listed in edge), else recreate."},
 		action.Input{Name: "edge", Description: "Services to serve through the edge proxy, besides those labelled gantry.edge.", Kind: action.List},
 		action.Input{Name: "edge-image", Description: "Image of the edge proxy (Caddy).", Default: DefaultEdgeImage},

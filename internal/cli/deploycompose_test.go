@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -14,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -22,6 +24,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/gantry-dev/gantry/internal/lock"
 	"github.com/gantry-dev/gantry/internal/testenv"
 )
 
@@ -562,4 +565,141 @@ func TestDeployComposePrivateRegistryAndNoAutoRollback(t *testing.T) {
 	if h.served(t) != sha1 {
 		t.Errorf("the old version should still serve: %s", h.served(t))
 	}
+}
+
+// TestDeployComposeOtherUsersAndDirsSerialize deploys one project at once
+// through two SSH users (two homes, so two project directories) and from
+// this machine with a third directory: they share the engine's lock, so at
+// no moment do two of them run, and each one succeeds in turn.
+func TestDeployComposeOtherUsersAndDirsSerialize(t *testing.T) {
+	if os.Geteuid() != 0 {
+		testenv.Missing(t, "root (to log in as two users)", "run the tests as root")
+	}
+	h := startComposeHost(t)
+	rootSSHD := testenv.StartSSHD(t, testenv.SSHDOptions{})
+	t.Cleanup(func() { testenv.RemoveComposeProject(h.project, rootSSHD.User) })
+	workspace(t, map[string]string{"compose.yml": appCompose})
+	base := h.app(t, sha1, "v1")
+	if r := h.deploy(t, sha1, base); r.code != 0 {
+		t.Fatalf("first deploy: %s", r.log)
+	}
+	shas := []string{sha2, sha3, "4444444444444444444444444444444444444444"}
+	images := make([]string, len(shas))
+	for i := range shas {
+		images[i] = h.variant(t, base, shas[i])
+	}
+	localDir := t.TempDir()
+	as := [][]string{
+		nil, // the deploy user, through SSH
+		{"--host", rootSSHD.Host, "--port", fmt.Sprint(rootSSHD.Port), "--user", rootSSHD.User, "--ssh-key", string(rootSSHD.ClientKey), "--known-hosts", rootSSHD.KnownHosts},
+		{"--host", "local", "--port", "", "--user", "", "--ssh-key", "", "--known-hosts", "", "--project-dir", localDir},
+	}
+	// Blue-green keeps at most two web containers while one deploy runs;
+	// two deploys at once would start a third.
+	stop := make(chan struct{})
+	var most atomic.Int32
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			ids, _ := exec.Command("docker", "ps", "-aq", "--filter", "label=com.docker.compose.project="+h.project, "--filter", "label=com.docker.compose.service=web").Output()
+			if n := int32(len(strings.Fields(string(ids)))); n > most.Load() {
+				most.Store(n)
+			}
+		}
+	}()
+	results := make([]run, len(shas))
+	var wg sync.WaitGroup
+	for i := range shas {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = h.deploy(t, shas[i], images[i], append([]string{"--lock-wait", "5m", "--drain", "2s", "--url", ""}, as[i]...)...)
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	<-watched
+	waited := 0
+	for i, r := range results {
+		if r.code != 0 {
+			t.Errorf("deploy %d (%s) failed: %s", i, shas[i][:7], r.log)
+		}
+		if strings.Contains(r.log, "waiting for the deploy lock") {
+			waited++
+		}
+	}
+	if waited == 0 {
+		t.Error("no deploy waited for another: the three did not share one lock")
+	}
+	if most.Load() > 2 {
+		t.Errorf("%d web containers at once: two deploys ran together", most.Load())
+	}
+	if imgs := h.images(t, "web"); len(imgs) != 1 {
+		t.Errorf("web containers left: %v", imgs)
+	}
+	if held := lockObject(t, "container", h.project); held != "" {
+		t.Errorf("lock still held: %s", held)
+	}
+}
+
+// TestDeployComposeSIGKILLMidDeploy kills the gantry process (SIGKILL, as a
+// lost runner dies) while its new version is starting. The old version
+// keeps serving; the next deploy, with the default lock-stale, takes the
+// dead deploy's lock over, cleans up what it left and ends with exactly one
+// version serving.
+func TestDeployComposeSIGKILLMidDeploy(t *testing.T) {
+	h := startComposeHost(t)
+	bin := filepath.Join(t.TempDir(), "gantry")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/gantry").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	workspace(t, map[string]string{"compose.yml": appCompose})
+	v1 := h.app(t, sha1, "v1")
+	if r := h.deploy(t, sha1, v1); r.code != 0 {
+		t.Fatalf("first deploy: %s", r.log)
+	}
+	stop := make(chan struct{})
+	total, failed, wait := load(h.url(), stop)
+
+	killed := exec.Command(bin, lastWins(append(h.deployArgs(sha2, h.variant(t, v1, sha2)), "--verify-timeout", "2m"))...)
+	var out bytes.Buffer
+	killed.Stdout, killed.Stderr = &out, &out
+	killed.Env = append(os.Environ(), "GITHUB_ACTOR=killed-runner")
+	if err := killed.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Killed once its new version is up beside the old one.
+	started := testenv.Eventually(2*time.Minute, 20*time.Millisecond, func() bool { return len(h.images(t, "web")) >= 2 })
+	_ = killed.Process.Signal(syscall.SIGKILL)
+	_ = killed.Wait()
+	at := time.Now()
+	if !started {
+		t.Fatalf("the deploy never started its new version:\n%s", out.String())
+	}
+	if got := h.served(t); got != sha1 {
+		t.Errorf("right after the kill %s serves, want the old %s", got, sha1)
+	}
+	next := h.deploy(t, sha3, h.app(t, sha3, "v3"), "--lock-stale", "", "--lock-wait", "5m")
+	took := time.Since(at)
+	close(stop)
+	wait()
+	if next.code != 0 || !strings.Contains(next.log, "taking over the deploy lock") || !strings.Contains(next.log, "killed-runner") {
+		t.Fatalf("the next deploy: exit %d, want success after taking over killed-runner's lock\n%s", next.code, next.log)
+	}
+	if got := h.served(t); got != sha3 {
+		t.Errorf("serves %s at the end, want %s", got, sha3)
+	}
+	if imgs := h.images(t, "web"); len(imgs) != 1 {
+		t.Errorf("web containers left: %v", imgs)
+	}
+	if failed.Load() > 0 {
+		t.Errorf("%d of %d requests failed while a deploy was killed and the next one took over", failed.Load(), total.Load())
+	}
+	t.Logf("the next deploy finished %s after the kill (lock-stale %s); %d requests, %d failed", took.Round(100*time.Millisecond), lock.DefaultStale, total.Load(), failed.Load())
 }

@@ -33,7 +33,7 @@ func deploySwarmSpec() *action.Spec {
 	}
 	s.Inputs = append(sshInputs(),
 		action.Input{Name: "stack", Description: "Stack name (lower case letters, digits, - and _).", Required: true},
-		action.Input{Name: "stack-dir", Description: "Directory on the manager for the stack's files, lock and history; default gantry/<stack> under the SSH user's home."},
+		action.Input{Name: "stack-dir", Description: "Directory on the manager for the stack's files and history; default gantry/<stack> under the SSH user's home. The deploy lock is in the swarm itself, shared by every user, directory and manager."},
 		action.Input{Name: "compose-file", Description: "Compose file in the repository, validated locally, uploaded to the manager.", Default: "compose.yml"},
 		action.Input{Name: "env-file", Description: "Variables for the Compose file's ${...} (KEY=VALUE lines; values are masked and reach docker stack deploy through its environment, never a command line).", Secret: true},
 		action.Input{Name: "images", Description: "Images to deploy, service=repository@sha256:... one a line.", Kind: action.List},
@@ -229,7 +229,7 @@ func swarmScaleSpec() *action.Spec {
 	}
 	s.Inputs = append(sshInputs(),
 		action.Input{Name: "stack", Description: "Stack name.", Required: true},
-		action.Input{Name: "stack-dir", Description: "Directory of the stack on the manager (its lock); default gantry/<stack> under the SSH user's home."},
+		action.Input{Name: "stack-dir", Description: "Directory of the stack on the manager; default gantry/<stack> under the SSH user's home. The deploy lock is in the swarm itself."},
 		action.Input{Name: "scale", Description: "Replicas to set, service=N one a line.", Kind: action.List, Required: true},
 		action.Input{Name: "timeout", Description: "How long the services may take to run their replicas.", Kind: action.Duration, Default: "5m"},
 		action.Input{Name: "lock-wait", Description: "How long to wait for a deploy's lock on the manager.", Kind: action.Duration, Default: "10m"},
