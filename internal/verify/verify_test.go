@@ -141,7 +141,7 @@ func TestWaitUntilVerified(t *testing.T) {
 			name:     "bare SHA in version, upper case 40 chars served",
 			replies:  []reply{{0, 200, `{"version":"` + strings.ToUpper(newSHA) + `"}`}},
 			sha:      newSHA[:7],
-			attempts: 2, changes: "1:verified", served: strings.ToUpper(newSHA),
+			attempts: 2, changes: "1:verified", served: newSHA, // always lower case
 		},
 		{
 			name:     "commit field when git_sha and version say nothing useful",
