@@ -91,7 +91,9 @@ func TestWaitHostileBodies(t *testing.T) {
 	jsonOf := func(v any) string { b, _ := json.Marshal(v); return string(b) }
 	bodies := []body{
 		{"git_sha", "", 200, func(s string) string { return jsonOf(map[string]string{"git_sha": s, "version": s}) }},
-		{"version-field", "build.sha", 200, func(s string) string { return jsonOf(map[string]any{"build": map[string]string{"sha": s}, "version": s}) }},
+		{"version-field", "build.sha", 200, func(s string) string {
+			return jsonOf(map[string]any{"build": map[string]string{"sha": s}, "version": s})
+		}},
 		{"version-field, a SHA then the injection", "build.sha", 200, func(s string) string {
 			return jsonOf(map[string]any{"build": map[string]string{"sha": oldSHA + s}})
 		}},

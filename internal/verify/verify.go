@@ -116,9 +116,9 @@ type Attempt struct {
 	ServedVersion string // its version field, if any, as Text of at most MaxVersionLen
 	// Detail says what was seen in one line, e.g. `answers 503 (want 200): "starting"`.
 	// Like every text taken from an answer, it has been through Text.
-	Latency       time.Duration
-	Detail string
-	Err    error // the connection error when unreachable
+	Latency time.Duration
+	Detail  string
+	Err     error // the connection error when unreachable
 }
 
 // Result is how a wait ended.
