@@ -114,11 +114,11 @@ type Attempt struct {
 	Status        int    // HTTP status; 0 when unreachable
 	ServedSHA     string // the commit the service reported, if any: lower-case hex
 	ServedVersion string // its version field, if any, as Text of at most MaxVersionLen
+	Latency       time.Duration
 	// Detail says what was seen in one line, e.g. `answers 503 (want 200): "starting"`.
 	// Like every text taken from an answer, it has been through Text.
-	Latency time.Duration
-	Detail  string
-	Err     error // the connection error when unreachable
+	Detail string
+	Err    error // the connection error when unreachable
 }
 
 // Result is how a wait ended.
