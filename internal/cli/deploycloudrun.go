@@ -336,8 +336,8 @@ func runCloudRun(ctx context.Context, a *action.Action, t *runTarget, verb, reas
 	o.Logf, o.Warnf = a.Infof, a.Warnf
 	o.HTTPClient = &http.Client{Transport: a.Transport(), Timeout: 5 * time.Second}
 	if !t.noVerify {
-		o.Verify = func(ctx context.Context, url string) (verify.Result, error) {
-			return verify.Wait(ctx, verify.Options{URL: url, SHA: o.SHA, Timeout: t.verifyTimeout, Logf: a.Infof, Client: &http.Client{Transport: a.Transport()}})
+		o.Verify = func(ctx context.Context, url string, own bool) (verify.Result, error) {
+			return verify.Wait(ctx, verify.Options{URL: url, SHA: o.SHA, Timeout: t.verifyTimeout, Logf: a.Infof, OwnAddress: own, Client: &http.Client{Transport: a.Transport()}})
 		}
 	}
 	if reason != "" {

@@ -298,8 +298,8 @@ func runECS(ctx context.Context, a *action.Action, t *ecsTarget, verb, reason st
 	o := t.opts
 	o.Logf, o.Warnf = a.Infof, a.Warnf
 	if o.URL != "" || o.TestURL != "" {
-		o.Verify = func(ctx context.Context, url string) (verify.Result, error) {
-			return verify.Wait(ctx, verify.Options{URL: url, SHA: o.SHA, Timeout: t.verifyTimeout, Logf: a.Infof})
+		o.Verify = func(ctx context.Context, url string, own bool) (verify.Result, error) {
+			return verify.Wait(ctx, verify.Options{URL: url, SHA: o.SHA, Timeout: t.verifyTimeout, Logf: a.Infof, OwnAddress: own})
 		}
 	}
 	start := time.Now()
