@@ -213,7 +213,7 @@ func (o *Options) check() (*url.URL, error) {
 // with ExpectStatus and the expected SHA, or until Timeout. On timeout the
 // error says in one line what the endpoint last did, e.g.
 //
-//	after 2m0s http://vm1:8080/health still serves abcdef1 (want 1234567): the old version is still answering
+//	after 2m0s http://vm1:8080/health still serves abcdef1 (want 1234567): the old version is still answering, or the new one reports another commit
 //
 // The Result is filled in either way, so callers can report and react to
 // Result.Outcome (e.g. roll back on OldVersion).
@@ -404,7 +404,7 @@ func poll(ctx context.Context, opts Options, u *url.URL, start time.Time) Attemp
 		a.Detail = fmt.Sprintf("serves %s, not %s: the new version itself reports another commit", short(served), short(opts.SHA))
 	default:
 		a.Outcome = OldVersion
-		a.Detail = fmt.Sprintf("still serves %s (want %s): the old version is still answering", short(served), short(opts.SHA))
+		a.Detail = fmt.Sprintf("still serves %s (want %s): the old version is still answering, or the new one reports another commit", short(served), short(opts.SHA))
 	}
 	return a
 }
