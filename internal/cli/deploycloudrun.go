@@ -72,7 +72,7 @@ func deployCloudRunSpec() *action.Spec {
 		{Name: "canary-max-error-rate", Description: "Share of probe requests that may fail (no answer or 5xx) during a canary step before traffic goes back, e.g. 1% or 0.01.", Default: "1%"},
 		{Name: "tag", Description: "Traffic tag of the new revision; default sha-<7 hex>."},
 		{Name: "url", Description: "Another URL to verify once the new revision serves all traffic (e.g. a custom domain's health endpoint)."},
-		{Name: "verify-timeout", Description: "How long the new revision may take to report the expected commit.", Kind: action.Duration, Default: "2m"},
+		{Name: "verify-timeout", Description: "How long the new revision may take to report the expected commit; its tag URL reaches it only, so 3 answers in a row there from another commit fail at once.", Kind: action.Duration, Default: "2m"},
 		{Name: "verify", Description: "Check that the tag and service URLs serve the commit; false only for a service the runner cannot reach (ingress internal), with a warning.", Kind: action.Bool, Default: "true"},
 		{Name: "auto-rollback", Description: "On failure after traffic moved, send it back to the previous revisions.", Kind: action.Bool, Default: "true"},
 		{Name: "timeout", Description: "How long Cloud Run may take to reconcile each change.", Kind: action.Duration, Default: "10m"},
@@ -336,8 +336,8 @@ func runCloudRun(ctx context.Context, a *action.Action, t *runTarget, verb, reas
 	o.Logf, o.Warnf = a.Infof, a.Warnf
 	o.HTTPClient = &http.Client{Transport: a.Transport(), Timeout: 5 * time.Second}
 	if !t.noVerify {
-		o.Verify = func(ctx context.Context, url string) (verify.Result, error) {
-			return verify.Wait(ctx, verify.Options{URL: url, SHA: o.SHA, Timeout: t.verifyTimeout, Logf: a.Infof, Client: &http.Client{Transport: a.Transport()}})
+		o.Verify = func(ctx context.Context, url string, own bool) (verify.Result, error) {
+			return verify.Wait(ctx, verify.Options{URL: url, SHA: o.SHA, Timeout: t.verifyTimeout, Logf: a.Infof, OwnAddress: own, Client: &http.Client{Transport: a.Transport()}})
 		}
 	}
 	if reason != "" {

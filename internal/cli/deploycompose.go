@@ -37,7 +37,7 @@ func composeTargetInputs() []action.Input {
 		action.Input{Name: "checks", Description: "Contract checks run against a new container before it gets traffic, one a line (see the verify action); `exec SERVICE -- cmd` runs in a container.", Kind: action.List},
 		action.Input{Name: "allow-failure", Description: "A failed contract check becomes a warning instead of a rollback.", Kind: action.Bool, Default: "false"},
 		action.Input{Name: "start-timeout", Description: "How long new containers may take to run (and be healthy).", Kind: action.Duration, Default: "2m"},
-		action.Input{Name: "verify-timeout", Description: "How long the new version may take to report the expected commit.", Kind: action.Duration, Default: "2m"},
+		action.Input{Name: "verify-timeout", Description: "How long the new version may take to report the expected commit; a new container that answers at its own address 3 times in a row with another commit fails the deploy at once.", Kind: action.Duration, Default: "2m"},
 		action.Input{Name: "canary-steps", Description: "Traffic percentages of the canary steps.", Kind: action.List, Default: "10,50,100"},
 		action.Input{Name: "canary-interval", Description: "Time at each canary step, probing the edge.", Kind: action.Duration, Default: "30s"},
 		action.Input{Name: "drain", Description: "Longest wait for in-flight requests on the old containers after the switch.", Kind: action.Duration, Default: "30s"},

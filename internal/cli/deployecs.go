@@ -42,7 +42,7 @@ func ecsTargetInputs() []action.Input {
 func ecsDeployInputs() []action.Input {
 	return []action.Input{
 		{Name: "url", Description: "Public health endpoint (e.g. the load balancer's DNS name + /health), verified to serve the commit once the new revision has production traffic."},
-		{Name: "verify-timeout", Description: "How long the new revision may take to report the expected commit at url or test-url.", Kind: action.Duration, Default: "2m"},
+		{Name: "verify-timeout", Description: "How long the new revision may take to report the expected commit at url or test-url; test-url reaches the new revision only, so 3 answers in a row there from another commit fail at once.", Kind: action.Duration, Default: "2m"},
 		{Name: "wait", Description: "Wait until the deployment is steady (and verified); false returns once the service is updated.", Kind: action.Bool, Default: "true"},
 		{Name: "fail-fast", Description: "Fail on the first task of the new revision that crashes, fails to start or fails its health checks: true, false or auto (true for services of up to 10 tasks).", Default: "auto"},
 		{Name: "auto-rollback", Description: "On failure, put the service back on the previous revision and wait until it is steady.", Kind: action.Bool, Default: "true"},
@@ -298,8 +298,8 @@ func runECS(ctx context.Context, a *action.Action, t *ecsTarget, verb, reason st
 	o := t.opts
 	o.Logf, o.Warnf = a.Infof, a.Warnf
 	if o.URL != "" || o.TestURL != "" {
-		o.Verify = func(ctx context.Context, url string) (verify.Result, error) {
-			return verify.Wait(ctx, verify.Options{URL: url, SHA: o.SHA, Timeout: t.verifyTimeout, Logf: a.Infof})
+		o.Verify = func(ctx context.Context, url string, own bool) (verify.Result, error) {
+			return verify.Wait(ctx, verify.Options{URL: url, SHA: o.SHA, Timeout: t.verifyTimeout, Logf: a.Infof, OwnAddress: own})
 		}
 	}
 	start := time.Now()

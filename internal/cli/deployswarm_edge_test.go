@@ -139,6 +139,10 @@ func TestDeploySwarmEdge(t *testing.T) {
 		stopLoad()
 		t.Fatalf("wrong commit: exit %d result %q\n%s\n%s", wrong.code, wrong.outputs["result"], wrong.log, wrong.summary)
 	}
+	// A task's own address reaches only the new version: a few answers decide, not verify-timeout.
+	if !strings.Contains(wrong.log, "serves 1111111, not 3333333 (3 answers in a row") {
+		t.Errorf("the wrong commit was not caught by the answers at the task's own address:\n%s", wrong.log)
+	}
 	if strings.Contains(wrong.summary, "| switch web |") {
 		t.Errorf("the edge was switched to a version that failed verification:\n%s", wrong.summary)
 	}

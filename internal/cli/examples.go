@@ -19,7 +19,11 @@ steps:
       files: dist/app:/app:0755
       entrypoint: /app
       ports: 8080
-  - run: echo "pushed ${{ steps.image.outputs.digest }} as ${{ steps.image.outputs.sha-tag }}"
+  # Outputs reach a script through env:, never through ${{ }} inside run:.
+  - env:
+      DIGEST: ${{ steps.image.outputs.digest }}
+      SHA_TAG: ${{ steps.image.outputs.sha-tag }}
+    run: echo "pushed $DIGEST as $SHA_TAG"
 `,
 	"promote": `steps:
   - uses: gantry-dev/gantry/actions/promote@v1
@@ -73,8 +77,12 @@ steps:
         GET /admin status=401
         GET / contains='hello from'
       allow-failure: false                    # true: failed checks only warn
+  # served-sha and served-version come from the service: pass them through
+  # env:, never through ${{ }} inside run:.
   - if: failure() && steps.verify.outputs.result == 'old-version'
-    run: echo "still serving ${{ steps.verify.outputs.served-sha }}; rolling back"
+    env:
+      SERVED_SHA: ${{ steps.verify.outputs.served-sha }}
+    run: echo "still serving $SERVED_SHA; rolling back"
 `,
 	"guard": `# A manual deploy: a person picks the target and the commit (an older commit
 # rolls back), types the confirmation and a reason.
@@ -117,9 +125,10 @@ jobs:
     environment: ${{ needs.guard.outputs.target }}
     steps:
       - env:
-          # Free text goes through env:, never into run: with ${{ }}.
+          # Outputs and free text go through env:, never into run: with ${{ }}.
           REASON: ${{ needs.guard.outputs.reason }}
-        run: echo "deploying ${{ needs.guard.outputs.sha-tag }} because $REASON"
+          SHA_TAG: ${{ needs.guard.outputs.sha-tag }}
+        run: echo "deploying $SHA_TAG because $REASON"
 `,
 	"deploy-compose": `jobs:
   deploy:
@@ -147,7 +156,10 @@ jobs:
             GET /api/items status=200 json.items exists max=300ms
             exec web -- /app -selftest
       - if: failure()
-        run: echo "deploy ${{ steps.deploy.outputs.result }}; the previous version (${{ steps.deploy.outputs.previous-sha }}) is serving"
+        env: # outputs reach a script through env:, never through ${{ }} inside run:
+          RESULT: ${{ steps.deploy.outputs.result }}
+          PREVIOUS_SHA: ${{ steps.deploy.outputs.previous-sha }}
+        run: echo "deploy $RESULT; the previous version ($PREVIOUS_SHA) is serving"
 `,
 	"rollback": `on:
   workflow_dispatch:
@@ -195,7 +207,10 @@ jobs:
           images: api=123456789012.dkr.ecr.eu-west-3.amazonaws.com/api@${{ needs.build.outputs.digest }}
           url: https://api.example.com/health
       - if: failure()
-        run: echo "deploy ${{ steps.deploy.outputs.result }}; the service runs ${{ steps.deploy.outputs.previous-task-definition }}"
+        env: # outputs reach a script through env:, never through ${{ }} inside run:
+          RESULT: ${{ steps.deploy.outputs.result }}
+          PREVIOUS: ${{ steps.deploy.outputs.previous-task-definition }}
+        run: echo "deploy $RESULT; the service runs $PREVIOUS"
 # ECS's native blue/green (the service needs a load balancer with
 # advancedConfiguration: alternate target group, production and test listener rules):
 #       strategy: blue-green      # or canary (canary-percent, step-bake-time) or linear
@@ -225,7 +240,11 @@ jobs:
           strategy: canary
           canary-steps: 10,50,100
           canary-interval: 2m
-      - run: echo "${{ steps.run.outputs.revision }} serves ${{ steps.run.outputs.url }}; traffic ${{ steps.run.outputs.traffic }}"
+      - env: # outputs reach a script through env:, never through ${{ }} inside run:
+          REVISION: ${{ steps.run.outputs.revision }}
+          URL: ${{ steps.run.outputs.url }}
+          TRAFFIC: ${{ steps.run.outputs.traffic }}
+        run: echo "$REVISION serves $URL; traffic $TRAFFIC"
 # A preview: the new revision gets no traffic, only a tag URL, checked before anyone sees it.
 #       strategy: preview   -> outputs.tag-url
 `,
@@ -255,7 +274,10 @@ jobs:
           failure-action: rollback
           url: https://preprod.example.com/health
       - if: failure()
-        run: echo "deploy ${{ steps.deploy.outputs.result }}; services ${{ steps.deploy.outputs.services }}"
+        env: # outputs reach a script through env:, never through ${{ }} inside run:
+          RESULT: ${{ steps.deploy.outputs.result }}
+          SERVICES: ${{ steps.deploy.outputs.services }}
+        run: echo "deploy $RESULT; services $SERVICES"
 `,
 	"swarm-scale": `steps:
   - uses: gantry-dev/gantry/actions/swarm-scale@v1
@@ -286,7 +308,7 @@ jobs:
       - name: The last green run's summary.json on main is the baseline
         env: { GH_TOKEN: "${{ github.token }}" }
         run: |
-          id=$(gh run list --workflow "${{ github.workflow }}" --branch main --status success --limit 1 --json databaseId --jq '.[0].databaseId')
+          id=$(gh run list --workflow "$GITHUB_WORKFLOW" --branch main --status success --limit 1 --json databaseId --jq '.[0].databaseId')
           if [ -n "$id" ]; then gh run download "$id" --name loadtest-report --dir baseline; fi
       - id: load
         uses: gantry-dev/gantry/actions/loadtest@v1
@@ -300,6 +322,9 @@ jobs:
             http_req_failed:rate<0.01
           baseline: baseline/summary.json  # missing on the first run: a warning, no comparison
           max-regression: p95=10%,error-rate=0.5pp
-      - run: echo "p95 ${{ steps.load.outputs.p95 }} ms, verdict ${{ steps.load.outputs.verdict }}"
+      - env: # outputs reach a script through env:, never through ${{ }} inside run:
+          P95: ${{ steps.load.outputs.p95 }}
+          VERDICT: ${{ steps.load.outputs.verdict }}
+        run: echo "p95 $P95 ms, verdict $VERDICT"
 `,
 }

@@ -41,8 +41,8 @@ func verifySpec() *action.Spec {
 			{Name: "allow-failure", Description: "Turn failed contract checks into warnings (annotation and a ⚠️ summary line); a wrong version, an unhealthy or unreachable service always fails.", Kind: action.Bool, Default: "false"},
 		},
 		Outputs: []action.Output{
-			{Name: "served-sha", Description: "The commit the service last reported."},
-			{Name: "served-version", Description: "The version field the service last reported, if any."},
+			{Name: "served-sha", Description: "The commit the service last reported: 7 to 40 (or 64) lower-case hex characters, or empty when it reported none."},
+			{Name: "served-version", Description: "The version field the service last reported, if any, as data: one line of at most 128 printable characters, control characters escaped (\\n, \\x1b, \\u2028) and workflow-command markers broken up (`::` becomes `: :`, `##[` becomes `## [`). Pass it to a script through `env:`, never inside `run:`."},
 			{Name: "elapsed", Description: "Seconds spent waiting for the expected version, e.g. 4.2."},
 			{Name: "result", Description: "verified, verified-with-warnings, old-version, unhealthy, unreachable or contract-failed."},
 		},
@@ -186,10 +186,11 @@ func runVerify(ctx context.Context, a *action.Action) error {
 }
 
 var verifyOutcomeIcons = map[verify.Outcome]string{
-	verify.Unreachable: "🔴",
-	verify.Unhealthy:   "🟠",
-	verify.OldVersion:  "🟡",
-	verify.Verified:    "✅",
+	verify.Unreachable:  "🔴",
+	verify.Unhealthy:    "🟠",
+	verify.OldVersion:   "🟡",
+	verify.WrongVersion: "🟡",
+	verify.Verified:     "✅",
 }
 
 func writeVerifySummary(a *action.Action, v verifyInputs, res verify.Result, results []verify.CheckResult, err error) {

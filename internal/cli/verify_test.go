@@ -69,7 +69,7 @@ func TestVerifyWaitsForTheDeployedVersion(t *testing.T) {
 			name: "old version, then the deployed one",
 			url:  func(t *testing.T) string { return appService(t, 3, 0).URL },
 			code: 0, result: "verified",
-			log:      "/health still serves fedcba9 (want 1234567): the old version is still answering (attempt 1",
+			log:      "/health still serves fedcba9 (want 1234567): the old version is still answering, or the new one reports another commit (attempt 1",
 			headline: "### ✅ verify: `" + "%s/health` serves `1234567`",
 		},
 		{

@@ -401,12 +401,18 @@ func (k Checker) Run(ctx context.Context, checks []Check) []CheckResult {
 			timeout = max(DefaultCheckTimeout, c.Max+time.Second)
 		}
 		cctx, cancel := context.WithTimeout(ctx, timeout)
+		var r CheckResult
 		if c.IsExec() {
-			out = append(out, k.runExec(cctx, c))
+			r = k.runExec(cctx, c)
 		} else {
-			out = append(out, k.runHTTP(cctx, c, timeout))
+			r = k.runHTTP(cctx, c, timeout)
 		}
 		cancel()
+		// What the service answered is data: one line, no workflow command.
+		for i, f := range r.Failures {
+			r.Failures[i] = Text(f, maxDetail)
+		}
+		out = append(out, r)
 	}
 	return out
 }

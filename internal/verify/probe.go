@@ -43,10 +43,10 @@ func Probe(ctx context.Context, client *http.Client, clk clock.Clock, url string
 		switch {
 		case err != nil:
 			r.Failed++
-			r.Last = unwrapURLError(err).Error()
+			r.Last = Text(unwrapURLError(err).Error(), maxDetail)
 		case resp.StatusCode >= 500:
 			r.Failed++
-			r.Last = resp.Status
+			r.Last = Text(resp.Status, maxDetail) // the reason phrase is the service's text
 		}
 		if resp != nil {
 			resp.Body.Close()

@@ -32,6 +32,10 @@ const (
 	DefaultRequestTimeout = 5 * time.Second
 )
 
+// WrongCommitAnswers is how many answers in a row reporting the same other
+// commit end a wait at once when the URL is the new version's own address.
+const WrongCommitAnswers = 3
+
 // maxBody is how much of a health response is read.
 const maxBody = 1 << 20
 
@@ -49,8 +53,12 @@ const (
 	// Unhealthy: an answer with the wrong status, or one that reports no
 	// commit SHA.
 	Unhealthy Outcome = "unhealthy"
-	// OldVersion: a healthy answer from another commit than the expected one.
+	// OldVersion: a healthy answer from another commit than the expected one,
+	// through a URL that the old version may still answer.
 	OldVersion Outcome = "old-version"
+	// WrongVersion: a healthy answer from another commit at the new version's
+	// own address (Options.OwnAddress), where no old version answers.
+	WrongVersion Outcome = "wrong-version"
 	// Verified: a healthy answer from the expected commit.
 	Verified Outcome = "verified"
 )
@@ -84,6 +92,11 @@ type Options struct {
 	Consecutive int
 	// RequestTimeout bounds one request; 0 means 5s.
 	RequestTimeout time.Duration
+	// OwnAddress says URL reaches only the new version (a new container, task
+	// or revision at its own address), so an answer from another commit means
+	// the new version serves it: WrongCommitAnswers such answers in a row end
+	// the wait at once. False for a URL the old version may still answer.
+	OwnAddress bool
 	// Client makes the requests; nil means a plain client. Deploy commands
 	// pass one that dials through SSH.
 	Client *http.Client
@@ -99,10 +112,11 @@ type Attempt struct {
 	At            time.Duration // since the first poll started
 	Outcome       Outcome
 	Status        int    // HTTP status; 0 when unreachable
-	ServedSHA     string // the commit the service reported, if any
-	ServedVersion string // its version field, if any
+	ServedSHA     string // the commit the service reported, if any: lower-case hex
+	ServedVersion string // its version field, if any, as Text of at most MaxVersionLen
 	Latency       time.Duration
 	// Detail says what was seen in one line, e.g. `answers 503 (want 200): "starting"`.
+	// Like every text taken from an answer, it has been through Text.
 	Detail string
 	Err    error // the connection error when unreachable
 }
@@ -114,7 +128,8 @@ type Result struct {
 	// of the last wrong answer.
 	Outcome Outcome
 	// ServedSHA and ServedVersion are the last commit and version the
-	// endpoint reported, even if the last poll got no answer.
+	// endpoint reported, even if the last poll got no answer: the SHA in
+	// lower-case hex (7 to 40 or 64 characters), the version through Text.
 	ServedSHA     string
 	ServedVersion string
 	Status        int // of the last poll
@@ -198,7 +213,7 @@ func (o *Options) check() (*url.URL, error) {
 // with ExpectStatus and the expected SHA, or until Timeout. On timeout the
 // error says in one line what the endpoint last did, e.g.
 //
-//	after 2m0s http://vm1:8080/health still serves abcdef1 (want 1234567): the old version is still answering
+//	after 2m0s http://vm1:8080/health still serves abcdef1 (want 1234567): the old version is still answering, or the new one reports another commit
 //
 // The Result is filled in either way, so callers can report and react to
 // Result.Outcome (e.g. roll back on OldVersion).
@@ -215,11 +230,15 @@ func Wait(ctx context.Context, opts Options) (Result, error) {
 		streak  int
 		right   int      // verified answers in all
 		lastBad *Attempt // the last poll that was not verified
+		wrong   int      // answers in a row from the same wrong commit, at an own address
 	)
 	start := time.Now()
 	deadline := start.Add(opts.Timeout)
 	for {
 		a := poll(ctx, opts, u, start)
+		// Everything kept from an answer is data: one line, no workflow command.
+		a.Detail = Text(a.Detail, maxDetail)
+		a.ServedSHA, a.ServedVersion = SHA(a.ServedSHA), Text(a.ServedVersion, MaxVersionLen)
 		if ctx.Err() != nil {
 			// The poll was cut short by the caller: it says nothing.
 			return stopped(ctx, res, start, target, lastBad)
@@ -240,7 +259,19 @@ func Wait(ctx context.Context, opts Options) (Result, error) {
 		if opts.OnAttempt != nil {
 			opts.OnAttempt(a)
 		}
+		if a.Outcome == WrongVersion && prev != nil && prev.Outcome == WrongVersion && prev.ServedSHA == a.ServedSHA {
+			wrong++
+		} else if a.Outcome == WrongVersion {
+			wrong = 1
+		} else {
+			wrong = 0
+		}
 		prev = &a
+		if wrong >= WrongCommitAnswers {
+			res.Elapsed = time.Since(start)
+			return res, fmt.Errorf("%s serves %s, not %s (%d answers in a row after %s): the new version itself reports another commit at its own address; was its image built from another commit, or is the sha input wrong?",
+				target, short(a.ServedSHA), short(opts.SHA), wrong, Round(res.Elapsed))
+		}
 		if a.Outcome == Verified {
 			streak++
 			right++
@@ -368,9 +399,12 @@ func poll(ctx context.Context, opts Options, u *url.URL, start time.Time) Attemp
 	case commit.Matches(served, opts.SHA):
 		a.Outcome = Verified
 		a.Detail = fmt.Sprintf("serves %s: healthy", short(served))
+	case opts.OwnAddress:
+		a.Outcome = WrongVersion
+		a.Detail = fmt.Sprintf("serves %s, not %s: the new version itself reports another commit", short(served), short(opts.SHA))
 	default:
 		a.Outcome = OldVersion
-		a.Detail = fmt.Sprintf("still serves %s (want %s): the old version is still answering", short(served), short(opts.SHA))
+		a.Detail = fmt.Sprintf("still serves %s (want %s): the old version is still answering, or the new one reports another commit", short(served), short(opts.SHA))
 	}
 	return a
 }
@@ -413,10 +447,13 @@ func ServedCommit(body []byte, field string) (sha, ver, why string) {
 			return "", ver, fmt.Sprintf("the body has no field %s: %s", field, Snippet(body))
 		}
 		s := strings.TrimPrefix(scalar(v), "sha-")
-		if s == "" {
+		switch {
+		case s == "":
 			return "", ver, fmt.Sprintf("field %s is empty", field)
+		case SHA(s) == "":
+			return "", ver, fmt.Sprintf("field %s is %s, not a commit SHA (7 to 40 hex characters)", field, Snippet([]byte(s)))
 		}
-		return s, ver, ""
+		return strings.ToLower(s), ver, ""
 	}
 	var seen []string
 	for _, f := range versionFields {
@@ -425,7 +462,7 @@ func ServedCommit(body []byte, field string) (sha, ver, why string) {
 			continue
 		}
 		s := scalar(v)
-		if c := strings.TrimPrefix(s, "sha-"); looksLikeSHA(c) {
+		if c := SHA(strings.TrimPrefix(s, "sha-")); c != "" {
 			return c, ver, ""
 		}
 		seen = append(seen, fmt.Sprintf("%s %q", f, s))

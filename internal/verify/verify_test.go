@@ -141,7 +141,7 @@ func TestWaitUntilVerified(t *testing.T) {
 			name:     "bare SHA in version, upper case 40 chars served",
 			replies:  []reply{{0, 200, `{"version":"` + strings.ToUpper(newSHA) + `"}`}},
 			sha:      newSHA[:7],
-			attempts: 2, changes: "1:verified", served: strings.ToUpper(newSHA),
+			attempts: 2, changes: "1:verified", served: newSHA, // always lower case
 		},
 		{
 			name:     "commit field when git_sha and version say nothing useful",
@@ -206,7 +206,7 @@ func TestWaitLogsOnlyChanges(t *testing.T) {
 	if err != nil || res.Attempts != 22 {
 		t.Fatalf("Wait = %d attempts, %v", res.Attempts, err)
 	}
-	if len(logged) != 3 || !strings.Contains(logged[0], "still serves abcdef0 (want 1234567): the old version is still answering (attempt 1") ||
+	if len(logged) != 3 || !strings.Contains(logged[0], "still serves abcdef0 (want 1234567): the old version is still answering, or the new one reports another commit (attempt 1") ||
 		!strings.Contains(logged[1], "serves 1234567: healthy (attempt 21") || !strings.HasPrefix(logged[2], "verified: ") {
 		t.Errorf("log:\n%s", strings.Join(logged, "\n"))
 	}
@@ -304,7 +304,7 @@ func TestWaitTimeout(t *testing.T) {
 			name:    "flapping",
 			url:     func(t *testing.T) string { return flapping(t).URL },
 			outcome: OldVersion,
-			msg:     " still serves abcdef0 (want 1234567): the old version is still answering; it served 1234567 in ",
+			msg:     " still serves abcdef0 (want 1234567): the old version is still answering, or the new one reports another commit; it served 1234567 in ",
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

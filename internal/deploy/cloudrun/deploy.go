@@ -92,8 +92,10 @@ type Options struct {
 	// URL, when set, is verified as well once the new revision serves all
 	// traffic (e.g. a custom domain).
 	URL string
-	// Verify checks that url serves SHA; nil skips verification.
-	Verify func(ctx context.Context, url string) (verify.Result, error)
+	// Verify checks that url serves SHA; nil skips verification. own says
+	// url reaches only the new revision (its tag URL), so a wrong commit there
+	// is certain after a few answers (verify.Options.OwnAddress).
+	Verify func(ctx context.Context, url string, own bool) (verify.Result, error)
 
 	AutoRollback bool
 	Timeout      time.Duration
@@ -693,7 +695,10 @@ func (d *deployer) verifyBase(ctx context.Context, url string) error {
 	if d.o.Verify == nil {
 		return nil
 	}
-	if _, err := d.o.Verify(ctx, url); err != nil {
+	// The tag URL reaches the new revision only; the service URL may reach
+	// the previous one.
+	own := d.res.TagURL != "" && url == strings.TrimSuffix(d.res.TagURL, "/")+d.o.HealthPath
+	if _, err := d.o.Verify(ctx, url, own); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}

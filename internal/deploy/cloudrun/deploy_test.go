@@ -67,8 +67,8 @@ func (e *env) opts(image, sha string) Options {
 		Image: image, SHA: sha, AutoRollback: true, PollInterval: time.Second, Timeout: 10 * time.Minute,
 		CanarySteps: []int{10, 50, 100}, CanaryInterval: time.Minute,
 		Clock: clock.Virtual{NowFunc: e.s.Now, Advance: e.s.Advance},
-		Verify: func(ctx context.Context, url string) (verify.Result, error) {
-			return verify.Wait(ctx, verify.Options{URL: url, SHA: sha, Client: front, Interval: 10 * time.Millisecond, Timeout: 2 * time.Second})
+		Verify: func(ctx context.Context, url string, own bool) (verify.Result, error) {
+			return verify.Wait(ctx, verify.Options{URL: url, SHA: sha, Client: front, Interval: 10 * time.Millisecond, Timeout: 2 * time.Second, OwnAddress: own})
 		},
 		Logf: func(f string, a ...any) {
 			e.mu.Lock()
@@ -168,9 +168,9 @@ func TestDeployCanarySteps(t *testing.T) {
 	o := e.opts(img2, sha2)
 	o.Strategy = Canary
 	verifyTag := o.Verify
-	o.Verify = func(ctx context.Context, url string) (verify.Result, error) {
+	o.Verify = func(ctx context.Context, url string, own bool) (verify.Result, error) {
 		seen = append(seen, e.traffic())
-		return verifyTag(ctx, url)
+		return verifyTag(ctx, url, own)
 	}
 	res, err := Deploy(context.Background(), e.api, o)
 	if err != nil {
@@ -212,9 +212,9 @@ func TestDeployCanaryFromLatest(t *testing.T) {
 	o.Strategy = Canary
 	o.CanarySteps = []int{10, 100}
 	verifyTag := o.Verify
-	o.Verify = func(ctx context.Context, url string) (verify.Result, error) {
+	o.Verify = func(ctx context.Context, url string, own bool) (verify.Result, error) {
 		seen = append(seen, e.traffic())
-		return verifyTag(ctx, url)
+		return verifyTag(ctx, url, own)
 	}
 	res, err := Deploy(context.Background(), e.api, o)
 	if err != nil {
@@ -257,11 +257,11 @@ func TestDeployFailures(t *testing.T) {
 			setup: func(e *env, o *Options) {
 				o.Strategy = Canary
 				inner := o.Verify
-				o.Verify = func(ctx context.Context, url string) (verify.Result, error) {
+				o.Verify = func(ctx context.Context, url string, own bool) (verify.Result, error) {
 					if p, _ := e.s.Traffic("api"); p["api-sha-2222222"] == 50 {
 						return verify.Result{Outcome: verify.Unhealthy}, errors.New("answers 500 at 50%")
 					}
-					return inner(ctx, url)
+					return inner(ctx, url, own)
 				}
 			},
 			want:    []string{"answers 500 at 50%", "traffic is back on api-sha-1111111"},
@@ -273,7 +273,7 @@ func TestDeployFailures(t *testing.T) {
 			setup: func(e *env, o *Options) {
 				o.Strategy = Canary
 				e.front.Fail("api-sha-2222222", http.StatusInternalServerError)
-				o.Verify = func(ctx context.Context, url string) (verify.Result, error) {
+				o.Verify = func(ctx context.Context, url string, own bool) (verify.Result, error) {
 					return verify.Result{Outcome: verify.Verified}, nil
 				}
 			},
@@ -282,9 +282,25 @@ func TestDeployFailures(t *testing.T) {
 			traffic: "map[api-sha-1111111:100] map[sha-1111111:api-sha-1111111 sha-2222222:api-sha-2222222]",
 		},
 		{
+			// The tag URL reaches the new revision only: verify.WrongCommitAnswers
+			// answers of another commit there are enough, long before the timeout.
+			name: "the new revision serves another commit at its tag URL",
+			setup: func(e *env, o *Options) {
+				o.Strategy = Canary
+				e.front.Report("api-sha-2222222", sha1)
+				client := &http.Client{Transport: e.front}
+				o.Verify = func(ctx context.Context, url string, own bool) (verify.Result, error) {
+					return verify.Wait(ctx, verify.Options{URL: url, SHA: sha2, Client: client, Interval: 10 * time.Millisecond, Timeout: time.Minute, OwnAddress: own})
+				}
+			},
+			want:    []string{"sha-2222222", "serves 1111111, not 2222222 (3 answers in a row", "another commit", "traffic is back on api-sha-1111111"},
+			outcome: history.ResultRolledBack,
+			traffic: "map[api-sha-1111111:100] map[sha-1111111:api-sha-1111111 sha-2222222:api-sha-2222222]",
+		},
+		{
 			name: "the service URL serves the old commit after the switch",
 			setup: func(e *env, o *Options) {
-				o.Verify = func(ctx context.Context, url string) (verify.Result, error) {
+				o.Verify = func(ctx context.Context, url string, own bool) (verify.Result, error) {
 					return verify.Result{Outcome: verify.OldVersion}, errors.New("still serves 1111111")
 				}
 			},
@@ -296,7 +312,7 @@ func TestDeployFailures(t *testing.T) {
 			name: "auto-rollback off",
 			setup: func(e *env, o *Options) {
 				o.AutoRollback = false
-				o.Verify = func(ctx context.Context, url string) (verify.Result, error) {
+				o.Verify = func(ctx context.Context, url string, own bool) (verify.Result, error) {
 					return verify.Result{}, errors.New("bad")
 				}
 			},

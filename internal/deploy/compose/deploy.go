@@ -415,7 +415,8 @@ func (dp *deployer) reason(ctx context.Context, cs []Container) string {
 			fmt.Fprintf(&b, ": %s", c.Error)
 		}
 		if logs := dp.d.Logs(context.WithoutCancel(ctx), c.ID, 10); logs != "" {
-			fmt.Fprintf(&b, "; last output: %s", strings.Join(strings.Fields(lastLines(logs, 5)), " "))
+			// The container's output is the service's text: data, one line.
+			fmt.Fprintf(&b, "; last output: %s", verify.Text(strings.Join(strings.Fields(lastLines(logs, 5)), " "), 400))
 		}
 		b.WriteString(". ")
 	}

@@ -110,8 +110,10 @@ type Options struct {
 	// revision serves production traffic; TestURL is the test listener's, the
 	// gate of the native strategies before and between traffic shifts.
 	URL, TestURL string
-	// Verify checks that url serves SHA; nil skips verification.
-	Verify func(ctx context.Context, url string) (verify.Result, error)
+	// Verify checks that url serves SHA; nil skips verification. own says
+	// url reaches only the new revision (the test listener), so a wrong
+	// commit there is certain after a few answers (verify.Options.OwnAddress).
+	Verify func(ctx context.Context, url string, own bool) (verify.Result, error)
 
 	Clock        clock.Clock
 	Logf, Warnf  func(format string, args ...any)
@@ -589,7 +591,9 @@ func (d *deployer) verifyURL(ctx context.Context, url, markName string) error {
 	if url == "" || d.o.Verify == nil {
 		return nil
 	}
-	if _, err := d.o.Verify(ctx, url); err != nil {
+	// The test listener routes to the new revision only; the production URL
+	// may reach the previous one while traffic shifts.
+	if _, err := d.o.Verify(ctx, url, url == d.o.TestURL); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}

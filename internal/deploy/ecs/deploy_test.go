@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -43,6 +44,8 @@ type env struct {
 	testURL string
 	mu      sync.Mutex
 	log     []string
+	// fixedPolls counts the requests to every fixedHealth endpoint.
+	fixedPolls atomic.Int64
 }
 
 type envOpts struct {
@@ -154,8 +157,8 @@ func (e *env) opts(image, sha string) Options {
 		Wait: true, AutoRollback: true, Timeout: 15 * time.Minute, PollInterval: 3 * time.Second,
 		URL:   e.prodURL,
 		Clock: clock.Virtual{NowFunc: e.s.Now, Advance: e.s.Advance},
-		Verify: func(ctx context.Context, url string) (verify.Result, error) {
-			return verify.Wait(ctx, verify.Options{URL: url, SHA: sha, Timeout: 3 * time.Second, Interval: 50 * time.Millisecond})
+		Verify: func(ctx context.Context, url string, own bool) (verify.Result, error) {
+			return verify.Wait(ctx, verify.Options{URL: url, SHA: sha, Timeout: 3 * time.Second, Interval: 50 * time.Millisecond, OwnAddress: own})
 		},
 		Logf: func(f string, a ...any) {
 			e.mu.Lock()
@@ -429,6 +432,7 @@ func TestDeployFailures(t *testing.T) {
 // fixedHealth serves /health reporting sha whatever runs.
 func (e *env) fixedHealth(t *testing.T, sha string) string {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e.fixedPolls.Add(1)
 		_ = json.NewEncoder(w).Encode(map[string]string{"git_sha": sha})
 	}))
 	t.Cleanup(srv.Close)
@@ -647,6 +651,7 @@ func TestDeployNativeStrategies(t *testing.T) {
 		outcome              string
 		marks                []string
 		want                 string
+		polls                int64 // requests to the stale listener, when exact
 	}{
 		{name: "blue-green", strategy: BlueGreen, outcome: history.ResultSuccess,
 			marks: []string{"stage POST_TEST_TRAFFIC_SHIFT", "verified test listener", "stage PRODUCTION_TRAFFIC_SHIFT", "stage BAKE_TIME", "verified http", "steady state"}},
@@ -654,10 +659,15 @@ func TestDeployNativeStrategies(t *testing.T) {
 			marks: []string{"verified test listener", "stage PRODUCTION_TRAFFIC_SHIFT", "stage BAKE_TIME", "steady state"}},
 		{name: "linear", strategy: Linear, outcome: history.ResultSuccess,
 			marks: []string{"verified test listener", "stage PRODUCTION_TRAFFIC_SHIFT", "stage BAKE_TIME", "steady state"}},
-		{name: "canary: test listener serves the old commit", strategy: Canary, staleTest: true, outcome: history.ResultRolledBack,
-			marks: []string{"verify failed", "rollback to api:1", "rolled back: steady on api:1"}, want: "verify http"},
+		// The test listener reaches the new revision only: a wrong commit
+		// there fails after verify.WrongCommitAnswers answers, not at the timeout.
+		{name: "canary: the new revision serves another commit", strategy: Canary, staleTest: true, outcome: history.ResultRolledBack,
+			marks: []string{"verify failed", "rollback to api:1", "rolled back: steady on api:1"},
+			want:  "serves 1111111, not 2222222 (3 answers in a row", polls: verify.WrongCommitAnswers},
+		// Production may reach the previous revision: that waits for the timeout.
 		{name: "blue-green: production serves the old commit in the bake time", strategy: BlueGreen, staleProd: true, outcome: history.ResultRolledBack,
-			marks: []string{"verified test listener", "stage BAKE_TIME", "verify failed", "rolled back: steady on api:1"}, want: "verify http"},
+			marks: []string{"verified test listener", "stage BAKE_TIME", "verify failed", "rolled back: steady on api:1"},
+			want:  "still serves 1111111 (want 2222222): the old version is still answering"},
 		{name: "linear: crash at start", strategy: Linear, behavior: &ecsfake.Behavior{StartAfter: 20 * time.Second, CrashAfter: time.Second, ExitCode: 2},
 			outcome: history.ResultRolledBack, marks: []string{"first task failed", "rolled back: steady on api:1"}, want: "exited 2"},
 	} {
@@ -684,6 +694,9 @@ func TestDeployNativeStrategies(t *testing.T) {
 			}
 			if tc.want != "" && !strings.Contains(err.Error(), tc.want) {
 				e.e("error %q lacks %q", err, tc.want)
+			}
+			if n := e.fixedPolls.Load(); tc.polls > 0 && n != tc.polls {
+				e.e("%d requests to the test listener, want %d", n, tc.polls)
 			}
 			got := marks(res)
 			for _, m := range tc.marks {

@@ -17,7 +17,7 @@ import (
 // gantry-sha label>}. Traffic splits are served in weighted round robin, so 10% of requests
 // reach a 10% canary. Other hosts get a connection error, as an unknown name would.
 func (s *Server) Frontend(services ...string) *Frontend {
-	return &Frontend{s: s, services: services, served: map[string]int{}, fail: map[string]int{}}
+	return &Frontend{s: s, services: services, served: map[string]int{}, fail: map[string]int{}, commit: map[string]string{}}
 }
 
 // Frontend answers HTTP requests to the services' URLs; see Server.Frontend.
@@ -26,8 +26,9 @@ type Frontend struct {
 	services []string
 
 	mu     sync.Mutex
-	served map[string]int // revision -> requests answered, for the round robin
-	fail   map[string]int // revision -> status it answers with
+	served map[string]int    // revision -> requests answered, for the round robin
+	fail   map[string]int    // revision -> status it answers with
+	commit map[string]string // revision -> commit it reports instead of its label
 }
 
 // Fail makes revision answer every request with status (e.g. 500), as a broken release would.
@@ -35,6 +36,14 @@ func (f *Frontend) Fail(revision string, status int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.fail[revision] = status
+}
+
+// Report makes revision report sha as its commit, as an image built from
+// another commit than the deploy says would.
+func (f *Frontend) Report(revision, sha string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.commit[revision] = sha
 }
 
 // RoundTrip implements http.RoundTripper.
@@ -50,13 +59,12 @@ func (f *Frontend) RoundTrip(r *http.Request) (*http.Response, error) {
 		return respond(r, http.StatusServiceUnavailable, `{"error":"no revision serves traffic"}`), nil
 	}
 	f.mu.Lock()
-	code := f.fail[rev]
+	code, sha := f.fail[rev], f.commit[rev]
 	f.mu.Unlock()
 	if code != 0 {
 		return respond(r, code, `{"error":"internal error"}`), nil
 	}
-	sha := ""
-	if rv := f.s.Revision(rev); rv != nil {
+	if rv := f.s.Revision(rev); rv != nil && sha == "" {
 		sha = rv.GetLabels()["gantry-sha"]
 	}
 	body, _ := json.Marshal(map[string]string{"status": "ok", "git_sha": sha, "revision": rev})
