@@ -325,8 +325,11 @@ func writePhases(s *strings.Builder, phases []history.Phase) {
 	var rows [][]string
 	for _, p := range phases {
 		st := "✅"
-		if p.Error != "" {
+		switch {
+		case p.Error != "":
 			st = "❌ " + action.Escape(p.Error)
+		case p.Warning != "":
+			st = "⚠️ " + action.Escape(p.Warning)
 		}
 		rows = append(rows, []string{action.Escape(p.Name), fmt.Sprintf("%.1fs", p.Duration.Seconds()), st})
 	}
