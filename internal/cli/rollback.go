@@ -69,7 +69,7 @@ func rollbackSpec() *action.Spec {
 		}
 	}
 	s.Inputs = append([]action.Input{
-		{Name: "to", Description: "`previous` (the last successful deploy of another commit) or a commit SHA (7+ hex) deployed before. When a Compose host's or Swarm stack's history has no previous deploy, or no revision of an ECS service is marked deployed by gantry, previous is the last successful GitHub Deployment of github-environment.", Default: "previous"},
+		{Name: "to", Description: "`previous` (the last successful deploy of another commit) or a commit SHA (7+ hex) deployed before. When a Compose host's or Swarm stack's history has no previous deploy, or no revision of an ECS service is marked deployed by gantry, previous is the last successful GitHub Deployment of github-environment; on Compose and Swarm its images are used only when each is pinned by digest to a repository the target's Compose file or history uses.", Default: "previous"},
 	}, append(append(append(compose, swarmIn...), ecsIn...), runIn...)...)
 	s.Inputs = append(s.Inputs, githubDeploymentInputs("the Compose project, Swarm stack or ECS or Cloud Run service name, as the deploy actions record it")...)
 	return s
