@@ -115,7 +115,7 @@ func TestDeployComposeRecreatePortFromImage(t *testing.T) {
 		{name: "the image's port verifies the commit", image: func(h *composeHost) string { return h.app(t, sha1, "v1") }, sha: sha1,
 			want: []string{"no port in the Compose file; verifying on 8080, which its image exposes"}, verify: "✅"},
 		{name: "the image's port catches a wrong commit", image: func(h *composeHost) string { return h.app(t, sha1, "v1") }, sha: sha2, code: 1,
-			want: []string{"serves 1111111, not 2222222"}, verify: "❌"},
+			want: []string{"serves 1111111", "not 2222222"}, verify: "❌"},
 		{name: "no port anywhere: not verified", image: func(h *composeHost) string {
 			return digestRef(t, testenv.AppImageExposing(t, h.reg.Host, sha1, "v1-no-port"))
 		}, sha: sha1, want: []string{"::warning", "not verified: "}, verify: "⚠️ not verified", warning: true},
