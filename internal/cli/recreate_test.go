@@ -21,60 +21,66 @@ func recreateCompose(port int, expose bool) string {
 	return s
 }
 
-// TestDeployComposeRecreateRollbackWithoutEnvFile: a failed recreate deploy
-// without an env-file rolls back on a first deploy (its containers removed)
-// and on a later one (the previous version serves again), with the files on
-// the host exactly as before the failed deploy.
-func TestDeployComposeRecreateRollbackWithoutEnvFile(t *testing.T) {
+// TestDeployComposeRollbackWithoutEnvFile: a failed deploy without an
+// env-file rolls back, by recreate and through the edge, on a first deploy
+// (its containers removed) and on a later one (the previous version serves
+// again), with the files on the host exactly as before the failed deploy.
+func TestDeployComposeRollbackWithoutEnvFile(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
-		first bool
+		strategy string
+		first    bool
+		// want is in the summary; result is the result output.
+		want, result string
 	}{
-		{"first deploy", true},
-		{"later deploy", false},
+		{"recreate", true, "this was the project's first deploy, so its containers were removed", "failed"},
+		{"recreate", false, "the previous version was started again", "rolled-back"},
+		{"blue-green", true, "failed to start", "failed"},
+		{"blue-green", false, "the previous version kept serving", "failed"},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
+		name := tc.strategy + " later deploy"
+		if tc.first {
+			name = tc.strategy + " first deploy"
+		}
+		t.Run(name, func(t *testing.T) {
 			h := startComposeHost(t)
-			workspace(t, map[string]string{"compose.yml": recreateCompose(h.edgePort, true)})
+			compose := appCompose
+			if tc.strategy == "recreate" {
+				compose = recreateCompose(h.edgePort, true)
+			}
+			workspace(t, map[string]string{"compose.yml": compose})
 			crash, _ := testenv.BuildImage(t, h.reg.Host, "gantry-test/crash", "v1", map[string][]byte{"/bin/app": []byte("not an executable program")}, []string{"/bin/app"}, nil)
 			v1 := h.app(t, sha1, "v1")
 			u, _ := user.Lookup(h.sshd.User)
 			dir := filepath.Join(u.HomeDir, "gantry", h.project)
 			var before map[string]string
 			if !tc.first {
-				if r := h.deploy(t, sha1, v1, "--strategy", "recreate"); r.code != 0 || h.served(t) != sha1 {
+				if r := h.deploy(t, sha1, v1, "--strategy", tc.strategy); r.code != 0 || h.served(t) != sha1 {
 					t.Fatalf("first deploy: exit %d\n%s", r.code, r.log)
 				}
 				before = projectFiles(t, dir)
 			}
-			r := h.deploy(t, sha2, digestRef(t, crash), "--strategy", "recreate", "--start-timeout", "20s")
+			r := h.deploy(t, sha2, digestRef(t, crash), "--strategy", tc.strategy, "--start-timeout", "20s")
 			if r.code != 1 || strings.Contains(r.log, "rolling back also failed") || !strings.Contains(r.log, "failed to start") {
 				t.Fatalf("failed deploy: exit %d\n%s", r.code, r.log)
 			}
+			if !strings.Contains(r.summary, tc.want) || r.outputs["result"] != tc.result {
+				t.Errorf("summary lacks %q or result %q is not %s:\n%s", tc.want, r.outputs["result"], tc.result, r.summary)
+			}
+			if after := projectFiles(t, dir); fmt.Sprint(after) != fmt.Sprint(before) {
+				t.Errorf("files after the rollback differ:\nbefore %v\nafter  %v", before, after)
+			}
+			imgs := h.images(t, "web")
 			if tc.first {
-				if !strings.Contains(r.summary, "this was the project's first deploy, so its containers were removed") || r.outputs["result"] != "failed" {
-					t.Errorf("summary does not say the containers were removed (result %q):\n%s", r.outputs["result"], r.summary)
-				}
-				if imgs := h.images(t, "web"); len(imgs) != 0 {
+				if len(imgs) != 0 {
 					t.Errorf("containers left after a failed first deploy: %q", imgs)
 				}
-				if after := projectFiles(t, dir); len(after) != 0 {
-					t.Errorf("files left after a failed first deploy: %v", after)
-				}
 				return
-			}
-			if !strings.Contains(r.summary, "the previous version was started again") || r.outputs["result"] != "rolled-back" {
-				t.Errorf("summary (result %q):\n%s", r.outputs["result"], r.summary)
 			}
 			if got := h.served(t); got != sha1 {
 				t.Errorf("serving %s after the rollback, want %s", got, sha1)
 			}
-			if imgs := h.images(t, "web"); len(imgs) != 1 || imgs[0] != v1 {
+			if len(imgs) != 1 || imgs[0] != v1 {
 				t.Errorf("containers %q, want the v1 one alone", imgs)
-			}
-			after := projectFiles(t, dir)
-			if fmt.Sprint(after) != fmt.Sprint(before) {
-				t.Errorf("files after the rollback differ:\nbefore %v\nafter  %v", before, after)
 			}
 		})
 	}
