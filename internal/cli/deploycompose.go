@@ -112,10 +112,7 @@ func readComposeTarget(a *action.Action, in *action.Inputs, o *compose.Options) 
 	o.AutoRollback = in.Bool("auto-rollback")
 	o.Lock = lock.Options{Wait: lock.WaitInput(in.Duration("lock-wait")), Stale: in.Duration("lock-stale")}
 	host, _ := os.Hostname()
-	o.Who = lock.Info{Actor: a.Getenv("GITHUB_ACTOR"), Reason: in.String("reason"), RunURL: runURL(a), Machine: host}
-	if o.Who.Actor == "" {
-		o.Who.Actor = os.Getenv("USER")
-	}
+	o.Who = lock.Info{Actor: runActor(a), Reason: in.String("reason"), RunURL: runURL(a), Machine: host}
 	return hc
 }
 
@@ -328,8 +325,11 @@ func writePhases(s *strings.Builder, phases []history.Phase) {
 	var rows [][]string
 	for _, p := range phases {
 		st := "✅"
-		if p.Error != "" {
+		switch {
+		case p.Error != "":
 			st = "❌ " + action.Escape(p.Error)
+		case p.Warning != "":
+			st = "⚠️ " + action.Escape(p.Warning)
 		}
 		rows = append(rows, []string{action.Escape(p.Name), fmt.Sprintf("%.1fs", p.Duration.Seconds()), st})
 	}

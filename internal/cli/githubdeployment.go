@@ -3,8 +3,12 @@ package cli
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/user"
+	"slices"
 
 	"github.com/gantry-dev/gantry/internal/action"
+	"github.com/gantry-dev/gantry/internal/composefile"
 	"github.com/gantry-dev/gantry/internal/deploy/cloudrun"
 	ecsdeploy "github.com/gantry-dev/gantry/internal/deploy/ecs"
 	"github.com/gantry-dev/gantry/internal/ghdeploy"
@@ -83,15 +87,12 @@ func startGitHubDeployment(ctx context.Context, a *action.Action, d githubDeploy
 		env += "-preview"
 	}
 	g := githubRecord{a: a, msg: d.verb + " of " + short(d.sha)}
-	desc := g.msg
-	if actor := a.Getenv("GITHUB_ACTOR"); actor != "" {
-		desc += " by " + actor
-	}
+	desc := g.msg + " by " + runActor(a)
 	if d.reason != "" {
 		desc += ": " + d.reason
 	}
 	g.dep = r.Start(ctx, ghdeploy.Deploy{
-		Environment: env, SHA: d.sha, Description: a.Redact(desc), Actor: a.Getenv("GITHUB_ACTOR"),
+		Environment: env, SHA: d.sha, Description: a.Redact(desc), Actor: runActor(a),
 		LogURL: runURL(a), Images: d.images, Transient: d.preview,
 	})
 	return g
@@ -127,19 +128,27 @@ func previousFromGitHub(ctx context.Context, a *action.Action, target, current s
 	case withImages && len(rec.Images) == 0:
 		return ghdeploy.Record{}, fmt.Errorf("%w; GitHub Deployment %d of environment %s names %s as the previous deploy but records no images: deploy that commit's images with the deploy action", why, rec.ID, env, short(rec.SHA))
 	}
-	a.Infof("GitHub Deployment %d: %s deployed %s on %s", rec.ID, rec.Actor, short(rec.SHA), rec.CreatedAt.UTC().Format("2006-01-02 15:04 UTC"))
+	a.Infof("GitHub Deployment %d: %s, created by %s on %s", rec.ID, short(rec.SHA), rec.Creator, rec.CreatedAt.UTC().Format("2006-01-02 15:04 UTC"))
 	return rec, nil
 }
 
+// rollbackEntry is the deploy a Compose or Swarm rollback goes back to, and where it was found.
+type rollbackEntry struct {
+	history.Entry
+	source string // "deployed 2026-01-02 15:04 UTC by octocat", or the GitHub Deployment's ID
+}
+
 // historyOrGitHub is the deploy a Compose or Swarm rollback goes back to: from the target's
-// history, or, for --to previous when the history has none, from GitHub Deployments.
-func historyOrGitHub(ctx context.Context, a *action.Action, target string, es []history.Entry, to string, where string) (history.Entry, error) {
+// history, or, for --to previous when the history has none, from GitHub Deployments. A GitHub
+// Deployment's images are used only when each is pinned by digest to a repository that file or
+// the history uses for its service: anyone with `deployments: write` can write a payload.
+func historyOrGitHub(ctx context.Context, a *action.Action, target string, es []history.Entry, file *composefile.File, to string, where string) (rollbackEntry, error) {
 	e, err := history.Find(es, to)
 	if err == nil || to != "previous" {
 		if err != nil {
 			err = fmt.Errorf("rollback on %s: %w", where, err)
 		}
-		return e, err
+		return rollbackEntry{Entry: e, source: "deployed " + e.Finished.Format("2006-01-02 15:04 UTC") + " by " + e.Actor}, err
 	}
 	current := ""
 	if cur, ok := history.Current(es); ok {
@@ -147,9 +156,57 @@ func historyOrGitHub(ctx context.Context, a *action.Action, target string, es []
 	}
 	rec, err := previousFromGitHub(ctx, a, target, current, true, fmt.Errorf("rollback on %s: %w", where, err))
 	if err != nil {
-		return history.Entry{}, err
+		return rollbackEntry{}, err
 	}
-	return history.Entry{SHA: rec.SHA, Images: rec.Images, Actor: rec.Actor, Finished: rec.CreatedAt, Result: history.ResultSuccess}, nil
+	images, err := rec.TrustedImages(trustedRepositories(file, es))
+	if err != nil {
+		return rollbackEntry{}, fmt.Errorf("rollback on %s: %w; roll back to a commit in the target's history, or deploy that commit's images with the deploy action", where, err)
+	}
+	return rollbackEntry{
+		Entry:  history.Entry{SHA: rec.SHA, Images: images, Finished: rec.CreatedAt, Result: history.ResultSuccess},
+		source: fmt.Sprintf("GitHub Deployment %d of %s", rec.ID, rec.CreatedAt.UTC().Format("2006-01-02 15:04 UTC")),
+	}, nil
+}
+
+// trustedRepositories are the repositories a target itself uses, by service: the image of each
+// service in its Compose file and every image its history recorded for it.
+func trustedRepositories(file *composefile.File, es []history.Entry) map[string][]string {
+	out := map[string][]string{}
+	add := func(s, ref string) {
+		if repo, ok := ghdeploy.Repository(ref); ok && !slices.Contains(out[s], repo) {
+			out[s] = append(out[s], repo)
+		}
+	}
+	for s, svc := range file.Services {
+		out[s] = nil
+		add(s, svc.Image)
+	}
+	for _, e := range es {
+		for s, img := range e.Images {
+			if _, ok := out[s]; ok {
+				add(s, img)
+			}
+		}
+	}
+	return out
+}
+
+// runActor names who runs this command, for the lock, the history and the logs: GITHUB_ACTOR,
+// else the OS user, else the host name; never empty.
+func runActor(a *action.Action) string {
+	if s := a.Getenv("GITHUB_ACTOR"); s != "" {
+		return s
+	}
+	if s := a.Getenv("USER"); s != "" {
+		return s
+	}
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		return "a user of " + h
+	}
+	return fmt.Sprintf("uid %d", os.Getuid())
 }
 
 // verifiedURL is url when verified, else "": a GitHub Deployment links only a URL that served the commit.

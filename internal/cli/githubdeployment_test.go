@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-github/v84/github"
 
 	"github.com/gantry-dev/gantry/internal/action"
+	"github.com/gantry-dev/gantry/internal/composefile"
 	"github.com/gantry-dev/gantry/internal/fakes/githubfake"
 	"github.com/gantry-dev/gantry/internal/fakes/runfake"
 	"github.com/gantry-dev/gantry/internal/ghdeploy"
@@ -315,6 +316,12 @@ func TestRollbackHistoryOrGitHub(t *testing.T) {
 		{name: "GitHub has none either", to: "previous", github: []string{serving}, wantErr: "nothing to roll back to; nor from GitHub Deployments: no earlier successful GitHub Deployment", wantCalls: true},
 		{name: "a commit is looked for in the history only", es: []history.Entry{entry(serving, history.ResultSuccess)}, to: older, github: []string{older, serving}, wantErr: "the history has no successful deploy of " + older},
 		{name: "no token: the history's answer", to: "previous", github: []string{older, serving}, noToken: true, wantErr: "no successful deploy in the history yet"},
+		// A payload is writable by anyone with deployments: write: only the target's own
+		// repositories, pinned by digest, are used.
+		{name: "a planted image", to: "previous", github: []string{"planted:attacker.example/evil:latest", serving}, wantErr: `refused: its payload's image for service web, "attacker.example/evil:latest", is not pinned by digest`, wantCalls: true},
+		{name: "a tag of the file's repository", to: "previous", github: []string{"planted:ghcr.io/acme/shop:v1", serving}, wantErr: "is not pinned by digest", wantCalls: true},
+		{name: "another repository by digest", to: "previous", github: []string{"planted:ghcr.io/acme/other@sha256:" + strings.Repeat("4", 64), serving}, wantErr: "service web is from repository ghcr.io/acme/other, which the target does not use (its Compose file and history name: ghcr.io/acme/shop)", wantCalls: true},
+		{name: "a repository only the history names", es: []history.Entry{{SHA: serving, Result: history.ResultSuccess, Images: map[string]string{"web": "ghcr.io/acme/moved@sha256:" + strings.Repeat("5", 64)}}}, to: "previous", github: []string{"planted:ghcr.io/acme/moved@sha256:" + strings.Repeat("4", 64), serving}, want: older, wantCalls: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -331,6 +338,9 @@ func TestRollbackHistoryOrGitHub(t *testing.T) {
 				if sha == "no-images" {
 					d.SHA, d.Images = older, nil
 				}
+				if img, ok := strings.CutPrefix(sha, "planted:"); ok {
+					d.SHA, d.Images = older, map[string]string{"web": img}
+				}
 				rec.Start(ctx, d).Finish(ctx, true, "", "")
 			}
 			before := len(gh.Calls())
@@ -340,11 +350,12 @@ func TestRollbackHistoryOrGitHub(t *testing.T) {
 				flags = nil
 			}
 			a := action.New(rollbackSpec(), action.Env{Getenv: func(k string) string { return env[k] }, Flags: flags})
-			got, err := historyOrGitHub(ctx, a, "shop", tc.es, tc.to, "vm1, project shop")
+			file := &composefile.File{Services: map[string]composefile.Service{"web": {Name: "web", Image: "ghcr.io/acme/shop:latest"}}}
+			got, err := historyOrGitHub(ctx, a, "shop", tc.es, file, tc.to, "vm1, project shop")
 			switch {
 			case tc.want != "" && (err != nil || got.SHA != tc.want || len(got.Images) == 0):
 				t.Errorf("got %+v, %v; want %s with its images", got, err, tc.want[:7])
-			case tc.want == "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.HasPrefix(err.Error(), "rollback on vm1, project shop: ")):
+			case tc.want == "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.HasPrefix(err.Error(), "rollback on vm1, project shop: ") || strings.Contains(err.Error(), "\n")):
 				t.Errorf("got %+v, %v; want an error saying %q", got, err, tc.wantErr)
 			}
 			if asked := len(gh.Calls()) > before; asked != tc.wantCalls {

@@ -69,7 +69,7 @@ func rollbackSpec() *action.Spec {
 		}
 	}
 	s.Inputs = append([]action.Input{
-		{Name: "to", Description: "`previous` (the last successful deploy of another commit) or a commit SHA (7+ hex) deployed before. When a Compose host's or Swarm stack's history has no previous deploy, or no revision of an ECS service is marked deployed by gantry, previous is the last successful GitHub Deployment of github-environment.", Default: "previous"},
+		{Name: "to", Description: "`previous` (the last successful deploy of another commit) or a commit SHA (7+ hex) deployed before. When a Compose host's or Swarm stack's history has no previous deploy, or no revision of an ECS service is marked deployed by gantry, previous is the last successful GitHub Deployment of github-environment; on Compose and Swarm its images are used only when each is pinned by digest to a repository the target's Compose file or history uses.", Default: "previous"},
 	}, append(append(append(compose, swarmIn...), ecsIn...), runIn...)...)
 	s.Inputs = append(s.Inputs, githubDeploymentInputs("the Compose project, Swarm stack or ECS or Cloud Run service name, as the deploy actions record it")...)
 	return s
@@ -100,28 +100,19 @@ func runRollback(ctx context.Context, a *action.Action) error {
 	if err := in.Err(); err != nil {
 		return err
 	}
-	h, target, err := rollbackTarget(ctx, a, hc, o.Dir, o.Project, "project", to)
-	if err != nil {
-		return err
-	}
-	a.Infof("rolling back to %s (deployed %s by %s)", short(target.SHA), target.Finished.Format("2006-01-02 15:04 UTC"), target.Actor)
-	// The files on the host are the ones of the current deploy: roll back
-	// the images within them.
 	dir, err := os.MkdirTemp("", "gantry-rollback-")
 	if err != nil {
-		h.Close()
 		return err
 	}
 	defer os.RemoveAll(dir)
-	file, envData, err := fetchProject(ctx, h, o.Dir, dir)
-	h.Close()
+	target, file, envData, err := rollbackTarget(ctx, a, hc, o.Dir, o.Project, "project", to, dir)
 	if err != nil {
-		return fmt.Errorf("rollback: %w", err)
+		return err
 	}
-	o.File, err = composefile.Load(ctx, file, o.Project, envLines(a, envData))
-	if err != nil {
-		return fmt.Errorf("rollback: the project's compose.yml on the host: %w", err)
-	}
+	a.Infof("%s rolls back project %s to %s (%s)", o.Who.Actor, o.Project, short(target.SHA), target.source)
+	// The files on the host are the ones of the current deploy: roll back
+	// the images within them.
+	o.File = file
 	o.EnvFile, o.SHA, o.Images, o.Rollback = envData, target.SHA, target.Images, true
 	o.Who.Reason = strings.TrimSpace("rollback to " + short(target.SHA) + ". " + o.Who.Reason)
 	for s := range target.Images {
@@ -221,30 +212,21 @@ func runRollbackSwarm(ctx context.Context, a *action.Action, in *action.Inputs, 
 	o.Timeout, o.PollInterval = in.Duration("timeout"), in.Duration("poll-interval")
 	o.Lock = lock.Options{Wait: lock.WaitInput(in.Duration("lock-wait")), Stale: in.Duration("lock-stale")}
 	host, _ := os.Hostname()
-	o.Who = lock.Info{Actor: a.Getenv("GITHUB_ACTOR"), Reason: in.String("reason"), RunURL: runURL(a), Machine: host}
+	o.Who = lock.Info{Actor: runActor(a), Reason: in.String("reason"), RunURL: runURL(a), Machine: host}
 	if err := in.Err(); err != nil {
-		return err
-	}
-	h, target, err := rollbackTarget(ctx, a, hc, o.Dir, o.Stack, "stack", to)
-	if err != nil {
 		return err
 	}
 	dir, err := os.MkdirTemp("", "gantry-rollback-")
 	if err != nil {
-		h.Close()
 		return err
 	}
 	defer os.RemoveAll(dir)
-	file, envData, err := fetchProject(ctx, h, o.Dir, dir)
-	h.Close()
+	target, file, envData, err := rollbackTarget(ctx, a, hc, o.Dir, o.Stack, "stack", to, dir)
 	if err != nil {
-		return fmt.Errorf("rollback: %w", err)
+		return err
 	}
-	o.File, err = composefile.Load(ctx, file, o.Stack, envLines(a, envData))
-	if err != nil {
-		return fmt.Errorf("rollback: the stack's compose.yml on the manager: %w", err)
-	}
-	a.Infof("rolling back stack %s to %s (deployed %s by %s)", o.Stack, short(target.SHA), target.Finished.Format("2006-01-02 15:04 UTC"), target.Actor)
+	o.File = file
+	a.Infof("%s rolls back stack %s to %s (%s)", o.Who.Actor, o.Stack, short(target.SHA), target.source)
 	o.EnvFile, o.SHA, o.Images, o.Rollback = envData, target.SHA, target.Images, true
 	o.Who.Reason = strings.TrimSpace("rollback to " + short(target.SHA) + ". " + o.Who.Reason)
 	return swarmDeployAndReport(ctx, a, hc, o, in.Duration("verify-timeout"), "rollback")
@@ -262,21 +244,37 @@ func envLines(a *action.Action, data []byte) []string {
 	return env
 }
 
-// rollbackTarget connects to a Compose host or Swarm manager and finds the
-// deploy to go back to in the history under dir (or, for previous, in GitHub's
-// Deployments); kind and name say what is rolled back. The caller closes h.
-func rollbackTarget(ctx context.Context, a *action.Action, hc hostConfig, dir, name, kind, to string) (remote.Host, history.Entry, error) {
+// rollbackTarget connects to a Compose host or Swarm manager, copies the
+// project's compose.yml and .env from dir into tmp, and finds the deploy to go
+// back to in the history under dir (or, for previous, in GitHub's Deployments,
+// checked against the Compose file and the history); kind and name say what is
+// rolled back. Nothing on the target is changed.
+func rollbackTarget(ctx context.Context, a *action.Action, hc hostConfig, dir, name, kind, to, tmp string) (rollbackEntry, *composefile.File, []byte, error) {
 	h, err := hc.connect(ctx)
 	if err != nil {
-		return nil, history.Entry{}, err
+		return rollbackEntry{}, nil, nil, err
 	}
+	where := fmt.Sprintf("%s, %s %s", h, kind, name)
 	es, err := history.Read(ctx, h, history.PathIn(dir))
+	var path string
+	var envData []byte
 	if err == nil {
-		var target history.Entry
-		if target, err = historyOrGitHub(ctx, a, name, es, to, fmt.Sprintf("%s, %s %s", h, kind, name)); err == nil {
-			return h, target, nil
+		path, envData, err = fetchProject(ctx, h, dir, tmp)
+		switch {
+		case errors.Is(err, fs.ErrNotExist) && len(es) == 0:
+			err = fmt.Errorf("rollback on %s: nothing was deployed there (no %s/compose.yml); nothing to roll back to", where, dir)
+		case err != nil:
+			err = fmt.Errorf("rollback on %s: %w", where, err)
 		}
 	}
 	h.Close()
-	return nil, history.Entry{}, err
+	if err != nil {
+		return rollbackEntry{}, nil, nil, err
+	}
+	file, err := composefile.Load(ctx, path, name, envLines(a, envData))
+	if err != nil {
+		return rollbackEntry{}, nil, nil, fmt.Errorf("rollback on %s: the %s's compose.yml there: %w", where, kind, err)
+	}
+	target, err := historyOrGitHub(ctx, a, name, es, file, to, where)
+	return target, file, envData, err
 }

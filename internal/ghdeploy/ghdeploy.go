@@ -10,10 +10,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
+	"sort"
 	"strings"
 	"time"
 	"unicode/utf8"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-github/v84/github"
 
 	"github.com/gantry-dev/gantry/internal/commit"
@@ -266,12 +269,63 @@ type Record struct {
 	SHA         string
 	Environment string
 	Description string
-	// Actor is who started the deploy: the payload's actor, else the deployment's creator.
-	Actor     string
+	// Creator is the login GitHub authenticated when the deployment was created; the payload's
+	// actor is not read, since anyone who may create deployments can write it.
+	Creator   string
 	CreatedAt time.Time
-	// Images are the images gantry deployed, service → repository@sha256:...; nil for a deployment
-	// that another tool recorded, or a deploy that named no images.
+	// Images are the images the payload names, service → image; nil for a deployment that another
+	// tool recorded, or a deploy that named no images. Anyone with `deployments: write` can plant
+	// them: use them only through TrustedImages.
 	Images map[string]string
+}
+
+// TrustedImages returns rec's images when each is pinned by digest (repository@sha256:...) to a
+// repository that trusted lists for its service: the repositories the target itself uses (its
+// Compose file, its own history). Anything else is refused with an error naming the deployment.
+func (rec Record) TrustedImages(trusted map[string][]string) (map[string]string, error) {
+	refuse := func(format string, args ...any) error {
+		return fmt.Errorf("GitHub Deployment %d (commit %s) refused: %s", rec.ID, short(rec.SHA), fmt.Sprintf(format, args...))
+	}
+	if _, err := commit.Validate(rec.SHA); err != nil {
+		return nil, refuse("%v", err)
+	}
+	services := make([]string, 0, len(rec.Images))
+	for s := range rec.Images {
+		services = append(services, s)
+	}
+	sort.Strings(services)
+	out := make(map[string]string, len(rec.Images))
+	for _, s := range services {
+		img := rec.Images[s]
+		repos, ok := trusted[s]
+		if !ok {
+			return nil, refuse("its payload names service %q, which is not in the target's Compose file", s)
+		}
+		d, err := name.NewDigest(img)
+		if err != nil {
+			return nil, refuse("its payload's image for service %s, %q, is not pinned by digest (repository@sha256:...)", s, img)
+		}
+		repo := d.Context().Name()
+		if !slices.Contains(repos, repo) {
+			known := "none"
+			if len(repos) > 0 {
+				known = strings.Join(repos, ", ")
+			}
+			return nil, refuse("its payload's image for service %s is from repository %s, which the target does not use (its Compose file and history name: %s)", s, repo, known)
+		}
+		out[s] = d.String()
+	}
+	return out, nil
+}
+
+// Repository is the repository of an image reference, normalized as TrustedImages compares them
+// (docker.io/library/x is index.docker.io/library/x); ok is false for a reference that names none.
+func Repository(ref string) (string, bool) {
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		return "", false
+	}
+	return r.Context().Name(), true
 }
 
 // Previous returns the newest deployment to environment that succeeded with another commit than
@@ -333,13 +387,10 @@ func (r *Recorder) succeeded(ctx context.Context, id int64) (bool, error) {
 func record(dep *github.Deployment) Record {
 	rec := Record{
 		ID: dep.GetID(), SHA: dep.GetSHA(), Environment: dep.GetEnvironment(), Description: dep.GetDescription(),
-		Actor: dep.GetCreator().GetLogin(), CreatedAt: dep.GetCreatedAt().Time,
+		Creator: dep.GetCreator().GetLogin(), CreatedAt: dep.GetCreatedAt().Time,
 	}
 	if p, ok := readPayload(dep); ok {
 		rec.Images = p.Images
-		if p.Actor != "" {
-			rec.Actor = p.Actor
-		}
 	}
 	return rec
 }

@@ -375,12 +375,13 @@ func TestPrevious(t *testing.T) {
 				}
 				return
 			}
-			wantActor, wantImage := "octocat", img1
+			// The creator is who GitHub authenticated, never the payload's actor (octocat).
+			wantCreator, wantImage := "github-actions[bot]", img1
 			if tc.other {
-				wantActor, wantImage = "github-actions[bot]", ""
+				wantImage = ""
 			}
-			if err != nil || rec.SHA != tc.want || rec.Environment != envName || rec.Actor != wantActor || rec.Images["web"] != wantImage || rec.CreatedAt.IsZero() {
-				t.Errorf("Previous = %+v, %v; want %s deployed by %s, image %q", rec, err, tc.want[:7], wantActor, wantImage)
+			if err != nil || rec.SHA != tc.want || rec.Environment != envName || rec.Creator != wantCreator || rec.Images["web"] != wantImage || rec.CreatedAt.IsZero() {
+				t.Errorf("Previous = %+v, %v; want %s created by %s, image %q", rec, err, tc.want[:7], wantCreator, wantImage)
 			}
 		})
 	}
@@ -425,5 +426,47 @@ func TestPreviousNeedsReadPermission(t *testing.T) {
 	var denied *githubapi.PermissionError
 	if !errors.As(err, &denied) || !strings.Contains(err.Error(), "permissions: deployments: read") || errors.Is(err, ErrNoPrevious) {
 		t.Errorf("Previous without permission: %v", err)
+	}
+}
+
+// TestTrustedImages: a payload's images are used only when each is pinned by digest to a
+// repository the target itself uses for that service.
+func TestTrustedImages(t *testing.T) {
+	t.Parallel()
+	const (
+		sha    = "1111111aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		digest = "@sha256:1111111111111111111111111111111111111111111111111111111111111111"
+	)
+	trusted := map[string][]string{"web": {"ghcr.io/acme/shop"}, "worker": {"index.docker.io/library/redis"}, "db": nil}
+	tests := []struct {
+		name    string
+		sha     string
+		images  map[string]string
+		want    map[string]string
+		wantErr string
+	}{
+		{name: "the file's repository by digest", sha: sha, images: map[string]string{"web": "ghcr.io/acme/shop" + digest}, want: map[string]string{"web": "ghcr.io/acme/shop" + digest}},
+		{name: "a short Docker Hub name", sha: sha, images: map[string]string{"worker": "redis" + digest}, want: map[string]string{"worker": "redis" + digest}},
+		{name: "another repository, by tag", sha: sha, images: map[string]string{"web": "attacker.example/evil:latest"}, wantErr: `its payload's image for service web, "attacker.example/evil:latest", is not pinned by digest`},
+		{name: "the file's repository by tag", sha: sha, images: map[string]string{"web": "ghcr.io/acme/shop:v1"}, wantErr: "is not pinned by digest"},
+		{name: "another repository by digest", sha: sha, images: map[string]string{"web": "ghcr.io/acme/shop" + digest, "worker": "attacker.example/evil" + digest}, wantErr: "service worker is from repository attacker.example/evil, which the target does not use (its Compose file and history name: index.docker.io/library/redis)"},
+		{name: "a service the target does not have", sha: sha, images: map[string]string{"miner": "ghcr.io/acme/shop" + digest}, wantErr: `names service "miner", which is not in the target's Compose file`},
+		{name: "a service with no known repository", sha: sha, images: map[string]string{"db": "ghcr.io/acme/shop" + digest}, wantErr: "history name: none"},
+		{name: "a commit that is not hex", sha: "$(reboot)", images: map[string]string{"web": "ghcr.io/acme/shop" + digest}, wantErr: "is not a hex commit SHA"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := Record{ID: 42, SHA: tc.sha, Images: tc.images}.TrustedImages(trusted)
+			if tc.wantErr == "" {
+				if err != nil || len(got) != len(tc.want) || got["web"] != tc.want["web"] || got["worker"] != tc.want["worker"] {
+					t.Errorf("TrustedImages = %v, %v; want %v", got, err, tc.want)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.HasPrefix(err.Error(), "GitHub Deployment 42 (commit ") || strings.Contains(err.Error(), "\n") {
+				t.Errorf("TrustedImages = %v, %v; want one line naming deployment 42 and saying %q", got, err, tc.wantErr)
+			}
+		})
 	}
 }

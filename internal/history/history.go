@@ -34,6 +34,9 @@ type Phase struct {
 	Started  time.Time     `json:"started"`
 	Duration time.Duration `json:"duration_ns"`
 	Error    string        `json:"error,omitempty"`
+	// Warning marks a phase that finished without doing all it should,
+	// e.g. a verify that could not check anything.
+	Warning string `json:"warning,omitempty"`
 }
 
 // Entry is one deploy.

@@ -195,6 +195,13 @@ func CaddyImage(t testing.TB, registryHost string) string {
 // registryHost/gantry-test/app:<version> and returns its reference.
 func AppImage(t testing.TB, registryHost, sha, version string) string {
 	t.Helper()
+	return AppImageExposing(t, registryHost, sha, version, "8080")
+}
+
+// AppImageExposing is AppImage with the image config's ExposedPorts set to
+// ports (TCP) instead of 8080; the app still listens on 8080.
+func AppImageExposing(t testing.TB, registryHost, sha, version string, ports ...string) string {
+	t.Helper()
 	bin := appBinary(t, sha, version)
 	tag := strings.Map(func(r rune) rune {
 		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_' {
@@ -204,7 +211,7 @@ func AppImage(t testing.TB, registryHost, sha, version string) string {
 	}, version)
 	ref, _ := buildImage(t, registryHost, "gantry-test/app", tag, map[string][]byte{"/app": bin}, imageConfig{
 		Entrypoint: []string{"/app"},
-		Ports:      []string{"8080"},
+		Ports:      ports,
 	})
 	return ref
 }

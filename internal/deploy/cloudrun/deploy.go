@@ -144,6 +144,7 @@ type deployer struct {
 	name  string // projects/P/locations/L/services/S
 	etag  string
 	prev  []*runpb.TrafficTarget // traffic before, as explicit revision targets
+	sent  bool                   // Cloud Run accepted a change of the service
 }
 
 // ServiceName is the resource name of a service.
@@ -233,7 +234,10 @@ func (d *deployer) run(ctx context.Context) error {
 	if err != nil {
 		if f := d.revisionFailure(ctx, rev, err); f != nil {
 			d.res.Outcome = history.ResultFailed
-			return f
+			err = f
+		}
+		if d.sent && cur != nil {
+			return d.restoreTraffic(ctx, err)
 		}
 		return err
 	}
@@ -579,25 +583,10 @@ func (d *deployer) update(ctx context.Context, svc *runpb.Service, create bool, 
 	if err != nil {
 		return nil, explain("UpdateService", d.o, err)
 	}
-	deadline := d.o.Clock.Now().Add(d.o.Timeout)
-	var got *runpb.Service
-	for {
-		got, err = op.Poll(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			return nil, &opError{err: err}
-		}
-		if op.Done() {
-			break
-		}
-		if !d.o.Clock.Now().Before(deadline) {
-			return nil, fmt.Errorf("service %s not reconciled after %s; raise timeout if revisions take longer to start", d.o.Service, d.o.Timeout)
-		}
-		if err := d.o.Clock.Sleep(ctx, d.o.PollInterval); err != nil {
-			return nil, err
-		}
+	d.sent = true
+	got, err := d.await(ctx, op)
+	if err != nil {
+		return nil, err
 	}
 	if got == nil {
 		if got, err = d.api.GetService(ctx, d.name); err != nil {
@@ -610,6 +599,79 @@ func (d *deployer) update(ctx context.Context, svc *runpb.Service, create bool, 
 	d.etag = got.GetEtag()
 	d.mark(doneMark)
 	return got, nil
+}
+
+// await polls op until it is done or the timeout has passed.
+func (d *deployer) await(ctx context.Context, op Operation) (*runpb.Service, error) {
+	deadline := d.o.Clock.Now().Add(d.o.Timeout)
+	for {
+		got, err := op.Poll(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, &opError{err: err}
+		}
+		if op.Done() {
+			return got, nil
+		}
+		if !d.o.Clock.Now().Before(deadline) {
+			return nil, fmt.Errorf("service %s not reconciled after %s; raise timeout if revisions take longer to start", d.o.Service, d.o.Timeout)
+		}
+		if err := d.o.Clock.Sleep(ctx, d.o.PollInterval); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// restoreTraffic puts the previous traffic back in the service's spec after the first update
+// failed (a revision that never became ready, a timeout): Cloud Run kept serving the old
+// revisions, but the spec still asked for the new one. A failed latest revision fails the
+// operation even so; what counts is that the traffic serves as requested again.
+func (d *deployer) restoreTraffic(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		ctx = context.WithoutCancel(ctx)
+	}
+	if len(d.prev) == 0 {
+		return err
+	}
+	cur, gerr := d.api.GetService(ctx, d.name)
+	if gerr != nil {
+		return fmt.Errorf("%w; and reading the service to restore its traffic failed: %v", err, explain("GetService", d.o, gerr))
+	}
+	back := proto.Clone(cur).(*runpb.Service)
+	back.Traffic = make([]*runpb.TrafficTarget, len(d.prev))
+	for i, t := range d.prev {
+		back.Traffic[i] = proto.Clone(t).(*runpb.TrafficTarget)
+	}
+	back.Etag = cur.GetEtag()
+	d.o.Logf("restoring the requested traffic: %s", trafficText(targetsOf(d.prev)))
+	op, uerr := d.api.UpdateService(ctx, back, false)
+	if uerr != nil {
+		return fmt.Errorf("%w; and restoring the previous traffic in the service's spec failed: %v", err, explain("UpdateService", d.o, uerr))
+	}
+	var oe *opError
+	if _, werr := d.await(ctx, op); werr != nil && !errors.As(werr, &oe) {
+		return fmt.Errorf("%w; the service's requested traffic is back on %s, but Cloud Run has not applied it yet: %v", err, trafficText(targetsOf(d.prev)), werr)
+	}
+	got, gerr := d.api.GetService(ctx, d.name)
+	if gerr != nil {
+		return fmt.Errorf("%w; and reading the service after restoring its traffic failed: %v", err, explain("GetService", d.o, gerr))
+	}
+	if why := trafficShows(got, back.Traffic); why != "" || got.GetReconciling() || got.GetObservedGeneration() != got.GetGeneration() {
+		return fmt.Errorf("%w; and restoring the previous traffic in the service's spec did not take (%s)", err, orText(why, "still reconciling"))
+	}
+	d.etag = got.GetEtag()
+	d.served(got)
+	d.mark("traffic spec back on " + d.res.PreviousRevision)
+	return fmt.Errorf("%w; the service's requested traffic is back on %s", err, trafficText(targetsOf(d.prev)))
+}
+
+func orText(s, other string) string {
+	if s == "" {
+		return other
+	}
+	return s
 }
 
 // opError is a failed long-running operation.
@@ -630,6 +692,11 @@ func notReconciled(svc *runpb.Service, want []*runpb.TrafficTarget) string {
 	case svc.GetLatestReadyRevision() != svc.GetLatestCreatedRevision():
 		return fmt.Sprintf("the latest created revision %s is not the latest ready %s", base(svc.GetLatestCreatedRevision()), base(svc.GetLatestReadyRevision()))
 	}
+	return trafficShows(svc, want)
+}
+
+// trafficShows says which of the requested revision targets svc's traffic statuses do not show, or "".
+func trafficShows(svc *runpb.Service, want []*runpb.TrafficTarget) string {
 	have := map[string]int32{}
 	for _, s := range svc.GetTrafficStatuses() {
 		have[base(s.GetRevision())+"#"+s.GetTag()] += s.GetPercent()
@@ -836,7 +903,7 @@ func FindRevision(ctx context.Context, api API, o Options, to string) (rev, sha 
 		return "", "", explain("ListRevisions", o, err)
 	}
 	sort.SliceStable(revs, func(i, j int) bool { return revs[i].GetCreateTime().AsTime().After(revs[j].GetCreateTime().AsTime()) })
-	serving := mostTraffic(svc.GetTrafficStatuses())
+	serving := mostTraffic(resolveLatest(svc))
 	current := ""
 	for _, r := range revs {
 		if base(r.GetName()) == base(serving) {

@@ -100,6 +100,19 @@ func (e *env) traffic() string {
 	return fmt.Sprintf("%v %v", p, tags)
 }
 
+// requested is the service's requested traffic (its spec), as "revision percent tag" targets.
+func (e *env) requested() string {
+	var out []string
+	for _, t := range e.s.Service("api").GetTraffic() {
+		rev := t.GetRevision()
+		if t.GetType() == runpb.TrafficTargetAllocationType_TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST {
+			rev = "LATEST"
+		}
+		out = append(out, fmt.Sprintf("%s %d %s", rev, t.GetPercent(), t.GetTag()))
+	}
+	return strings.Join(out, ", ")
+}
+
 func marks(r *Result) string {
 	var b []string
 	for _, m := range r.Timeline {
@@ -237,20 +250,46 @@ func TestDeployFailures(t *testing.T) {
 		want    []string
 		outcome string
 		traffic string
+		// requested is the service's traffic spec at the end; "" checks none.
+		requested string
 	}{
 		{
-			name:    "image not found: the old revision keeps serving",
-			setup:   func(e *env, o *Options) { e.s.SetBehavior(img2, runfake.ImageNotFound(img2)) },
-			want:    []string{"revision api-sha-2222222 failed", "CONTAINER_MISSING", "not found", "api-sha-1111111 kept serving all traffic"},
-			outcome: history.ResultFailed,
-			traffic: "map[api-sha-1111111:100] map[sha-1111111:api-sha-1111111]",
+			name:      "image not found: the old revision keeps serving",
+			setup:     func(e *env, o *Options) { e.s.SetBehavior(img2, runfake.ImageNotFound(img2)) },
+			want:      []string{"revision api-sha-2222222 failed", "CONTAINER_MISSING", "not found", "api-sha-1111111 kept serving all traffic", "requested traffic is back on api-sha-1111111 100% (tag sha-1111111)"},
+			outcome:   history.ResultFailed,
+			traffic:   "map[api-sha-1111111:100] map[sha-1111111:api-sha-1111111]",
+			requested: "api-sha-1111111 100 sha-1111111",
 		},
 		{
-			name:    "container never listens",
-			setup:   func(e *env, o *Options) { e.s.SetBehavior(img2, runfake.StartFailure(8080)) },
-			want:    []string{"HEALTH_CHECK_CONTAINER_ERROR", "PORT=8080", "kept serving"},
-			outcome: history.ResultFailed,
-			traffic: "map[api-sha-1111111:100] map[sha-1111111:api-sha-1111111]",
+			name:      "container never listens",
+			setup:     func(e *env, o *Options) { e.s.SetBehavior(img2, runfake.StartFailure(8080)) },
+			want:      []string{"HEALTH_CHECK_CONTAINER_ERROR", "PORT=8080", "kept serving", "requested traffic is back"},
+			outcome:   history.ResultFailed,
+			traffic:   "map[api-sha-1111111:100] map[sha-1111111:api-sha-1111111]",
+			requested: "api-sha-1111111 100 sha-1111111",
+		},
+		{
+			name: "a canary's revision never becomes ready",
+			setup: func(e *env, o *Options) {
+				o.Strategy = Canary
+				e.s.SetBehavior(img2, runfake.ImageNotFound(img2))
+			},
+			want:      []string{"CONTAINER_MISSING", "requested traffic is back"},
+			outcome:   history.ResultFailed,
+			traffic:   "map[api-sha-1111111:100] map[sha-1111111:api-sha-1111111]",
+			requested: "api-sha-1111111 100 sha-1111111",
+		},
+		{
+			name: "a revision still starting at the timeout",
+			setup: func(e *env, o *Options) {
+				e.s.SetBehavior(img2, runfake.Behavior{ReadyAfter: time.Hour})
+				o.Timeout = time.Minute
+			},
+			want:      []string{"not reconciled after 1m0s", "requested traffic is back"},
+			outcome:   history.ResultFailed,
+			traffic:   "map[api-sha-1111111:100] map[sha-1111111:api-sha-1111111]",
+			requested: "api-sha-1111111 100 sha-1111111",
 		},
 		{
 			name: "canary step fails verify: traffic back",
@@ -351,6 +390,9 @@ func TestDeployFailures(t *testing.T) {
 			}
 			if got := e.traffic(); got != tc.traffic {
 				e.e("traffic = %s, want %s", got, tc.traffic)
+			}
+			if got := e.requested(); tc.requested != "" && got != tc.requested {
+				e.e("requested traffic = %s, want %s", got, tc.requested)
 			}
 		})
 	}
@@ -532,5 +574,35 @@ func TestSplit(t *testing.T) {
 		if strings.Join(got, ", ") != tc.want {
 			t.Errorf("%s: %s, want %s", tc.name, strings.Join(got, ", "), tc.want)
 		}
+	}
+}
+
+// A service routed 100% to LATEST (as gcloud run deploy leaves it) rolls back to the revision
+// before the one LATEST serves, never to the one already serving.
+func TestRollbackFromLatest(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, runfake.Options{})
+	e.deployed()
+	if _, err := Deploy(context.Background(), e.api, e.opts(img2, sha2)); err != nil {
+		t.Fatal(err)
+	}
+	e.s.UpdateByOther(&runpb.Service{Name: "api", Traffic: []*runpb.TrafficTarget{{Type: runpb.TrafficTargetAllocationType_TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST, Percent: 100}}})
+	e.s.Advance(runfake.DefaultSettleAfter)
+	if got := e.traffic(); got != "map[api-sha-2222222:100] map[]" {
+		t.Fatalf("traffic before the rollback = %s, want all on LATEST = api-sha-2222222", got)
+	}
+	rev, sha, err := FindRevision(context.Background(), e.api, e.opts("", ""), "previous")
+	if err != nil || rev != "api-sha-1111111" || sha != sha1 {
+		e.e("FindRevision(previous) = %s %s %v, want api-sha-1111111 %s", rev, sha, err, sha1)
+		return
+	}
+	ro := e.opts("", sha)
+	ro.Revision = rev
+	res, err := Deploy(context.Background(), e.api, ro)
+	if err != nil || res.Outcome != history.ResultSuccess || res.PreviousRevision != "api-sha-2222222" {
+		e.e("rollback: %v, previous %s", err, res.PreviousRevision)
+	}
+	if got := e.traffic(); got != "map[api-sha-1111111:100] map[sha-1111111:api-sha-1111111]" {
+		e.e("traffic = %s", got)
 	}
 }

@@ -107,10 +107,15 @@ type deployer struct {
 	http   *http.Client
 	res    *Result
 	stored bool // files written to the host; restore them on failure
+	// restored is set once restoreFiles put a previous compose.yml back.
+	restored bool
 	// warnedEdge is set once the missing upstreams module was reported.
 	warnedEdge bool
 	// current is the last successful deploy before this one, if any.
 	current *history.Entry
+	// phaseWarning, set by a step's function, marks that step's phase as done
+	// with a warning (e.g. not verified) instead of a plain success.
+	phaseWarning string
 }
 
 func (o *Options) defaults() {
@@ -231,16 +236,26 @@ func Deploy(ctx context.Context, h remote.Host, o Options) (*Result, error) {
 	return dp.res, err
 }
 
+// warnPhase reports msg as a warning of the deploy and of the phase running.
+func (dp *deployer) warnPhase(msg string) {
+	dp.phaseWarning = msg
+	dp.res.Warnings = append(dp.res.Warnings, msg)
+	dp.o.Warnf("%s", msg)
+}
+
 func (dp *deployer) historyPath() string { return history.PathIn(dp.o.Dir) }
 
 // step runs fn as a named, timed phase of the timeline.
 func (dp *deployer) step(ctx context.Context, name string, fn func(context.Context) error) error {
 	ph := history.Phase{Name: name, Started: time.Now().UTC()}
 	dp.o.Logf("── %s", name)
+	dp.phaseWarning = ""
 	err := fn(ctx)
 	ph.Duration = time.Since(ph.Started)
 	if err != nil {
 		ph.Error = err.Error()
+	} else {
+		ph.Warning = dp.phaseWarning
 	}
 	dp.res.Phases = append(dp.res.Phases, ph)
 	return err
@@ -339,27 +354,45 @@ func (dp *deployer) anyEdge() bool {
 }
 
 // backupScript copies the project's current files aside; missing ones
-// (first deploy) are recorded as absent.
-const backupScript = `d="$1"; p="$d/.gantry/previous"; rm -f "$p"/*
+// (first deploy) are recorded as absent. The previous backup goes first,
+// hidden files included: a stale marker would undo a later restore.
+const backupScript = `d="$1"; p="$d/.gantry/previous"; rm -rf -- "$p" && mkdir -p -- "$p" || exit 1
 for f in compose.yml .env .gantry/override.yml; do
   b=$(basename "$f")
   if [ -f "$d/$f" ]; then cp -p "$d/$f" "$p/$b"; else : > "$p/$b.absent"; fi
 done`
 
-// restoreScript puts the previous files back.
+// restoreScript puts the previous files back, exactly: a file that was
+// absent is removed. It prints the files absent afterwards, one a line.
 const restoreScript = `d="$1"; p="$d/.gantry/previous"
 for f in compose.yml .env .gantry/override.yml; do
   b=$(basename "$f")
   if [ -f "$p/$b.absent" ]; then rm -f "$d/$f"; elif [ -f "$p/$b" ]; then cp -p "$p/$b" "$d/$f"; fi
+  [ -f "$d/$f" ] || echo "$f"
 done`
 
 // restoreFiles puts the previous files back after a failure and returns err.
+// Compose then runs with the files that exist: without --env-file when the
+// previous deploy had no .env; dp.restored tells whether a previous
+// compose.yml is back (false on a first deploy).
 func (dp *deployer) restoreFiles(ctx context.Context, err error) error {
 	if !dp.stored {
 		return err
 	}
-	if _, rerr := dp.h.Run(context.WithoutCancel(ctx), []string{"sh", "-c", restoreScript, "sh", dp.o.Dir}, nil); rerr != nil {
+	out, rerr := dp.h.Run(context.WithoutCancel(ctx), []string{"sh", "-c", restoreScript, "sh", dp.o.Dir}, nil)
+	if rerr != nil {
 		return errors.Join(err, fmt.Errorf("restore the previous files: %w", rerr))
+	}
+	dp.restored = true
+	for _, f := range strings.Fields(string(out)) {
+		switch f {
+		case "compose.yml":
+			dp.restored = false
+		case ".env":
+			dp.d.NoEnvFile = true
+		case ".gantry/override.yml":
+			dp.d.NoOverride = true
+		}
 	}
 	return err
 }

@@ -24,6 +24,9 @@ type Docker struct {
 	// ConfigDir, when set, is a private DOCKER_CONFIG holding the registry
 	// login for this deploy only.
 	ConfigDir string
+	// NoEnvFile and NoOverride leave out the project's .env and gantry's
+	// override file, when the files restored after a failure have none.
+	NoEnvFile, NoOverride bool
 }
 
 // Paths of gantry's files inside the project directory.
@@ -41,8 +44,13 @@ func (d *Docker) docker(args ...string) []string {
 
 // Compose runs docker compose with the project's files.
 func (d *Docker) Compose(ctx context.Context, args ...string) ([]byte, error) {
-	argv := d.docker("compose", "--project-name", d.Project, "--project-directory", d.Dir,
-		"--file", d.composeFile(), "--file", d.overrideFile(), "--env-file", d.envFile())
+	argv := d.docker("compose", "--project-name", d.Project, "--project-directory", d.Dir, "--file", d.composeFile())
+	if !d.NoOverride {
+		argv = append(argv, "--file", d.overrideFile())
+	}
+	if !d.NoEnvFile {
+		argv = append(argv, "--env-file", d.envFile())
+	}
 	return d.H.Run(ctx, append(argv, args...), nil)
 }
 
@@ -75,14 +83,18 @@ type Container struct {
 	StartedAt  time.Time
 	IP         string // address on the project's network
 	Restarting bool
+	// Exposed are the TCP ports the container exposes (its image's EXPOSE
+	// and the Compose file's expose), lowest first.
+	Exposed []int
 }
 
 type inspectJSON struct {
 	ID     string `json:"Id"`
 	Name   string `json:"Name"`
 	Config struct {
-		Image  string            `json:"Image"`
-		Labels map[string]string `json:"Labels"`
+		Image        string              `json:"Image"`
+		Labels       map[string]string   `json:"Labels"`
+		ExposedPorts map[string]struct{} `json:"ExposedPorts"`
 	} `json:"Config"`
 	State struct {
 		Status     string `json:"Status"`
@@ -138,6 +150,13 @@ func (d *Docker) Inspect(ctx context.Context, ids ...string) ([]Container, error
 			ExitCode: r.State.ExitCode, Error: r.State.Error,
 		}
 		c.Number, _ = strconv.Atoi(r.Config.Labels["com.docker.compose.container-number"])
+		for p := range r.Config.ExposedPorts {
+			n, proto, _ := strings.Cut(p, "/")
+			if port, err := strconv.Atoi(n); err == nil && port > 0 && (proto == "" || proto == "tcp") {
+				c.Exposed = append(c.Exposed, port)
+			}
+		}
+		sort.Ints(c.Exposed)
 		if r.State.Health != nil {
 			c.Health = r.State.Health.Status
 		}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gantry-dev/gantry/internal/composefile"
@@ -36,14 +37,36 @@ func (dp *deployer) recreate(ctx context.Context, services []string) error {
 	})
 	if err == nil {
 		err = dp.step(ctx, "verify", func(ctx context.Context) error {
+			verified := 0
+			var blind []string
 			for _, c := range started {
-				if svc := dp.o.File.Services[c.Service]; svc.Port != 0 && contains(dp.o.Services, c.Service) {
-					if err := dp.verifyDirect(ctx, c, svc.Port); err != nil {
-						return err
-					}
+				if !contains(dp.o.Services, c.Service) {
+					continue
 				}
+				port := dp.port(c)
+				if port == 0 {
+					blind = append(blind, c.Name)
+					continue
+				}
+				if err := dp.verifyDirect(ctx, c, port); err != nil {
+					return err
+				}
+				verified++
 			}
-			return dp.verifyPublic(ctx)
+			if err := dp.verifyPublic(ctx); err != nil {
+				return err
+			}
+			if dp.o.URL != "" {
+				verified++
+			}
+			if len(blind) > 0 {
+				what := "the deploy is not verified"
+				if verified > 0 {
+					what = "those containers are not verified"
+				}
+				dp.warnPhase(fmt.Sprintf("not verified: %s: no port is known for %s (no gantry.port label, ports or expose in the Compose file, none exposed by the image) and %s; add one, or a url", strings.Join(blind, ", "), plural(len(blind), "it", "them"), what))
+			}
+			return nil
 		})
 	}
 	if err == nil {
@@ -53,9 +76,16 @@ func (dp *deployer) recreate(ctx context.Context, services []string) error {
 		dp.res.Outcome = history.ResultAbandoned
 		return fmt.Errorf("%w; auto-rollback is off, so the failed version was left in place for debugging", err)
 	}
+	var removed []string
 	rerr := dp.step(ctx, "rollback", func(ctx context.Context) error {
 		ctx = context.WithoutCancel(ctx)
 		if err := dp.restoreFiles(ctx, nil); err != nil {
+			return err
+		}
+		if !dp.restored {
+			// A first deploy: no previous version to start again.
+			var err error
+			removed, err = dp.removeServices(ctx, services)
 			return err
 		}
 		args := append([]string{"up", "--detach", "--no-deps"}, services...)
@@ -66,7 +96,54 @@ func (dp *deployer) recreate(ctx context.Context, services []string) error {
 	if rerr != nil {
 		return fmt.Errorf("%w; rolling back also failed: %v", err, rerr)
 	}
+	if !dp.restored {
+		dp.res.Outcome = history.ResultFailed
+		return fmt.Errorf("%w; this was the project's first deploy, so its containers were removed (%s)", err, strings.Join(removed, ", "))
+	}
 	return fmt.Errorf("%w; the previous version was started again", err)
+}
+
+// removeServices removes every container of services, and the project's
+// default network when nothing uses it any more, after a failed first
+// deploy; it returns the names of the containers removed.
+func (dp *deployer) removeServices(ctx context.Context, services []string) ([]string, error) {
+	var cs []Container
+	for _, s := range services {
+		more, err := dp.d.Containers(ctx, s)
+		if err != nil {
+			return nil, err
+		}
+		cs = append(cs, more...)
+	}
+	if err := dp.d.Remove(ctx, IDs(cs)...); err != nil {
+		return nil, fmt.Errorf("remove the failed containers: %w", err)
+	}
+	if left, err := dp.d.Containers(ctx, ""); err == nil && len(left) == 0 {
+		// Best effort: a network another container still uses stays.
+		_, _ = dp.d.Run(ctx, "network", "rm", dp.o.Project+"_default")
+	}
+	return Names(cs), nil
+}
+
+// port is the port a new container is verified on: the Compose file's (label
+// gantry.port, ports, expose), else the lowest its image exposes; 0 when
+// neither names one.
+func (dp *deployer) port(c Container) int {
+	if p := dp.o.File.Services[c.Service].Port; p != 0 {
+		return p
+	}
+	if len(c.Exposed) == 0 {
+		return 0
+	}
+	dp.o.Logf("%s: no port in the Compose file; verifying on %d, which its image exposes", c.Name, c.Exposed[0])
+	return c.Exposed[0]
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 // waitStarted waits until every container runs (and is healthy, when it has
