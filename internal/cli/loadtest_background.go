@@ -91,7 +91,9 @@ func startBackground(ctx context.Context, a *action.Action, dir, k6 string) erro
 	}
 	cmd := exec.Command(exe, "loadtest")
 	cmd.Env, cmd.Stdout, cmd.Stderr = env, log, log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // outlives this step
+	if err := detach(cmd); err != nil { // outlives this step
+		return err
+	}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting the background load test: %w", err)
 	}
@@ -136,7 +138,7 @@ func stopBackground(ctx context.Context, a *action.Action, dir, title string, wi
 		return fmt.Errorf("no background load test in %s (%v): start one with mode: start and the same output-dir", dir, err)
 	}
 	if alive(pid) {
-		if err := syscall.Kill(pid, syscall.SIGINT); err != nil && !errors.Is(err, syscall.ESRCH) {
+		if err := interrupt(pid); err != nil {
 			return fmt.Errorf("stopping the background load test (pid %d): %w", pid, err)
 		}
 		a.Infof("stopping the background load test (pid %d)", pid)
@@ -147,7 +149,7 @@ func stopBackground(ctx context.Context, a *action.Action, dir, title string, wi
 	for alive(pid) {
 		select {
 		case <-deadline:
-			_ = syscall.Kill(pid, syscall.SIGKILL)
+			killPID(pid)
 			return fmt.Errorf("the background load test (pid %d) did not end within %s of SIGINT; killed it", pid, stopTimeout)
 		case <-ctx.Done():
 			return ctx.Err()
@@ -193,7 +195,7 @@ func readPID(bg string) (int, error) {
 
 // alive tells whether pid runs (and is not a zombie we could wait for).
 func alive(pid int) bool {
-	if pid <= 0 || syscall.Kill(pid, 0) != nil {
+	if !signalable(pid) {
 		return false
 	}
 	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
