@@ -66,7 +66,8 @@ func TestDurationIntList(t *testing.T) {
 		{name: "seconds", vars: map[string]string{"INPUT_TIMEOUT": "90"}, dur: 90 * time.Second, wantErr: ""},
 		{name: "go duration", vars: map[string]string{"INPUT_TIMEOUT": "1h30m", "INPUT_COUNT": "3"}, dur: 90 * time.Minute, count: 3},
 		{name: "bad duration", vars: map[string]string{"INPUT_TIMEOUT": "5 minutes"}, wantErr: `input "timeout"`},
-		{name: "negative duration", vars: map[string]string{"INPUT_TIMEOUT": "-5s"}, dur: -5 * time.Second, wantErr: `input "timeout"`},
+		{name: "negative duration", vars: map[string]string{"INPUT_TIMEOUT": "-5s"}, wantErr: `input "timeout": "-5s" is negative`},
+		{name: "negative bare number", vars: map[string]string{"INPUT_TIMEOUT": "-5"}, wantErr: `input "timeout": "-5" is negative`},
 		{name: "bad int", vars: map[string]string{"INPUT_COUNT": "3.5"}, dur: 2 * time.Minute, wantErr: `input "count"`},
 		{name: "list", vars: map[string]string{"INPUT_ITEMS": "a, b\n# comment\n\n c \nd,e"}, dur: 2 * time.Minute, items: []string{"a", "b", "c", "d", "e"}},
 	} {
