@@ -191,7 +191,7 @@ func TestMaskEnvOnlySecrets(t *testing.T) {
 		{"client-secret", "s3cr3t!", []string{"s3cr3t!"}},
 		{"SENTRY_DSN", "https://k@sentry.example/1", []string{"https://k@sentry.example/1"}},
 		{"DB_PASSWORD", "abc", nil}, // too short to mask usefully
-		{"MONKEY", "banana", nil},    // KEY only as a word of the name
+		{"MONKEY", "banana", nil},   // KEY only as a word of the name
 		{"DATABASE_URL", "postgres://app:pw-1234@db:5432/app", []string{"pw-1234"}},
 		{"DATABASE_URL", "postgres://app@db:5432/app", nil},
 	} {
