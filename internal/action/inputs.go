@@ -49,8 +49,14 @@ func (in *Inputs) raw(name string) string {
 	return val
 }
 
-// Fail records a validation error for input name.
+// Fail records a validation error for input name; only the first error of
+// an input is kept, since a later check of the same input follows from it.
 func (in *Inputs) Fail(name, format string, args ...any) {
+	for _, e := range in.errs {
+		if ie, ok := e.(*InputError); ok && ie.Input == name {
+			return
+		}
+	}
 	in.errs = append(in.errs, &InputError{Input: name, Msg: fmt.Sprintf(format, args...)})
 }
 

@@ -118,7 +118,11 @@ func runRollback(ctx context.Context, a *action.Action) error {
 	if err != nil {
 		return fmt.Errorf("rollback: %w", err)
 	}
-	o.File, err = composefile.Load(ctx, file, o.Project, envLines(a, envData))
+	env, err := envLines(a, envData, composefile.ComposeRules)
+	if err != nil {
+		return fmt.Errorf("rollback: the project's .env on the host: %w", err)
+	}
+	o.File, err = composefile.Load(ctx, file, o.Project, env)
 	if err != nil {
 		return fmt.Errorf("rollback: the project's compose.yml on the host: %w", err)
 	}
@@ -240,7 +244,11 @@ func runRollbackSwarm(ctx context.Context, a *action.Action, in *action.Inputs, 
 	if err != nil {
 		return fmt.Errorf("rollback: %w", err)
 	}
-	o.File, err = composefile.Load(ctx, file, o.Stack, envLines(a, envData))
+	env, err := envLines(a, envData, composefile.ShellRules)
+	if err != nil {
+		return fmt.Errorf("rollback: the stack's .env on the manager: %w", err)
+	}
+	o.File, err = composefile.Load(ctx, file, o.Stack, env)
 	if err != nil {
 		return fmt.Errorf("rollback: the stack's compose.yml on the manager: %w", err)
 	}
@@ -250,16 +258,14 @@ func runRollbackSwarm(ctx context.Context, a *action.Action, in *action.Inputs, 
 	return swarmDeployAndReport(ctx, a, hc, o, in.Duration("verify-timeout"), "rollback")
 }
 
-// envLines reads KEY=VALUE lines of an env file, masking every value.
-func envLines(a *action.Action, data []byte) []string {
-	var env []string
-	for _, line := range strings.Split(string(data), "\n") {
-		if k, v, ok := strings.Cut(line, "="); ok && strings.TrimSpace(k) != "" && !strings.HasPrefix(strings.TrimSpace(line), "#") {
-			env = append(env, strings.TrimSpace(line))
-			a.Mask(strings.Trim(strings.TrimSpace(v), `"'`))
-		}
+// envLines reads the variables of an env file kept on the host, masking
+// the secret ones.
+func envLines(a *action.Action, data []byte, rules composefile.EnvRules) ([]string, error) {
+	vars, _, err := composefile.ParseEnvFile(string(data), rules)
+	if err != nil {
+		return nil, err
 	}
-	return env
+	return envPairs(a, vars), nil
 }
 
 // rollbackTarget connects to a Compose host or Swarm manager and finds the

@@ -49,6 +49,9 @@ func readHost(a *action.Action, in *action.Inputs) hostConfig {
 	}
 	// A literal "\n" is how a key pasted into a one-line secret arrives.
 	o.PrivateKey = []byte(strings.ReplaceAll(key, `\n`, "\n") + "\n")
+	if o.KnownHosts != "" && o.InsecureIgnoreHostKey {
+		in.Fail("insecure-ignore-host-key", "true conflicts with known-hosts, which pins the host key; give one of them (known-hosts is the safe one)")
+	}
 	if o.KnownHosts == "" && !o.InsecureIgnoreHostKey {
 		in.Fail("known-hosts", "is required: host keys are pinned; add the output of `ssh-keyscan -p %d %s`", max(o.Port, 22), host)
 	}
