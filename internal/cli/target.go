@@ -19,7 +19,7 @@ func sshInputs() []action.Input {
 		{Name: "user", Description: "SSH user (needs access to docker on the host)."},
 		{Name: "ssh-key", Description: "Private key for the SSH user (PEM or OpenSSH format).", Secret: true},
 		{Name: "known-hosts", Description: "The host's public key line(s) in known_hosts format (`ssh-keyscan HOST`); required: host keys are pinned."},
-		{Name: "insecure-ignore-host-key", Description: "Accept any host key (warns loudly). Only for throwaway hosts.", Kind: action.Bool, Default: "false"},
+		{Name: "insecure-ignore-host-key", Description: "Accept any host key (warns loudly). Only for throwaway hosts; refused together with known-hosts.", Kind: action.Bool, Default: "false"},
 		{Name: "jump-host", Description: "Bastion to connect through, user@host:port (same key and known-hosts)."},
 	}
 }
