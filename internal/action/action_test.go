@@ -228,3 +228,16 @@ func TestMarkdownEscaping(t *testing.T) {
 		t.Errorf("Code = %q", got)
 	}
 }
+
+func TestFailKeepsFirstErrorOfAnInput(t *testing.T) {
+	t.Parallel()
+	in := New(testSpec, Env{Getenv: envOf(map[string]string{"INPUT_TIMEOUT": "-5"})}).Inputs()
+	if d := in.Duration("timeout"); d != 0 {
+		t.Errorf("Duration = %v after an error, want 0", d)
+	}
+	in.Fail("timeout", "must be positive") // a later check that follows from the first error
+	in.Fail("count", "is bad")
+	if errs := in.Errs(); len(errs) != 2 || !strings.Contains(errs[0].Error(), "is negative") || !strings.Contains(errs[1].Error(), `"count"`) {
+		t.Errorf("errors = %v; want the first of timeout, then count", errs)
+	}
+}

@@ -170,13 +170,11 @@ func withNewline(s string) string {
 	return s
 }
 
-// failUnknownServices records an error on input for each of names that is
-// not a service of f: the error names the input the user set.
+// failUnknownServices records an error on input when one of names is not a
+// service of f: the error names the input the user set.
 func failUnknownServices(in *action.Inputs, f *composefile.File, input string, names []string) {
-	for _, s := range names {
-		if _, ok := f.Services[s]; !ok {
-			in.Fail(input, "service %q is not in %s (it has: %s)", s, f.Path, strings.Join(f.Names(), ", "))
-		}
+	if err := f.CheckServices(names); err != nil {
+		in.Fail(input, "%v", err)
 	}
 }
 
