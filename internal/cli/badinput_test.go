@@ -96,8 +96,10 @@ func TestBadInputsReachNoHost(t *testing.T) {
 		}
 		return out
 	}
-	compose := with(map[string]string{"project": "gtbadinput", "compose-file": "compose.yml", "images": "web=" + badInputImage, "sha": sha1})
-	swarm := with(map[string]string{"stack": "gtbadinput", "compose-file": "compose.yml", "images": "web=" + badInputImage, "sha": sha1})
+	compose := with(map[string]string{"project": "gtbadinput", "compose-file": "compose.yml", "images": "web=" + badInputImage, "sha": sha1,
+		"env-file": "LOG_LEVEL=info\nDB_PASSWORD=\"hunter2-compose\"\nDSN=host=db,port=5432\n"})
+	swarm := with(map[string]string{"stack": "gtbadinput", "compose-file": "compose.yml", "images": "web=" + badInputImage, "sha": sha1,
+		"env-file": "LOG_LEVEL=info\nAPI_TOKEN=hunter2-swarm\n"})
 	scale := with(map[string]string{"stack": "gtbadinput", "scale": "web=2"})
 	rollback := with(map[string]string{"project": "gtbadinput", "to": "previous"})
 
@@ -150,6 +152,10 @@ func TestBadInputsReachNoHost(t *testing.T) {
 				if contacts == 0 {
 					t.Fatalf("valid inputs never reached the host, so the count proves nothing:\n%s", r.log)
 				}
+				// Only the secret env-file value is masked: info stays readable.
+				if env := tc.base["env-file"]; env != "" && (!strings.Contains(r.log, "::add-mask::hunter2-") || strings.Contains(r.log, "::add-mask::info")) {
+					t.Errorf("masks: want the secret value only\n%s", r.log)
+				}
 				return
 			}
 			if r.code != 1 {
@@ -167,8 +173,10 @@ func TestBadInputsReachNoHost(t *testing.T) {
 			if contacts != 0 {
 				t.Errorf("the host was contacted %d times", contacts)
 			}
-			if strings.Contains(r.log, "hunter2") {
-				t.Errorf("an env-file value reached the log:\n%s", r.log)
+			for _, l := range strings.Split(r.log, "\n") {
+				if strings.Contains(l, "hunter2") && !strings.HasPrefix(l, "::add-mask::") {
+					t.Errorf("an env-file value reached the log: %q", l)
+				}
 			}
 		})
 	}
