@@ -2,7 +2,8 @@
 # install.sh puts the gantry binary pinned by the action's ref on a GitHub
 # Actions runner. A release ref (v1, v1.2, v1.2.3) is downloaded from the
 # GitHub release of that ref, checked against its checksums.txt and kept in
-# the runner's tool cache; any other ref (a branch, a commit SHA, a local
+# the runner's tool cache with its archive, which every cache hit re-hashes
+# against checksums.txt (a copy that fails is downloaded again); any other ref (a branch, a commit SHA, a local
 # action) is built from the action's own checkout instead.
 #
 # Usage:
@@ -156,8 +157,7 @@ derive_from_path() {
 # A ref that names a release: v1, v1.2, v1.2.3 or v1.2.3-rc.1.
 is_release_ref() { [[ "$1" =~ ^v[0-9]+(\.[0-9]+(\.[0-9]+(-[0-9A-Za-z.]+)?)?)?$ ]]; }
 
-# A full version names one release and never moves, so a cached copy is
-# trusted without asking the server.
+# A full version names one release and never moves (a mismatch is not retried).
 is_full_version() { [[ "$1" =~ ^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.]+)?$ ]]; }
 
 # fetch downloads $1 into $2. It returns 0 on success and 4 when the server
@@ -185,24 +185,15 @@ fetch() {
 	die "could not download $url (HTTP ${code:-none}, curl exit $rc${detail:+: $detail})"
 }
 
-# find_cached prints the install directory of a complete cached copy for the
-# current source, version and arch: with a key (<version>-<sha prefix>) only
-# that one, without a key any copy of the version.
+# find_cached prints the install directory of a complete cached copy for
+# the current source, key (<version>-<sha prefix>) and arch.
 find_cached() {
-	local key=$1 dir
-	local -a candidates
-	if [[ -n "$key" ]]; then
-		candidates=("$cache_root/$key/$goarch")
-	else
-		candidates=("$cache_root/$version"-*/"$goarch")
+	local dir="$cache_root/$1/$goarch"
+	if [[ -f "$dir.complete" && -x "$dir/$exe_name" ]] &&
+		grep -qxF "source=$source_id" "$dir.complete"; then
+		printf '%s\n' "$dir"
+		return 0
 	fi
-	for dir in "${candidates[@]}"; do
-		if [[ -f "$dir.complete" && -x "$dir/$exe_name" ]] &&
-			grep -qxF "source=$source_id" "$dir.complete"; then
-			printf '%s\n' "$dir"
-			return 0
-		fi
-	done
 	return 1
 }
 
@@ -225,11 +216,49 @@ extract() {
 	esac
 }
 
-# finish_install writes the outputs for an installed binary and exits.
+# verify_cached re-hashes the cached copy in $1 against sha256 $2 from the
+# release's checksums.txt: the archive kept beside it must have that sum and
+# the binary must be the one in it. On failure it sets cache_mismatch.
+verify_cached() {
+	local dir=$1 expected=$2 kept="$1.$archive_ext" actual check
+	if [[ ! -f "$kept" ]]; then
+		cache_mismatch="the release archive is not kept beside it"
+		return 1
+	fi
+	actual=$(sha256_of "$kept")
+	if [[ "$actual" != "$expected" ]]; then
+		cache_mismatch="its archive has sha256 $actual, checksums.txt lists $expected"
+		return 1
+	fi
+	check=$(mktemp -d "$work_dir/check.XXXXXX")
+	if ! extract "$kept" "$check" >/dev/null 2>&1 || [[ ! -f "$check/$exe_name" ]] ||
+		[[ "$(sha256_of "$check/$exe_name")" != "$(sha256_of "$dir/$exe_name")" ]]; then
+		rm -rf "$check"
+		cache_mismatch="the cached $exe_name is not the one in its release archive"
+		return 1
+	fi
+	rm -rf "$check"
+}
+
+# use_cached finishes with the cached copy in $1 when it passes verify_cached
+# against sum $2; otherwise it removes that copy and returns, so that it is
+# downloaded again.
+use_cached() {
+	local dir=$1 expected=$2 how=$3
+	if verify_cached "$dir" "$expected"; then
+		log "cache hit: gantry $version ($goos/$goarch) in $dir, re-hashed against sha256 $expected from checksums.txt; $how"
+		finish_install "$dir" "$expected"
+	fi
+	log "the cached gantry $version in $dir does not match checksums.txt ($cache_mismatch); downloading it again"
+	rm -rf "$dir" "$dir.complete" "$dir.$archive_ext"
+}
+
+# finish_install writes the outputs for an installed binary (whose release
+# archive has sha256 $2) and exits.
 finish_install() {
-	local dir=$1
+	local dir=$1 sum=$2
 	mkdir -p "$memo_dir"
-	printf '%s\n' "$dir" >"$memo_file"
+	printf '%s\n%s\n' "$dir" "$sum" >"$memo_file"
 	set_output bin "$(native_path "$dir/$exe_name")"
 	set_output version "$version"
 	set_output need-build false
@@ -245,19 +274,17 @@ finish_install() {
 # release or its asset for this platform does not exist.
 install_release() {
 	local dir
-	# 1. This job already resolved the ref (RUNNER_TEMP lives for one job).
+	# 1. This job already resolved the ref (RUNNER_TEMP lives for one job):
+	# the same copy, re-hashed against the sum this job read from checksums.txt.
 	if [[ -f "$memo_file" ]]; then
-		dir=$(<"$memo_file")
-		if [[ -f "$dir.complete" && -x "$dir/$exe_name" ]]; then
-			log "cache hit: gantry $version ($goos/$goarch) in $dir, resolved earlier in this job; nothing downloaded"
-			finish_install "$dir"
+		local memo_sum
+		{ read -r dir && read -r memo_sum; } <"$memo_file" || true
+		if [[ -n "$dir" && "$memo_sum" =~ ^[0-9a-f]{64}$ && -f "$dir.complete" && -x "$dir/$exe_name" ]]; then
+			use_cached "$dir" "$memo_sum" "resolved earlier in this job, nothing downloaded"
 		fi
 	fi
-	# 2. A full version never moves: any verified copy of it will do.
-	if is_full_version "$version" && dir=$(find_cached ""); then
-		log "cache hit: gantry $version ($goos/$goarch) in $dir; nothing downloaded"
-		finish_install "$dir"
-	fi
+	# 2. Any other cached copy is re-hashed against the release's
+	# checksums.txt, fetched below.
 
 	# A moving tag's assets are replaced one by one while a release runs;
 	# a mismatch then is retried a few times before it counts as tampering.
@@ -307,10 +334,10 @@ download_release() {
 	fi
 
 	local key="$version-${expected:0:12}"
-	# 3. A moving tag (v1) whose current content is already cached.
+	# A copy of this content (the version, or a moving tag's current one) is
+	# already cached.
 	if dir=$(find_cached "$key"); then
-		log "cache hit: gantry $version ($goos/$goarch) in $dir; only $checksums_name downloaded"
-		finish_install "$dir"
+		use_cached "$dir" "$expected" "only $checksums_name downloaded"
 	fi
 
 	log "downloading $release_url/$asset"
@@ -343,14 +370,17 @@ download_release() {
 	if [[ -f "$dir.complete" && -x "$dir/$exe_name" ]]; then
 		log "another job cached gantry $version meanwhile; using $dir"
 	else
-		rm -rf "$dir" "$dir.complete"
+		rm -rf "$dir" "$dir.complete" "$dir.$archive_ext"
 		mv "$stage/$goarch" "$dir"
+		# The archive stays beside the binary, so that every later cache hit
+		# can be re-hashed against checksums.txt.
+		mv "$archive" "$dir.$archive_ext"
 		printf 'source=%s\nsha256=%s\nasset=%s\n' "$source_id" "$expected" "$asset" >"$dir.complete"
 		log "installed gantry $version ($goos/$goarch) in $dir"
 	fi
 	rm -rf "$stage"
 	stage_dir=""
-	finish_install "$dir"
+	finish_install "$dir" "$expected"
 }
 
 # plan_build writes the outputs that make the action build gantry from source.

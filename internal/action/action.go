@@ -9,6 +9,8 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -100,19 +102,14 @@ func (a *Action) Inputs() *Inputs { return &Inputs{a: a} }
 // GitHub returns the go-githubactions handle, for its OIDC token helper.
 func (a *Action) GitHub() *githubactions.Action { return a.gha }
 
-// Mask hides secret from every later log line: it issues ::add-mask:: for each
-// of its lines in Actions and redacts it from gantry's own output everywhere.
+// Mask hides secret from every later log line: in Actions it issues
+// ::add-mask:: for the whole secret and for each of its lines (escaped, so
+// that the runner registers exactly these strings), and it redacts them from
+// gantry's own output everywhere.
 func (a *Action) Mask(secret string) {
 	secret = strings.TrimSpace(secret)
 	if secret == "" {
 		return
-	}
-	a.mu.Lock()
-	for _, m := range a.masks {
-		if m == secret {
-			a.mu.Unlock()
-			return
-		}
 	}
 	parts := []string{secret}
 	for _, line := range strings.Split(secret, "\n") {
@@ -120,21 +117,80 @@ func (a *Action) Mask(secret string) {
 			parts = append(parts, line)
 		}
 	}
-	a.masks = append(a.masks, parts...)
+	a.mu.Lock()
+	var added []string
+	for _, p := range parts {
+		if !slices.Contains(a.masks, p) {
+			a.masks = append(a.masks, p)
+			added = append(added, p)
+		}
+	}
 	// Longest first, so a secret that contains another is redacted whole.
 	sort.Slice(a.masks, func(i, j int) bool { return len(a.masks[i]) > len(a.masks[j]) })
 	a.mu.Unlock()
-	if a.inActions {
+	if a.inActions && len(added) > 0 {
 		// Written past the redactor, which would hide the secret being masked.
 		a.logMu.Lock()
-		for _, line := range strings.Split(secret, "\n") {
-			if line = strings.TrimSpace(line); line != "" {
-				fmt.Fprintf(a.log, "::add-mask::%s\n", line)
-			}
+		for _, p := range added {
+			fmt.Fprintf(a.log, "::add-mask::%s\n", EscapeCommandData(p))
 		}
 		a.logMu.Unlock()
 	}
 }
+
+// EscapeCommandData escapes a workflow command's data the way the runner
+// unescapes it: % as %25, CR as %0D, LF as %0A.
+func EscapeCommandData(s string) string {
+	return strings.NewReplacer("%", "%25", "\r", "%0D", "\n", "%0A").Replace(s)
+}
+
+// minMaskLen is the shortest value MaskEnv masks: masking "1" or "on" would
+// garble every log line and protect nothing.
+const minMaskLen = 4
+
+// secretWords are the parts of a variable name that mark its value secret.
+var secretWords = []string{"TOKEN", "PASSWORD", "PASSWD", "PASS", "PWD", "SECRET", "KEY", "APIKEY", "CREDENTIAL", "CREDENTIALS", "AUTH", "PRIVATE", "CERT", "DSN", "SALT", "SIGNATURE", "COOKIE", "SESSION"}
+
+// SecretEnvName reports whether an environment variable's name says its value
+// is secret: a part of the name between _, - or . is one of secretWords
+// (DB_PASSWORD, API-KEY, GITHUB_TOKEN), or the name contains TOKEN, SECRET,
+// PASSWORD or CREDENTIAL anywhere (GHTOKEN).
+func SecretEnvName(name string) bool {
+	up := strings.ToUpper(name)
+	for _, w := range []string{"TOKEN", "SECRET", "PASSWORD", "CREDENTIAL"} {
+		if strings.Contains(up, w) {
+			return true
+		}
+	}
+	for _, part := range strings.FieldsFunc(up, func(r rune) bool { return r == '_' || r == '-' || r == '.' }) {
+		if slices.Contains(secretWords, part) {
+			return true
+		}
+	}
+	return false
+}
+
+// MaskEnv masks what is secret in an environment variable, and only that:
+// the whole value when SecretEnvName(name), and the password of a URL in any
+// value (postgres://user:pw@db); never a value shorter than 4 characters.
+func (a *Action) MaskEnv(name, value string) {
+	value = strings.TrimSpace(value)
+	if len(value) < minMaskLen {
+		return
+	}
+	if SecretEnvName(name) {
+		a.Mask(value)
+		return
+	}
+	for _, m := range urlPasswordRE.FindAllStringSubmatch(value, -1) {
+		if len(m[1]) >= minMaskLen {
+			a.Mask(m[1])
+		}
+	}
+}
+
+// urlPasswordRE finds the password in scheme://user:password@host.
+var urlPasswordRE = regexp.MustCompile(`[A-Za-z][A-Za-z0-9+.-]*://[^/:@\s]*:([^@/\s]+)@`)
 
 // Redact replaces every masked secret in s with ***.
 func (a *Action) Redact(s string) string {

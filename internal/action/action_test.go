@@ -66,7 +66,8 @@ func TestDurationIntList(t *testing.T) {
 		{name: "seconds", vars: map[string]string{"INPUT_TIMEOUT": "90"}, dur: 90 * time.Second, wantErr: ""},
 		{name: "go duration", vars: map[string]string{"INPUT_TIMEOUT": "1h30m", "INPUT_COUNT": "3"}, dur: 90 * time.Minute, count: 3},
 		{name: "bad duration", vars: map[string]string{"INPUT_TIMEOUT": "5 minutes"}, wantErr: `input "timeout"`},
-		{name: "negative duration", vars: map[string]string{"INPUT_TIMEOUT": "-5s"}, dur: -5 * time.Second, wantErr: `input "timeout"`},
+		{name: "negative duration", vars: map[string]string{"INPUT_TIMEOUT": "-5s"}, wantErr: `input "timeout": "-5s" is negative`},
+		{name: "negative bare number", vars: map[string]string{"INPUT_TIMEOUT": "-5"}, wantErr: `input "timeout": "-5" is negative`},
 		{name: "bad int", vars: map[string]string{"INPUT_COUNT": "3.5"}, dur: 2 * time.Minute, wantErr: `input "count"`},
 		{name: "list", vars: map[string]string{"INPUT_ITEMS": "a, b\n# comment\n\n c \nd,e"}, dur: 2 * time.Minute, items: []string{"a", "b", "c", "d", "e"}},
 	} {
@@ -225,5 +226,18 @@ func TestMarkdownEscaping(t *testing.T) {
 	}
 	if got := Code("a`b"); got != "``a`b``" {
 		t.Errorf("Code = %q", got)
+	}
+}
+
+func TestFailKeepsFirstErrorOfAnInput(t *testing.T) {
+	t.Parallel()
+	in := New(testSpec, Env{Getenv: envOf(map[string]string{"INPUT_TIMEOUT": "-5"})}).Inputs()
+	if d := in.Duration("timeout"); d != 0 {
+		t.Errorf("Duration = %v after an error, want 0", d)
+	}
+	in.Fail("timeout", "must be positive") // a later check that follows from the first error
+	in.Fail("count", "is bad")
+	if errs := in.Errs(); len(errs) != 2 || !strings.Contains(errs[0].Error(), "is negative") || !strings.Contains(errs[1].Error(), `"count"`) {
+		t.Errorf("errors = %v; want the first of timeout, then count", errs)
 	}
 }

@@ -49,8 +49,14 @@ func (in *Inputs) raw(name string) string {
 	return val
 }
 
-// Fail records a validation error for input name.
+// Fail records a validation error for input name; only the first error of
+// an input is kept, since a later check of the same input follows from it.
 func (in *Inputs) Fail(name, format string, args ...any) {
+	for _, e := range in.errs {
+		if ie, ok := e.(*InputError); ok && ie.Input == name {
+			return
+		}
+	}
 	in.errs = append(in.errs, &InputError{Input: name, Msg: fmt.Sprintf(format, args...)})
 }
 
@@ -112,21 +118,80 @@ func (in *Inputs) Int(name string) int {
 	return n
 }
 
-// Duration parses a Go duration such as 90s, 5m or 1h30m; a bare number is
-// taken as seconds because that is what most workflow authors mean.
+// Duration parses the input with ParseDuration; anything else is an error
+// naming the input.
 func (in *Inputs) Duration(name string) time.Duration {
 	v := in.raw(name)
-	if v == "" {
+	d, err := ParseDuration(v)
+	if err != nil {
+		in.Fail(name, "%q %v; use a value such as 90s, 5m or 1h (a bare number is seconds)", v, err)
 		return 0
 	}
-	if n, err := strconv.Atoi(v); err == nil {
-		return time.Duration(n) * time.Second
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d < 0 {
-		in.Fail(name, "%q is not a duration; use a value such as 90s, 5m or 1h", v)
-	}
 	return d
+}
+
+// maxDuration bounds every duration input: a week is far beyond any deploy
+// step, and well inside time.Duration's range.
+const maxDuration = 7 * 24 * time.Hour
+
+// ParseDuration parses a duration input: a Go duration such as 90s, 5m or
+// 1h30m, or a bare whole number of seconds; empty is 0. Negative values,
+// values over a week and anything else are errors.
+func ParseDuration(v string) (time.Duration, error) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, nil
+	}
+	var d time.Duration
+	if isDigits(strings.TrimPrefix(v, "-")) {
+		n, err := strconv.ParseInt(v, 10, 64)
+		switch {
+		case err == nil && n < 0, strings.HasPrefix(v, "-"):
+			return 0, errors.New("is negative")
+		case err != nil || n > int64(maxDuration/time.Second):
+			return 0, errors.New("is longer than a week")
+		}
+		d = time.Duration(n) * time.Second
+	} else {
+		var err error
+		if d, err = time.ParseDuration(v); err != nil {
+			if strings.HasPrefix(v, "-") {
+				return 0, errors.New("is negative")
+			}
+			if strings.Contains(err.Error(), "invalid duration") && isDurationShaped(v) {
+				return 0, errors.New("is longer than a week")
+			}
+			return 0, errors.New("is not a duration")
+		}
+	}
+	if d < 0 {
+		return 0, errors.New("is negative")
+	}
+	if d > maxDuration {
+		return 0, errors.New("is longer than a week")
+	}
+	return d, nil
+}
+
+func isDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// isDurationShaped reports whether v looks like a Go duration, so that an
+// overflow is told apart from garbage.
+func isDurationShaped(v string) bool {
+	v = strings.TrimPrefix(v, "+")
+	return v != "" && v[0] >= '0' && v[0] <= '9' && strings.IndexFunc(v, func(r rune) bool {
+		return !strings.ContainsRune("0123456789.nsuµmh", r)
+	}) < 0
 }
 
 // List splits a multi-line or comma-separated value into items, dropping

@@ -109,6 +109,12 @@ func Readme(spec *action.Spec, example string) string {
 		}
 		fmt.Fprintf(&b, "| `%s` | %s | %s | %s | %s |\n", in.Name, in.Kind, req, def, strings.ReplaceAll(desc, "|", `\|`))
 	}
+	for _, in := range spec.Inputs {
+		if in.Kind == action.Duration {
+			b.WriteString("\nA duration is a Go duration (`90s`, `5m`, `1h30m`) or a bare number of seconds (`90`); negative values and values over a week are refused. Every input is checked before gantry connects anywhere or calls any API.\n")
+			break
+		}
+	}
 	b.WriteString("\n## Outputs\n\n| Name | Description |\n|---|---|\n")
 	for _, o := range spec.Outputs {
 		fmt.Fprintf(&b, "| `%s` | %s |\n", o.Name, strings.ReplaceAll(o.Description, "|", `\|`))

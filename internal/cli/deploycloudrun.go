@@ -55,7 +55,7 @@ func deployCloudRunSpec() *action.Spec {
 		{Name: "region", Description: "Cloud Run region, e.g. europe-west1.", Required: true},
 		{Name: "image", Description: "Image to deploy, repository@sha256:... (build-push's digest).", Required: true},
 		{Name: "sha", Description: "Commit being deployed, which the health endpoint must report; names the revision <service>-sha-<7 hex>. Default GITHUB_SHA (the pull request head on pull_request events)."},
-		{Name: "env", Description: "Environment variables, NAME=value one a line (values are masked).", Kind: action.List, Secret: true},
+		{Name: "env", Description: "Environment variables, NAME=value one a line (a value may hold commas and =); values of secret-looking names and URL passwords are masked (see README); secrets belong in secrets."},
 		{Name: "secrets", Description: "Secret Manager references, NAME=secret:version one a line (e.g. DB_PASSWORD=db-password:latest).", Kind: action.List},
 		{Name: "cpu", Description: "CPU limit, e.g. 1, 2 or 500m; default: the service's."},
 		{Name: "memory", Description: "Memory limit, e.g. 512Mi or 2Gi; default: the service's."},
@@ -180,14 +180,9 @@ func runDeployCloudRun(ctx context.Context, a *action.Action) error {
 		}
 	}
 	s := &o.Settings
-	for _, line := range in.List("env") {
-		k, v, ok := strings.Cut(line, "=")
-		if !ok || !envNameRE.MatchString(k) {
-			in.Fail("env", "a line is not NAME=value (NAME: letters, digits and _)")
-			continue
-		}
-		a.Mask(v)
-		s.Env = append(s.Env, cloudrun.Env{Name: k, Value: v})
+	for _, e := range in.Env("env") {
+		a.MaskEnv(e.Name, e.Value)
+		s.Env = append(s.Env, cloudrun.Env{Name: e.Name, Value: e.Value})
 	}
 	for _, line := range in.List("secrets") {
 		k, ref, ok := strings.Cut(line, "=")

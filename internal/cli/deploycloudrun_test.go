@@ -76,7 +76,7 @@ func TestDeployCloudRunWithWIF(t *testing.T) {
 		t.Fatalf("create: exit %d %v\n%s\n%s", first.code, first.outputs, first.log, first.summary)
 	}
 	r := c.deploy(t, "--image", runImg2, "--sha", testSHA, "--strategy", "canary", "--canary-steps", "25,100", "--canary-interval", "1s",
-		"--memory", "1Gi", "--env", "LOG_LEVEL=debug", "--secrets", "DB_PASSWORD=db-password:3", "--reason", "ship it")
+		"--memory", "1Gi", "--env", "LOG_LEVEL=debug\nDSN=host=db,port=5432\nAPI_TOKEN=tok-0123456789", "--secrets", "DB_PASSWORD=db-password:3", "--reason", "ship it")
 	if r.code != 0 {
 		t.Fatalf("canary: exit %d\n%s\n%s", r.code, r.log, r.summary)
 	}
@@ -99,8 +99,17 @@ func TestDeployCloudRunWithWIF(t *testing.T) {
 		}
 	}
 	rev := c.run.Revision("api-sha-abcdef0")
-	if rev.GetContainers()[0].GetResources().GetLimits()["memory"] != "1Gi" || len(rev.GetContainers()[0].GetEnv()) != 2 {
+	if rev.GetContainers()[0].GetResources().GetLimits()["memory"] != "1Gi" || len(rev.GetContainers()[0].GetEnv()) != 4 {
 		t.Errorf("revision settings: %v", rev.GetContainers()[0])
+	}
+	for _, e := range rev.GetContainers()[0].GetEnv() {
+		if e.GetName() == "DSN" && e.GetValue() != "host=db,port=5432" {
+			t.Errorf("DSN = %q: a value with commas was split", e.GetValue())
+		}
+	}
+	// Only secret-named values (API_TOKEN, DSN) are masked: "debug" stays readable.
+	if !strings.Contains(r.log, "::add-mask::tok-0123456789\n") || strings.Contains(r.log, "::add-mask::debug") {
+		t.Errorf("masks: want API_TOKEN's value only\n%s", r.log)
 	}
 
 	// rollback --to previous sends all traffic back, creating no revision.
@@ -156,6 +165,10 @@ func TestDeployCloudRunBadInputsTouchNothing(t *testing.T) {
 		{"ingress", []string{"--ingress", "public"}},
 		{"secrets", []string{"--secrets", "DB=:"}},
 		{"env", []string{"--env", "NO VALUE"}},
+		{"env", []string{"--env", "MY KEY=v"}},
+		{"env", []string{"--env", "DSN=host=db,port=5432\n9LIVES=x"}},
+		{"timeout", []string{"--timeout", "-5"}},
+		{"verify-timeout", []string{"--verify-timeout", "-1s"}},
 		{"labels", []string{"--labels", "Team=Pay"}},
 		{"service", []string{"--service", "Api_Service"}},
 		{"gcp-project", []string{"--gcp-project", "P"}},

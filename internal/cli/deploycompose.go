@@ -64,7 +64,7 @@ func deployComposeSpec() *action.Spec {
 	}
 	s.Inputs = append(composeTargetInputs(),
 		action.Input{Name: "compose-file", Description: "Compose file in the repository, uploaded to the host (no git checkout needed there).", Default: "compose.yml"},
-		action.Input{Name: "env-file", Description: "Content of the .env file written next to it (KEY=VALUE lines; values are masked).", Secret: true},
+		action.Input{Name: "env-file", Description: "Content of the .env file written next to it (KEY=VALUE lines, checked locally as docker compose reads them; values of secret-looking names and URL passwords are masked, see README)."},
 		action.Input{Name: "images", Description: "Images to deploy, service=repository@sha256:... one a line (build-push's images output).", Kind: action.List},
 		action.Input{Name: "services", Description: "Services to update; default: those in images.", Kind: action.List},
 		action.Input{Name: "sha", Description: "Commit being deployed, which the health endpoint must report; default GITHUB_SHA (the pull request head on pull_request events)."},
@@ -97,7 +97,11 @@ func readComposeTarget(a *action.Action, in *action.Inputs, o *compose.Options) 
 	if !strings.HasPrefix(o.HealthPath, "/") {
 		in.Fail("health-path", "%q must start with /", o.HealthPath)
 	}
-	o.URL = in.String("url")
+	if o.URL = in.String("url"); o.URL != "" {
+		if _, err := verify.HealthURL(o.URL); err != nil {
+			in.Fail("url", "%v", err)
+		}
+	}
 	if checks := strings.Join(in.Lines("checks"), "\n"); checks != "" {
 		var err error
 		if o.Checks, err = verify.ParseChecks(checks); err != nil {
@@ -133,27 +137,42 @@ func contains(xs []string, x string) bool {
 	return false
 }
 
-// readEnvFile parses KEY=VALUE lines, masking every value.
-func readEnvFile(a *action.Action, in *action.Inputs) ([]byte, []string) {
+// readEnvFile reads env-file, checked locally with the rules of its reader
+// on the host, and masks the secret values (action.MaskEnv). It returns the
+// file to upload and the variables as KEY=VALUE for the Compose file.
+func readEnvFile(a *action.Action, in *action.Inputs, rules composefile.EnvRules) ([]byte, []string) {
 	raw := in.String("env-file")
-	var env []string
-	for i, line := range strings.Split(raw, "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		k, v, ok := strings.Cut(line, "=")
-		if !ok || strings.TrimSpace(k) == "" {
-			in.Fail("env-file", "line %d is not KEY=VALUE", i+1)
-			continue
-		}
-		a.Mask(strings.Trim(v, `"'`))
-		env = append(env, line)
+	vars, data, err := composefile.ParseEnvFile(raw, rules)
+	if err != nil {
+		in.Fail("env-file", "%v", err)
+		return nil, nil
 	}
-	if raw != "" && !strings.HasSuffix(raw, "\n") {
-		raw += "\n"
+	return []byte(withNewline(data)), envPairs(a, vars)
+}
+
+// envPairs masks the secret values of vars and returns them as KEY=VALUE.
+func envPairs(a *action.Action, vars []composefile.Var) []string {
+	env := make([]string, 0, len(vars))
+	for _, v := range vars {
+		a.MaskEnv(v.Name, v.Value)
+		env = append(env, v.Name+"="+v.Value)
 	}
-	return []byte(raw), env
+	return env
+}
+
+func withNewline(s string) string {
+	if s != "" && !strings.HasSuffix(s, "\n") {
+		s += "\n"
+	}
+	return s
+}
+
+// failUnknownServices records an error on input when one of names is not a
+// service of f: the error names the input the user set.
+func failUnknownServices(in *action.Inputs, f *composefile.File, input string, names []string) {
+	if err := f.CheckServices(names); err != nil {
+		in.Fail(input, "%v", err)
+	}
 }
 
 // finishCompose validates the deploy against the Compose file: services,
@@ -162,11 +181,9 @@ func finishCompose(in *action.Inputs, o *compose.Options, edgeList []string) {
 	if o.File == nil {
 		return
 	}
-	for _, s := range append(append([]string{}, o.Services...), edgeList...) {
-		if _, ok := o.File.Services[s]; !ok {
-			in.Fail("services", "service %q is not in %s (it has: %s)", s, o.File.Path, strings.Join(o.File.Names(), ", "))
-		}
-	}
+	failUnknownServices(in, o.File, "images", keys(o.Images))
+	failUnknownServices(in, o.File, "services", o.Services)
+	failUnknownServices(in, o.File, "edge", edgeList)
 	for _, s := range edgeList {
 		if svc, ok := o.File.Services[s]; ok {
 			svc.Edge = true
@@ -212,7 +229,7 @@ func runDeployCompose(ctx context.Context, a *action.Action) error {
 	in := a.Inputs()
 	var o compose.Options
 	hc := readComposeTarget(a, in, &o)
-	envFile, env := readEnvFile(a, in)
+	envFile, env := readEnvFile(a, in, composefile.ComposeRules)
 	o.EnvFile = envFile
 	o.SHA = readCommit(a, in, "the commit being deployed")
 	var registries []string

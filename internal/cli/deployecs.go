@@ -70,7 +70,7 @@ func deployECSSpec() *action.Spec {
 		{Name: "images", Description: "Images to deploy, container=repository@sha256:... one a line (build-push's digest).", Kind: action.List},
 		{Name: "container", Description: "Container whose image is replaced by image (the one-container form of images)."},
 		{Name: "image", Description: "Image for container, repository@sha256:..."},
-		{Name: "environment", Description: "Environment variables to set, CONTAINER:NAME=value one a line (NAME=value when images names one container).", Kind: action.List},
+		{Name: "environment", Description: "Environment variables to set, CONTAINER:NAME=value one a line (NAME=value when images names one container; a value may hold commas and =); values of secret-looking names and URL passwords are masked (see README)."},
 		{Name: "sha", Description: "Commit being deployed, which url and test-url must report and which tags the revision (gantry.sha); default GITHUB_SHA (the pull request head on pull_request events)."},
 		{Name: "strategy", Description: "rolling, or ECS's native blue-green, canary or linear (these need a load balancer with advancedConfiguration on the service); default: the service's own strategy and settings, unchanged."},
 		{Name: "minimum-healthy-percent", Description: "Rolling: lower limit of running tasks during the deployment, percent of the desired count; default: the service's setting."},
@@ -186,7 +186,8 @@ func runDeployECS(ctx context.Context, a *action.Action) error {
 	o.SHA = readCommit(a, in, "the commit being deployed")
 	o.Render = ecsdeploy.Render{SHA: o.SHA, Images: map[string]string{}, Environment: map[string][]ecsdeploy.Env{}}
 	pairs := in.List("images")
-	if c, img := in.String("container"), in.String("image"); c != "" || img != "" {
+	containerInput := in.String("container")
+	if c, img := containerInput, in.String("image"); c != "" || img != "" {
 		if c == "" || img == "" {
 			in.Fail("container", "container and image go together (or use images: container=repo@sha256:...)")
 		} else {
@@ -219,24 +220,31 @@ func runDeployECS(ctx context.Context, a *action.Action) error {
 		}
 	}
 	o.Family = in.String("task-definition-family")
-	for _, line := range in.List("environment") {
+	for i, line := range strings.Split(in.String("environment"), "\n") {
+		if line = strings.TrimSpace(line); line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
 		c, kv, hasC := strings.Cut(line, ":")
 		if !hasC || strings.Contains(c, "=") {
 			c, kv = "", line
 		}
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok || strings.TrimSpace(k) == "" {
-			in.Fail("environment", "%q is not CONTAINER:NAME=value", line)
+		e, err := action.ParseEnvLine(kv)
+		if err != nil {
+			in.Fail("environment", "line %d %v; write CONTAINER:NAME=value one a line (a value may hold commas and =)", i+1, err)
 			continue
 		}
-		if c == "" {
+		if c = strings.TrimSpace(c); c == "" {
 			c = onlyContainer(o)
 			if c == "" {
-				in.Fail("environment", "%q names no container; write CONTAINER:NAME=value", line)
+				in.Fail("environment", "line %d names no container; write CONTAINER:NAME=value", i+1)
 				continue
 			}
 		}
-		o.Render.Environment[c] = append(o.Render.Environment[c], ecsdeploy.Env{Name: strings.TrimSpace(k), Value: v})
+		a.MaskEnv(e.Name, e.Value)
+		o.Render.Environment[c] = append(o.Render.Environment[c], ecsdeploy.Env{Name: e.Name, Value: e.Value})
+	}
+	if o.TaskDefinition != nil {
+		checkTaskDefinition(in, o, in.String("task-definition"), containerInput)
 	}
 	o.Strategy = in.String("strategy")
 	if o.Strategy != "" && !contains(ecsdeploy.Strategies, o.Strategy) {
@@ -259,6 +267,31 @@ func runDeployECS(ctx context.Context, a *action.Action) error {
 		return err
 	}
 	return runECS(ctx, a, t, "deploy-ecs", in.String("reason"))
+}
+
+// checkTaskDefinition checks the task definition file and the containers the
+// inputs name in it before any AWS call; an error names the input to fix.
+func checkTaskDefinition(in *action.Inputs, o *ecsdeploy.Options, file, containerInput string) {
+	names, err := ecsdeploy.ContainerNames(o.TaskDefinition)
+	if err != nil {
+		in.Fail("task-definition", "%s: %v", file, err)
+		return
+	}
+	check := func(input, c string) {
+		if !contains(names, c) {
+			in.Fail(input, "container %q is not in %s (it has: %s)", c, file, strings.Join(names, ", "))
+		}
+	}
+	for _, c := range keys(o.Render.Images) {
+		if c == containerInput {
+			check("container", c)
+		} else {
+			check("images", c)
+		}
+	}
+	for _, c := range keys(o.Render.Environment) {
+		check("environment", c)
+	}
 }
 
 // onlyContainer is the single container of a task definition file, or "".

@@ -171,8 +171,9 @@ func TestDeployECSBadInputsTouchNothing(t *testing.T) {
 	workspace(t, map[string]string{
 		"td.json":      strings.Replace(ecsTaskDef, "IMAGE", "x", 1),
 		"unknown.json": `{"family":"api","containerDefinitions":[{"name":"api","image":"x"}],"cpus":"1"}`,
+		"broken.json":  `{"family":"api","containerDefinitions":[{"name":"api"`,
 	})
-	before := len(c.ecs.Calls())
+	before, stsBefore := len(c.ecs.Calls()), len(c.aws.Calls())
 	for _, tc := range []struct {
 		input string
 		args  []string
@@ -194,7 +195,14 @@ func TestDeployECSBadInputsTouchNothing(t *testing.T) {
 		{"maximum-percent", []string{"--maximum-percent", "500"}},
 		{"aws-role-arn", []string{"--aws-role-arn", "deploy"}},
 		{"task-definition", []string{"--task-definition", "unknown.json", "--image", ecsImg2, "--container", "api"}},
-		{"task-definition", []string{"--task-definition", "td.json", "--images", "web=" + ecsImg2}},
+		{"images", []string{"--task-definition", "td.json", "--images", "web=" + ecsImg2}},
+		{"container", []string{"--task-definition", "td.json", "--container", "web", "--image", ecsImg2}},
+		{"environment", []string{"--task-definition", "td.json", "--images", "api=" + ecsImg2, "--environment", "web:LOG=info"}},
+		{"task-definition", []string{"--task-definition", "broken.json", "--images", "api=" + ecsImg2}},
+		{"environment", []string{"--images", "api=" + ecsImg2, "--environment", "MY KEY=v"}},
+		{"timeout", []string{"--timeout", "-5"}},
+		{"verify-timeout", []string{"--verify-timeout", "99999999999999999999"}},
+		{"lock-wait", []string{"--lock-wait", "soon"}},
 	} {
 		args := append([]string{"deploy-ecs", "--service", "api", "--sha", testSHA}, tc.args...)
 		r := runCLI(t, c.vars, nil, args...)
@@ -207,9 +215,10 @@ func TestDeployECSBadInputsTouchNothing(t *testing.T) {
 		}
 	}
 	for _, call := range c.ecs.Calls()[before:] {
-		if call.Operation != "DescribeServices" && call.Operation != "DescribeTaskDefinition" {
-			t.Errorf("bad input reached ECS: %s", call.Operation)
-		}
+		t.Errorf("bad input reached ECS: %s", call.Operation)
+	}
+	if n := len(c.aws.Calls()) - stsBefore; n != 0 {
+		t.Errorf("bad input reached AWS STS/ECR: %d calls", n)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -35,7 +36,7 @@ func deploySwarmSpec() *action.Spec {
 		action.Input{Name: "stack", Description: "Stack name (lower case letters, digits, - and _).", Required: true},
 		action.Input{Name: "stack-dir", Description: "Directory on the manager for the stack's files and history; default gantry/<stack> under the SSH user's home. The deploy lock is in the swarm itself, shared by every user, directory and manager."},
 		action.Input{Name: "compose-file", Description: "Compose file in the repository, validated locally, uploaded to the manager.", Default: "compose.yml"},
-		action.Input{Name: "env-file", Description: "Variables for the Compose file's ${...} (KEY=VALUE lines; values are masked and reach docker stack deploy through its environment, never a command line).", Secret: true},
+		action.Input{Name: "env-file", Description: "Variables for the Compose file's ${...} (NAME=value lines, NAME of letters, digits and _, values taken literally; they reach docker stack deploy through its environment, never a command line; values of secret-looking names and URL passwords are masked, see README)."},
 		action.Input{Name: "images", Description: "Images to deploy, service=repository@sha256:... one a line.", Kind: action.List},
 		action.Input{Name: "services", Description: "Services to watch; default: those in images, else all.", Kind: action.List},
 		action.Input{Name: "scale", Description: "Replicas to set, service=N one a line (deploy.replicas of the file otherwise).", Kind: action.List},
@@ -81,7 +82,7 @@ func runDeploySwarm(ctx context.Context, a *action.Action) error {
 	if o.Dir = in.String("stack-dir"); o.Dir == "" {
 		o.Dir = path.Join("gantry", o.Stack)
 	}
-	envData, env := readEnvFile(a, in)
+	envData, env := readEnvFile(a, in, composefile.ShellRules)
 	o.EnvFile = envData
 	o.SHA = readCommit(a, in, "the commit being deployed")
 	var registries []string
@@ -141,11 +142,9 @@ func runDeploySwarm(ctx context.Context, a *action.Action) error {
 			in.Fail("compose-file", "%v", err)
 		} else {
 			o.File = f
-			for _, s := range append(append(append([]string{}, o.Services...), keys(o.Images)...), keys(o.Scale)...) {
-				if _, ok := f.Services[s]; !ok {
-					in.Fail("services", "service %q is not in %s (it has: %s)", s, cf, strings.Join(f.Names(), ", "))
-				}
-			}
+			failUnknownServices(in, f, "images", keys(o.Images))
+			failUnknownServices(in, f, "services", o.Services)
+			failUnknownServices(in, f, "scale", keys(o.Scale))
 			if o.Strategy == "" && o.File.HasEdge() {
 				o.Strategy = swarm.BlueGreen
 			}
@@ -285,11 +284,13 @@ func runSwarmScale(ctx context.Context, a *action.Action) error {
 	return err
 }
 
+// keys returns the keys of m, sorted.
 func keys[V any](m map[string]V) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
 		out = append(out, k)
 	}
+	sort.Strings(out)
 	return out
 }
 

@@ -37,7 +37,7 @@ func loadtestSpec() *action.Spec {
 			{Name: "duration", Description: "Smoke test: how long the load lasts.", Kind: action.Duration, Default: "30s"},
 			{Name: "method", Description: "Smoke test: HTTP method.", Default: "GET"},
 			{Name: "expect-status", Description: "Smoke test: the status every answer must have; default any 2xx or 3xx.", Kind: action.Int},
-			{Name: "env", Description: "Values for the script's __ENV, KEY=VALUE one a line; passed through k6's environment, never its command line, and masked.", Kind: action.List, Secret: true},
+			{Name: "env", Description: "Values for the script's __ENV, NAME=value one a line (a value may hold commas and =); passed through k6's environment, never its command line; values of secret-looking names and URL passwords are masked (see README)."},
 			{Name: "thresholds", Description: "Thresholds besides the script's, metric:expression one a line in k6's syntax, e.g. http_req_duration:p(95)<300 or http_req_failed:rate<0.01.", Kind: action.List},
 			{Name: "baseline", Description: "summary.json of an earlier run (e.g. downloaded from the previous run's artifact) to compare with; a missing file is a warning (a first run), a malformed one an error."},
 			{Name: "max-regression", Description: "Largest change from the baseline that passes, e.g. p95=10%,error-rate=0.5pp,rps=-20% (metrics p50, p90, p95, p99, avg, max, error-rate, rps, checks).", Default: "p95=10%,error-rate=0.5pp"},
@@ -145,14 +145,9 @@ func runLoadtest(ctx context.Context, a *action.Action) error {
 			r.script = sc.Source // written to the output directory below
 		}
 	}
-	for i, line := range in.List("env") {
-		k, v, ok := strings.Cut(line, "=")
-		if !ok || !validEnvKey(k) {
-			in.Fail("env", "line %d is not KEY=VALUE with KEY made of letters, digits and _", i+1)
-			continue
-		}
-		a.Mask(v)
-		r.userEnv = append(r.userEnv, k+"="+v)
+	for _, e := range in.Env("env") {
+		a.MaskEnv(e.Name, e.Value)
+		r.userEnv = append(r.userEnv, e.Name+"="+e.Value)
 	}
 	r.extra = map[string][]string{}
 	for _, line := range in.List("thresholds") {
@@ -414,18 +409,6 @@ func passedWord(passed bool) string {
 		return "passed"
 	}
 	return "failed"
-}
-
-func validEnvKey(k string) bool {
-	if k == "" {
-		return false
-	}
-	for i, c := range k {
-		if !(c == '_' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || i > 0 && c >= '0' && c <= '9') {
-			return false
-		}
-	}
-	return true
 }
 
 // redactURL drops user info and the query from a URL shown in the summary.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -156,8 +157,12 @@ func stopBackground(ctx context.Context, a *action.Action, dir, title string, wi
 		case <-tick.C:
 		}
 	}
+	// k6's log, redacted by the background process already, is data: fenced
+	// by ::stop-commands:: as in run mode.
 	log, _ := os.ReadFile(filepath.Join(bg, "log"))
-	a.Infof("%s", strings.TrimRight(string(log), "\n")) // redacted by the background process already
+	if err := a.Untrusted(func(w io.Writer) error { _, err := w.Write(log); return err }); err != nil {
+		return err
+	}
 	data, err := os.ReadFile(filepath.Join(bg, "outputs"))
 	if err != nil {
 		return fmt.Errorf("the background load test left no verdict (%v); its log is above", err)

@@ -333,6 +333,10 @@ func TestLoadtestBackground(t *testing.T) {
 	if stop.code != 1 || stop.outputs["verdict"] != "fail" {
 		t.Fatalf("stop: exit %d %v (a 502 fails the smoke test's check)\n%s\n%s", stop.code, stop.outputs, stop.log, stop.summary)
 	}
+	// Stop mode prints the background k6's log fenced, as run mode does.
+	if n, outside := fencedLines(stop.log, "execution: local"); n == 0 || outside > 0 {
+		t.Errorf("stop: k6's banner printed %d times, %d outside ::stop-commands::\n%s", n, outside, stop.log)
+	}
 	got, _ := strconv.ParseInt(stop.outputs["window-failed"], 10, 64)
 	// k6 times a request when its answer arrives: one in flight at either edge may fall on the other side.
 	t.Logf("window-failed %d (%s of requests), the server failed %d in the window", got, stop.outputs["window-requests"], inWindow)
@@ -350,4 +354,24 @@ func TestLoadtestBackground(t *testing.T) {
 	if again := runCLI(t, env, nil, "loadtest", "--mode", "stop", "--output-dir", filepath.Join(dir, "nothing")); again.code != 1 || !strings.Contains(again.log, "no background load test") {
 		t.Errorf("stop without a start: exit %d\n%s", again.code, again.log)
 	}
+}
+
+// fencedLines counts the lines of log that contain marker, and those of them
+// outside a ::stop-commands::TOKEN ... ::TOKEN:: fence, as the runner reads it.
+func fencedLines(log, marker string) (n, outside int) {
+	token := ""
+	for _, line := range strings.Split(log, "\n") {
+		switch {
+		case token == "" && strings.HasPrefix(line, "::stop-commands::"):
+			token = strings.TrimPrefix(line, "::stop-commands::")
+		case token != "" && line == "::"+token+"::":
+			token = ""
+		case strings.Contains(line, marker):
+			n++
+			if token == "" {
+				outside++
+			}
+		}
+	}
+	return n, outside
 }

@@ -105,7 +105,7 @@ func runRollback(ctx context.Context, a *action.Action) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	target, file, envData, err := rollbackTarget(ctx, a, hc, o.Dir, o.Project, "project", to, dir)
+	target, file, envData, err := rollbackTarget(ctx, a, hc, o.Dir, o.Project, "project", to, dir, composefile.ComposeRules)
 	if err != nil {
 		return err
 	}
@@ -221,7 +221,7 @@ func runRollbackSwarm(ctx context.Context, a *action.Action, in *action.Inputs, 
 		return err
 	}
 	defer os.RemoveAll(dir)
-	target, file, envData, err := rollbackTarget(ctx, a, hc, o.Dir, o.Stack, "stack", to, dir)
+	target, file, envData, err := rollbackTarget(ctx, a, hc, o.Dir, o.Stack, "stack", to, dir, composefile.ShellRules)
 	if err != nil {
 		return err
 	}
@@ -232,24 +232,23 @@ func runRollbackSwarm(ctx context.Context, a *action.Action, in *action.Inputs, 
 	return swarmDeployAndReport(ctx, a, hc, o, in.Duration("verify-timeout"), "rollback")
 }
 
-// envLines reads KEY=VALUE lines of an env file, masking every value.
-func envLines(a *action.Action, data []byte) []string {
-	var env []string
-	for _, line := range strings.Split(string(data), "\n") {
-		if k, v, ok := strings.Cut(line, "="); ok && strings.TrimSpace(k) != "" && !strings.HasPrefix(strings.TrimSpace(line), "#") {
-			env = append(env, strings.TrimSpace(line))
-			a.Mask(strings.Trim(strings.TrimSpace(v), `"'`))
-		}
+// envLines reads the variables of an env file kept on the host, masking
+// the secret ones.
+func envLines(a *action.Action, data []byte, rules composefile.EnvRules) ([]string, error) {
+	vars, _, err := composefile.ParseEnvFile(string(data), rules)
+	if err != nil {
+		return nil, err
 	}
-	return env
+	return envPairs(a, vars), nil
 }
 
 // rollbackTarget connects to a Compose host or Swarm manager, copies the
 // project's compose.yml and .env from dir into tmp, and finds the deploy to go
 // back to in the history under dir (or, for previous, in GitHub's Deployments,
 // checked against the Compose file and the history); kind and name say what is
-// rolled back. Nothing on the target is changed.
-func rollbackTarget(ctx context.Context, a *action.Action, hc hostConfig, dir, name, kind, to, tmp string) (rollbackEntry, *composefile.File, []byte, error) {
+// rolled back, rules how the host reads the .env. Nothing on the target is
+// changed.
+func rollbackTarget(ctx context.Context, a *action.Action, hc hostConfig, dir, name, kind, to, tmp string, rules composefile.EnvRules) (rollbackEntry, *composefile.File, []byte, error) {
 	h, err := hc.connect(ctx)
 	if err != nil {
 		return rollbackEntry{}, nil, nil, err
@@ -271,7 +270,11 @@ func rollbackTarget(ctx context.Context, a *action.Action, hc hostConfig, dir, n
 	if err != nil {
 		return rollbackEntry{}, nil, nil, err
 	}
-	file, err := composefile.Load(ctx, path, name, envLines(a, envData))
+	env, err := envLines(a, envData, rules)
+	if err != nil {
+		return rollbackEntry{}, nil, nil, fmt.Errorf("rollback on %s: the %s's .env there: %w", where, kind, err)
+	}
+	file, err := composefile.Load(ctx, path, name, env)
 	if err != nil {
 		return rollbackEntry{}, nil, nil, fmt.Errorf("rollback on %s: the %s's compose.yml there: %w", where, kind, err)
 	}

@@ -19,7 +19,7 @@ func sshInputs() []action.Input {
 		{Name: "user", Description: "SSH user (needs access to docker on the host)."},
 		{Name: "ssh-key", Description: "Private key for the SSH user (PEM or OpenSSH format).", Secret: true},
 		{Name: "known-hosts", Description: "The host's public key line(s) in known_hosts format (`ssh-keyscan HOST`); required: host keys are pinned."},
-		{Name: "insecure-ignore-host-key", Description: "Accept any host key (warns loudly). Only for throwaway hosts.", Kind: action.Bool, Default: "false"},
+		{Name: "insecure-ignore-host-key", Description: "Accept any host key (warns loudly). Only for throwaway hosts; refused together with known-hosts.", Kind: action.Bool, Default: "false"},
 		{Name: "jump-host", Description: "Bastion to connect through, user@host:port (same key and known-hosts)."},
 	}
 }
@@ -49,6 +49,9 @@ func readHost(a *action.Action, in *action.Inputs) hostConfig {
 	}
 	// A literal "\n" is how a key pasted into a one-line secret arrives.
 	o.PrivateKey = []byte(strings.ReplaceAll(key, `\n`, "\n") + "\n")
+	if o.KnownHosts != "" && o.InsecureIgnoreHostKey {
+		in.Fail("insecure-ignore-host-key", "true conflicts with known-hosts, which pins the host key; give one of them (known-hosts is the safe one)")
+	}
 	if o.KnownHosts == "" && !o.InsecureIgnoreHostKey {
 		in.Fail("known-hosts", "is required: host keys are pinned; add the output of `ssh-keyscan -p %d %s`", max(o.Port, 22), host)
 	}

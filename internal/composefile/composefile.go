@@ -115,6 +115,17 @@ func Load(ctx context.Context, path, project string, env []string) (*File, error
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
+// CheckServices returns an error naming the first of names that is not a
+// service of f, and the services f has.
+func (f *File) CheckServices(names []string) error {
+	for _, s := range names {
+		if _, ok := f.Services[s]; !ok {
+			return fmt.Errorf("service %q is not in %s (it has: %s)", s, f.Path, strings.Join(f.Names(), ", "))
+		}
+	}
+	return nil
+}
+
 // HasEdge tells whether a service is labelled gantry.edge.
 func (f *File) HasEdge() bool {
 	for _, s := range f.Services {

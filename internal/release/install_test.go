@@ -375,7 +375,7 @@ func TestInstall(t *testing.T) {
 			},
 		},
 		{
-			name: "full version cached by an earlier job downloads nothing",
+			name: "full version cached by an earlier job is re-hashed against checksums.txt",
 			ref:  "v1.2.3",
 			setup: func(t *testing.T, s *releaseServer, r *runner) *runner {
 				s.publish(t, "v1.2.3", linuxAsset)
@@ -386,13 +386,62 @@ func TestInstall(t *testing.T) {
 				return r.newJob(t, s)
 			},
 			want:         map[string]string{"need-build": "false", "version": "v1.2.3"},
-			wantRequests: nil,
+			wantRequests: []string{checksumsPath("v1.2.3")},
 			check: func(t *testing.T, s *releaseServer, r *runner, log string, out map[string]string) {
-				if !strings.Contains(log, "cache hit") || !strings.Contains(log, "nothing downloaded") {
+				if !strings.Contains(log, "cache hit") || !strings.Contains(log, "re-hashed against sha256") || !strings.Contains(log, "only checksums.txt downloaded") {
 					t.Errorf("log does not report the cache hit:\n%s", log)
 				}
 				if got := runBinary(t, out["bin"]); got != "gantry stand-in" {
 					t.Errorf("cached binary printed %q", got)
+				}
+			},
+		},
+		{
+			name: "a replaced cached binary is downloaded again",
+			ref:  "v1.2.3",
+			setup: func(t *testing.T, s *releaseServer, r *runner) *runner {
+				s.publish(t, "v1.2.3", linuxAsset)
+				if log, _, err := r.run(t); err != nil {
+					t.Fatalf("first install: %v\n%s", err, log)
+				}
+				s.takeRequests()
+				bin := filepath.Join(r.toolCache, "gantry", cacheKey(t, s, "v1.2.3", linuxAsset), "amd64", "gantry")
+				if err := os.WriteFile(bin, []byte("#!/bin/sh\necho evil\n"), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				return r.newJob(t, s)
+			},
+			want:         map[string]string{"need-build": "false", "version": "v1.2.3"},
+			wantRequests: []string{checksumsPath("v1.2.3"), assetPath("v1.2.3", linuxAsset)},
+			check: func(t *testing.T, s *releaseServer, r *runner, log string, out map[string]string) {
+				if !strings.Contains(log, "is not the one in its release archive") || !strings.Contains(log, "downloading it again") {
+					t.Errorf("log does not report the failed re-hash:\n%s", log)
+				}
+				if got := runBinary(t, out["bin"]); got != "gantry stand-in" {
+					t.Errorf("binary printed %q, want the release's", got)
+				}
+			},
+		},
+		{
+			name: "a replaced binary resolved earlier in the same job is downloaded again",
+			ref:  "v1",
+			setup: func(t *testing.T, s *releaseServer, r *runner) *runner {
+				s.publish(t, "v1", linuxAsset)
+				log, out, err := r.run(t)
+				if err != nil {
+					t.Fatalf("first install: %v\n%s", err, log)
+				}
+				s.takeRequests()
+				if err := os.WriteFile(out["bin"], []byte("#!/bin/sh\necho evil\n"), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				return r
+			},
+			want:         map[string]string{"need-build": "false", "version": "v1"},
+			wantRequests: []string{checksumsPath("v1"), assetPath("v1", linuxAsset)},
+			check: func(t *testing.T, s *releaseServer, r *runner, log string, out map[string]string) {
+				if got := runBinary(t, out["bin"]); got != "gantry stand-in" {
+					t.Errorf("binary printed %q, want the release's", got)
 				}
 			},
 		},

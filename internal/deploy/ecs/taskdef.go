@@ -51,39 +51,9 @@ type Render struct {
 // the rendered JSON as well; unknown members and unknown containers are errors
 // naming them.
 func RenderTaskDefinition(raw []byte, r Render) (*ecs.RegisterTaskDefinitionInput, []byte, error) {
-	doc, err := decodeObject(raw)
+	doc, byName, names, err := parseTaskDefinition(raw)
 	if err != nil {
-		return nil, nil, fmt.Errorf("not a JSON object: %w", err)
-	}
-	if inner, ok := doc["taskDefinition"].(map[string]any); ok {
-		// describe-task-definition output: the tags sit beside the definition.
-		if tags, ok := doc["tags"]; ok {
-			if _, has := inner["tags"]; !has {
-				inner["tags"] = tags
-			}
-		}
-		doc = inner
-	}
-	for _, f := range readOnlyFields {
-		delete(doc, f)
-	}
-	if fam, _ := doc["family"].(string); fam == "" {
-		return nil, nil, errors.New(`it has no "family"`)
-	}
-	defs, _ := doc["containerDefinitions"].([]any)
-	if len(defs) == 0 {
-		return nil, nil, errors.New(`it has no "containerDefinitions"`)
-	}
-	byName := map[string]map[string]any{}
-	var names []string
-	for i, d := range defs {
-		c, ok := d.(map[string]any)
-		name, _ := c["name"].(string)
-		if !ok || name == "" {
-			return nil, nil, fmt.Errorf("containerDefinitions[%d] has no name", i)
-		}
-		byName[name] = c
-		names = append(names, name)
+		return nil, nil, err
 	}
 	unknown := func(name string) error {
 		return fmt.Errorf("container %q is not in the task definition (it has: %s)", name, strings.Join(names, ", "))
@@ -136,6 +106,60 @@ func RenderTaskDefinition(raw []byte, r Render) (*ecs.RegisterTaskDefinitionInpu
 		return nil, nil, explainDecode(err)
 	}
 	return in, append(rendered, '\n'), nil
+}
+
+// ContainerNames returns the container names of a task definition file, or
+// an error saying why the file is not one; it touches no API, so a deploy
+// can check its inputs before the first call.
+func ContainerNames(raw []byte) ([]string, error) {
+	_, _, names, err := parseTaskDefinition(raw)
+	if err != nil {
+		return nil, err
+	}
+	if _, _, err := RenderTaskDefinition(raw, Render{}); err != nil {
+		return nil, err
+	}
+	return names, nil
+}
+
+// parseTaskDefinition decodes a task definition file without its read-only
+// members and indexes its containers by name.
+func parseTaskDefinition(raw []byte) (map[string]any, map[string]map[string]any, []string, error) {
+	doc, err := decodeObject(raw)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("not a JSON object: %w", err)
+	}
+	if inner, ok := doc["taskDefinition"].(map[string]any); ok {
+		// describe-task-definition output: the tags sit beside the definition.
+		if tags, ok := doc["tags"]; ok {
+			if _, has := inner["tags"]; !has {
+				inner["tags"] = tags
+			}
+		}
+		doc = inner
+	}
+	for _, f := range readOnlyFields {
+		delete(doc, f)
+	}
+	if fam, _ := doc["family"].(string); fam == "" {
+		return nil, nil, nil, errors.New(`it has no "family"`)
+	}
+	defs, _ := doc["containerDefinitions"].([]any)
+	if len(defs) == 0 {
+		return nil, nil, nil, errors.New(`it has no "containerDefinitions"`)
+	}
+	byName := map[string]map[string]any{}
+	var names []string
+	for i, d := range defs {
+		c, ok := d.(map[string]any)
+		name, _ := c["name"].(string)
+		if !ok || name == "" {
+			return nil, nil, nil, fmt.Errorf("containerDefinitions[%d] has no name", i)
+		}
+		byName[name] = c
+		names = append(names, name)
+	}
+	return doc, byName, names, nil
 }
 
 // TaskDefinitionJSON renders a registered task definition and its tags as the

@@ -116,7 +116,8 @@ var toolCacheArch = map[string]string{"amd64": "x64", "arm64": "arm64"}
 // PATH when "k6 version" reports that version, else the copy in the Actions
 // tool cache ($RUNNER_TOOL_CACHE/k6/<version>/<x64|arm64>/k6), which it first
 // downloads from k6's release, checks against the release's checksums file
-// and unpacks when it is not there yet.
+// and unpacks when it is not there yet. A cached copy is re-hashed against
+// the checksums file on every hit and downloaded again when it fails.
 func Find(ctx context.Context, o Options) (string, error) {
 	version, err := NormalizeVersion(o.Version)
 	if err != nil {
@@ -145,8 +146,18 @@ func Find(ctx context.Context, o Options) (string, error) {
 	dir := filepath.Join(root, "k6", version, tcArch)
 	exe := filepath.Join(dir, "k6")
 	if installed(dir) {
-		o.logf("cache hit: k6 %s (linux/%s) in %s; nothing downloaded", version, arch, dir)
-		return exe, nil
+		err := verifyCached(ctx, &o, version, arch, dir)
+		if err == nil {
+			o.logf("cache hit: k6 %s (linux/%s) in %s; re-hashed against the release checksums", version, arch, dir)
+			return exe, nil
+		}
+		if !errors.Is(err, ErrChecksumMismatch) {
+			return "", fmt.Errorf("k6 install: cannot re-check the cached k6 %s in %s against the release checksums: %w", version, dir, err)
+		}
+		o.logf("the cached k6 %s in %s does not match the release checksums (%v); downloading it again", version, dir, err)
+		if err := errors.Join(os.Remove(dir+".complete"), os.RemoveAll(dir)); err != nil {
+			return "", fmt.Errorf("k6 install: removing the cached k6 that failed its check: %w", err)
+		}
 	}
 	if err := install(ctx, &o, version, arch, dir); err != nil {
 		return "", err
@@ -225,6 +236,60 @@ func installed(dir string) bool {
 	return err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0
 }
 
+// verifyCached re-hashes a cached install against the release's checksums
+// file: the kept archive must have the listed sha256 and the installed k6
+// must be the one in it. A failed check wraps ErrChecksumMismatch; other
+// errors (the checksums cannot be fetched) say the check could not run.
+func verifyCached(ctx context.Context, o *Options, version, arch, dir string) error {
+	ctx, cancel := context.WithTimeout(ctx, downloadTimeout)
+	defer cancel()
+	base := strings.TrimRight(o.BaseURL, "/")
+	if base == "" {
+		base = DefaultBaseURL
+	}
+	asset := fmt.Sprintf("k6-v%s-linux-%s.tar.gz", version, arch)
+	var sums bytes.Buffer
+	if err := download(ctx, &http.Client{Transport: o.Transport}, base+"/v"+version+"/"+fmt.Sprintf("k6-v%s-checksums.txt", version), &sums, 1<<20); err != nil {
+		return err
+	}
+	want, err := checksumFor(sums.Bytes(), asset)
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(filepath.Join(dir, asset))
+	if err != nil {
+		return fmt.Errorf("%w: the release archive is not kept beside it", ErrChecksumMismatch)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return err
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != want {
+		return fmt.Errorf("%w: %s has sha256 %s, the release lists %s", ErrChecksumMismatch, asset, got, want)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	inArchive := sha256.New()
+	if err := copyK6(f, func() (io.Writer, error) { return inArchive, nil }); err != nil {
+		return fmt.Errorf("%w: %v", ErrChecksumMismatch, err)
+	}
+	bin, err := os.Open(filepath.Join(dir, "k6"))
+	if err != nil {
+		return err
+	}
+	defer bin.Close()
+	installed := sha256.New()
+	if _, err := io.Copy(installed, bin); err != nil {
+		return err
+	}
+	if !bytes.Equal(installed.Sum(nil), inArchive.Sum(nil)) {
+		return fmt.Errorf("%w: the installed k6 is not the one in %s", ErrChecksumMismatch, asset)
+	}
+	return nil
+}
+
 // install downloads and verifies the release archive, unpacks its k6 into a
 // staging directory beside dir and moves it into place, then writes the
 // .complete marker.
@@ -290,6 +355,11 @@ func install(ctx context.Context, o *Options, version, arch, dir string) error {
 	}
 	if err := extractK6(archive, filepath.Join(staged, "k6")); err != nil {
 		return fmt.Errorf("k6 install: unpacking %s of k6 %s: %w; nothing installed", asset, version, err)
+	}
+	// The archive stays with its k6, so that every later cache hit can be
+	// re-hashed against the release's checksums.
+	if err := os.Rename(archive.Name(), filepath.Join(staged, asset)); err != nil {
+		return fmt.Errorf("k6 install: %w", err)
 	}
 
 	if installed(dir) {
@@ -374,6 +444,21 @@ func checksumFor(sums []byte, name string) (string, error) {
 // <arch>/k6, or k6 at the top) to dst. Nothing else is unpacked, and entry
 // names are never used as paths.
 func extractK6(r io.Reader, dst string) error {
+	var f *os.File
+	err := copyK6(r, func() (io.Writer, error) {
+		var err error
+		f, err = os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o755)
+		return f, err
+	})
+	if f != nil {
+		return errors.Join(err, f.Close())
+	}
+	return err
+}
+
+// copyK6 copies the k6 executable of a release archive to the writer open
+// returns.
+func copyK6(r io.Reader, open func() (io.Writer, error)) error {
 	zr, err := gzip.NewReader(r)
 	if err != nil {
 		return err
@@ -395,14 +480,11 @@ func extractK6(r io.Reader, dst string) error {
 		if hdr.Size > maxBinaryBytes {
 			return fmt.Errorf("%s is %d bytes, more than a k6 binary can be", hdr.Name, hdr.Size)
 		}
-		f, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o755)
+		w, err := open()
 		if err != nil {
 			return err
 		}
-		if _, err := io.Copy(f, tr); err != nil {
-			f.Close()
-			return err
-		}
-		return f.Close()
+		_, err = io.Copy(w, tr)
+		return err
 	}
 }

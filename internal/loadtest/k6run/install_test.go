@@ -167,6 +167,8 @@ func TestFind(t *testing.T) {
 		wantErr  []string // all in the error; nil for success
 		wantIs   error
 		wantLog  string
+		// keepsCache: a failure that leaves an earlier install in place.
+		keepsCache bool
 	}{
 		{
 			name:     "download, verify and install",
@@ -176,7 +178,7 @@ func TestFind(t *testing.T) {
 			wantLog:  "verified sha256 " + hex.EncodeToString(archiveSum[:]),
 		},
 		{
-			name: "cache hit downloads nothing",
+			name: "cache hit re-hashes against the release checksums",
 			setup: func(t *testing.T, srv *releaseServer, cache string) {
 				if _, err := k6run.Find(t.Context(), k6run.Options{BaseURL: srv.base(), Getenv: envOf(map[string]string{"RUNNER_TOOL_CACHE": cache})}); err != nil {
 					t.Fatal(err)
@@ -184,8 +186,51 @@ func TestFind(t *testing.T) {
 				srv.hits.Store(0)
 			},
 			wantPath: func(cache, _ string) string { return filepath.Join(cache, "k6", v, x64, "k6") },
-			wantHits: 0,
-			wantLog:  "cache hit: k6 " + v,
+			wantHits: 1, // the checksums file only
+			wantLog:  "re-hashed against the release checksums",
+		},
+		{
+			name: "a replaced cached k6 is downloaded again",
+			setup: func(t *testing.T, srv *releaseServer, cache string) {
+				if _, err := k6run.Find(t.Context(), k6run.Options{BaseURL: srv.base(), Getenv: envOf(map[string]string{"RUNNER_TOOL_CACHE": cache})}); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(cache, "k6", v, x64, "k6"), []byte("#!/bin/sh\necho evil\n"), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				srv.hits.Store(0)
+			},
+			wantPath: func(cache, _ string) string { return filepath.Join(cache, "k6", v, x64, "k6") },
+			wantHits: 3, // the check, then a fresh install
+			wantLog:  "the installed k6 is not the one in k6-v" + v,
+		},
+		{
+			name: "a cache from before archives were kept is downloaded again",
+			setup: func(t *testing.T, srv *releaseServer, cache string) {
+				if _, err := k6run.Find(t.Context(), k6run.Options{BaseURL: srv.base(), Getenv: envOf(map[string]string{"RUNNER_TOOL_CACHE": cache})}); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Remove(filepath.Join(cache, "k6", v, x64, "k6-v"+v+"-linux-"+runtime.GOARCH+".tar.gz")); err != nil {
+					t.Fatal(err)
+				}
+				srv.hits.Store(0)
+			},
+			wantPath: func(cache, _ string) string { return filepath.Join(cache, "k6", v, x64, "k6") },
+			wantHits: 3,
+			wantLog:  "the release archive is not kept beside it",
+		},
+		{
+			name: "a cache hit that cannot be re-checked fails",
+			setup: func(t *testing.T, srv *releaseServer, cache string) {
+				if _, err := k6run.Find(t.Context(), k6run.Options{BaseURL: srv.base(), Getenv: envOf(map[string]string{"RUNNER_TOOL_CACHE": cache})}); err != nil {
+					t.Fatal(err)
+				}
+				delete(srv.files, "/download/v"+v+"/k6-v"+v+"-checksums.txt")
+				srv.hits.Store(0)
+			},
+			wantHits:   1,
+			wantErr:    []string{"cannot re-check the cached k6 " + v, "against the release checksums"},
+			keepsCache: true,
 		},
 		{
 			name: "an install without its .complete marker is redone",
@@ -311,7 +356,7 @@ func TestFind(t *testing.T) {
 					}
 					return nil
 				})
-				if len(left) > 0 {
+				if len(left) > 0 && !tc.keepsCache {
 					t.Errorf("files left in the tool cache after a failed install: %v", left)
 				}
 				return
@@ -327,8 +372,11 @@ func TestFind(t *testing.T) {
 					t.Errorf("no .complete marker beside %s: %v", filepath.Dir(got), err)
 				}
 				entries, _ := os.ReadDir(filepath.Dir(got))
-				if len(entries) != 1 {
-					t.Errorf("install folder holds %d entries; want only k6", len(entries))
+				if len(entries) != 2 {
+					t.Errorf("install folder holds %d entries; want k6 and its release archive", len(entries))
+				}
+				if gotSum, wantSum := fileSum(t, got), fileSum(t, k6); gotSum != wantSum {
+					t.Errorf("installed k6 has sha256 %s, the release's has %s", gotSum, wantSum)
 				}
 				vdir, _ := os.ReadDir(filepath.Dir(filepath.Dir(got)))
 				for _, e := range vdir {
@@ -379,4 +427,15 @@ var toolCacheArch = map[string]string{"amd64": "x64", "arm64": "arm64"}
 // envOf is a Getenv over m.
 func envOf(m map[string]string) func(string) string {
 	return func(k string) string { return m[k] }
+}
+
+// fileSum is the hex sha256 of the file at p.
+func fileSum(t *testing.T, p string) string {
+	t.Helper()
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
 }
