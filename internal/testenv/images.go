@@ -160,15 +160,16 @@ func executable(p string, content []byte) bool {
 }
 
 // CaddyBootstrap is the configuration CaddyImage starts with when it has no
-// saved one: only the admin API, on every interface of the container at
-// port 2019, where gantry loads the edge's routing.
-const CaddyBootstrap = `{"admin":{"listen":":2019"}}`
+// saved one: only the admin API, on the container's loopback interface
+// (edge.AdminListen), where gantry reaches it through docker exec.
+const CaddyBootstrap = `{"admin":{"listen":"127.0.0.1:2019"}}`
 
-// CaddyImage pushes the pinned caddy (see Caddy) as a FROM-scratch image to
-// registryHost/gantry-test/caddy and returns its reference. The container
-// serves the admin API on :2019 and resumes the last configuration loaded
-// through it (saved under /config, a volume worth mounting), like the
-// official caddy image's XDG_CONFIG_HOME=/config and XDG_DATA_HOME=/data.
+// CaddyImage pushes the pinned caddy (see Caddy: gantry-edge) as a
+// FROM-scratch image to registryHost/gantry-test/caddy and returns its
+// reference. The container serves the admin API inside itself only and
+// resumes the last configuration loaded through it (saved under /config, a
+// volume worth mounting), like the official caddy image's
+// XDG_CONFIG_HOME=/config and XDG_DATA_HOME=/data.
 func CaddyImage(t testing.TB, registryHost string) string {
 	t.Helper()
 	bin := cachedFile(t, Caddy(t))
@@ -185,7 +186,7 @@ func CaddyImage(t testing.TB, registryHost string) string {
 	}, imageConfig{
 		Entrypoint: []string{"/usr/bin/caddy", "run", "--config", "/etc/caddy/edge.json", "--resume"},
 		Env:        []string{"XDG_CONFIG_HOME=/config", "XDG_DATA_HOME=/data", "HOME=/"},
-		Ports:      []string{"80", "2019"},
+		Ports:      []string{"80"},
 	})
 	return ref
 }

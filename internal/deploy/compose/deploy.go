@@ -107,8 +107,6 @@ type deployer struct {
 	http   *http.Client
 	res    *Result
 	stored bool // files written to the host; restore them on failure
-	// warnedEdge is set once the missing upstreams module was reported.
-	warnedEdge bool
 	// current is the last successful deploy before this one, if any.
 	current *history.Entry
 }
