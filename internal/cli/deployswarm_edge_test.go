@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gantry-dev/gantry/internal/edge"
 	"github.com/gantry-dev/gantry/internal/testenv"
 )
 
@@ -76,6 +77,21 @@ func TestDeploySwarmEdge(t *testing.T) {
 		t.Errorf("after the first deploy: web-blue %q replicas, web-green %q; want 2 and no service", b, g)
 	}
 
+	// A task of the stack (a process in web-blue's network stack) cannot
+	// reach the edge's admin API, by name or address, whatever Host it
+	// forges; the edge's public route answers it.
+	probe := testenv.ProbeImage(t, h.reg.Host)
+	task := func(svc string) string {
+		return "container:" + containerOf(t, "com.docker.swarm.service.name="+h.stack+"_"+svc)
+	}
+	edgeTask := containerOf(t, "com.docker.swarm.service.name="+h.stack+"_gantry-edge")
+	testenv.EdgeAdminUnreachable(t, probe, task("web-blue"), "gantry-edge", sha1)
+	testenv.EdgeAdminUnreachable(t, probe, task("web-blue"), ipOn(t, edgeTask, h.stack+"_default"), sha1)
+	// An edge as an older gantry left it, admin API open and saved: the
+	// next deploy closes it.
+	openEdgeAdmin(t, edgeTask)
+	assertAdminOpen(t, probe, task("web-blue"), "gantry-edge")
+
 	// Requests flow through the edge during every later deploy: none may fail.
 	var total, failed atomic.Int64
 	var lastErr atomic.Value
@@ -131,6 +147,10 @@ func TestDeploySwarmEdge(t *testing.T) {
 			t.Errorf("blue-green summary lacks %q:\n%s", want, second.summary)
 		}
 	}
+	if !strings.Contains(second.log, "it now listens on "+edge.AdminListen+" inside it only") {
+		t.Errorf("the deploy did not say it closed the edge's admin API:\n%s", second.log)
+	}
+	testenv.EdgeAdminUnreachable(t, probe, task("web-green"), "gantry-edge", sha2)
 
 	// A release that reports another commit: verified at its own address,
 	// refused before any traffic; green keeps serving, blue is back at 0.

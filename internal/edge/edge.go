@@ -2,7 +2,9 @@
 // switch: a Caddy server that holds the routing (which upstreams serve each
 // service, and with what weights) while a deploy only tells it, through
 // Caddy's admin API, where traffic goes next. The idea is kamal-proxy's; the
-// proxy is a stock Caddy (2.8 or newer, for weighted_round_robin).
+// proxy is gantry-edge (Caddy with gantry's modules, edge/), whose admin API
+// listens only inside its container and is reached through docker exec
+// (ExecClient); Client itself speaks to any Caddy 2.8 or newer.
 //
 // A Config renders the whole Caddy JSON configuration; Client.Load applies it
 // and Client.SetUpstreams later swaps one service's upstreams and weights in
