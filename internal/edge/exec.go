@@ -97,10 +97,15 @@ func (c *Client) CloseAdmin(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	want := `{"listen":"` + AdminListen + `"}`
-	if strings.TrimSpace(string(body)) == want {
+	switch strings.TrimSpace(string(body)) {
+	case want:
+		return false, nil
+	case "null":
+		// No admin settings: the API listens at CADDY_ADMIN, which gantry's
+		// override and stack set to AdminListen. (An empty configuration
+		// cannot take a POST to /config/admin either.)
 		return false, nil
 	}
-	// The config's admin object may be missing (null): POST creates or replaces it.
 	if _, _, err := c.do(ctx, http.MethodPost, "/config/admin", []byte(want), nil); err != nil {
 		return false, fmt.Errorf("edge: closing the admin API (it was %s): %w", strings.TrimSpace(string(body)), err)
 	}
