@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -92,22 +93,26 @@ func (t *ExecTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 // saves the change, so a restart (--resume) keeps it. It reports whether it
 // changed anything.
 func (c *Client) CloseAdmin(ctx context.Context) (bool, error) {
-	_, body, err := c.do(ctx, http.MethodGet, "/config/admin", nil, nil)
+	// The whole configuration: /config/admin of an empty one is an error.
+	_, body, err := c.do(ctx, http.MethodGet, "/config/", nil, nil)
 	if err != nil {
 		return false, err
 	}
+	var cfg struct {
+		Admin json.RawMessage `json:"admin"`
+	}
+	if err := json.Unmarshal(body, &cfg); err != nil {
+		return false, fmt.Errorf("edge: decode the configuration: %w", err)
+	}
+	admin := strings.TrimSpace(string(cfg.Admin))
 	want := `{"listen":"` + AdminListen + `"}`
-	switch strings.TrimSpace(string(body)) {
-	case want:
-		return false, nil
-	case "null":
+	if admin == want || admin == "" || admin == "null" {
 		// No admin settings: the API listens at CADDY_ADMIN, which gantry's
-		// override and stack set to AdminListen. (An empty configuration
-		// cannot take a POST to /config/admin either.)
+		// override and stack set to AdminListen.
 		return false, nil
 	}
 	if _, _, err := c.do(ctx, http.MethodPost, "/config/admin", []byte(want), nil); err != nil {
-		return false, fmt.Errorf("edge: closing the admin API (it was %s): %w", strings.TrimSpace(string(body)), err)
+		return false, fmt.Errorf("edge: closing the admin API (it was %s): %w", admin, err)
 	}
 	return true, nil
 }
