@@ -62,7 +62,9 @@ func (t *ExecTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	out, err := t.Host.Run(req.Context(), t.Argv, &in)
 	var ee *remote.ExitError
 	if errors.As(err, &ee) {
-		if strings.Contains(ee.Stderr, "unknown command") {
+		// cobra's answer to a command it lacks, or docker's to an image
+		// without the binary.
+		if strings.Contains(ee.Stderr, "unknown command") || strings.Contains(ee.Stderr, "executable file not found") {
 			return nil, fmt.Errorf("edge: %w (%s)", ErrNoStdioCommand, strings.Join(t.Argv, " "))
 		}
 		return nil, fmt.Errorf("edge: %w", err)

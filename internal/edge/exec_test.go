@@ -98,6 +98,8 @@ func TestExecTransport(t *testing.T) {
 		// An image without the relay (a stock Caddy, an older gantry-edge):
 		// cobra's answer to a command it does not know.
 		{"no relay command", []string{bin, edge.StdioCommand + "-missing"}, edge.ErrNoStdioCommand, edge.StdioCommand},
+		// An image without caddy at all, as docker exec says it.
+		{"no binary", []string{"sh", "-c", `echo 'OCI runtime exec failed: exec failed: unable to start container process: exec: "caddy": executable file not found in $PATH: unknown' >&2; exit 126`}, edge.ErrNoStdioCommand, edge.StdioCommand},
 		{"no admin API", []string{bin, edge.StdioCommand, "--address", "unix/" + filepath.Join(dir, "none.sock")}, nil, "connecting to the admin API"},
 		// Connected, then closed unanswered: the client may send it again.
 		{"no answer", []string{"true"}, io.ErrUnexpectedEOF, "without a complete answer"},
