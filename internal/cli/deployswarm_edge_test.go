@@ -85,12 +85,14 @@ func TestDeploySwarmEdge(t *testing.T) {
 		return "container:" + containerOf(t, "com.docker.swarm.service.name="+h.stack+"_"+svc)
 	}
 	edgeTask := containerOf(t, "com.docker.swarm.service.name="+h.stack+"_gantry-edge")
-	testenv.EdgeAdminUnreachable(t, probe, task("web-blue"), "gantry-edge", sha1)
+	// tasks.gantry-edge: the task's own address (the service's virtual IP
+	// needs IPVS, which the test machine may lack).
+	testenv.EdgeAdminUnreachable(t, probe, task("web-blue"), "tasks.gantry-edge", sha1)
 	testenv.EdgeAdminUnreachable(t, probe, task("web-blue"), ipOn(t, edgeTask, h.stack+"_default"), sha1)
 	// An edge as an older gantry left it, admin API open and saved: the
 	// next deploy closes it.
 	openEdgeAdmin(t, edgeTask)
-	assertAdminOpen(t, probe, task("web-blue"), "gantry-edge")
+	assertAdminOpen(t, probe, task("web-blue"), "tasks.gantry-edge")
 
 	// Requests flow through the edge during every later deploy: none may fail.
 	var total, failed atomic.Int64
@@ -150,7 +152,7 @@ func TestDeploySwarmEdge(t *testing.T) {
 	if !strings.Contains(second.log, "it now listens on "+edge.AdminListen+" inside it only") {
 		t.Errorf("the deploy did not say it closed the edge's admin API:\n%s", second.log)
 	}
-	testenv.EdgeAdminUnreachable(t, probe, task("web-green"), "gantry-edge", sha2)
+	testenv.EdgeAdminUnreachable(t, probe, task("web-green"), "tasks.gantry-edge", sha2)
 
 	// A release that reports another commit: verified at its own address,
 	// refused before any traffic; green keeps serving, blue is back at 0.
