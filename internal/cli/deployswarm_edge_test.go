@@ -200,4 +200,24 @@ func TestDeploySwarmEdge(t *testing.T) {
 	if total.Load() < 10 {
 		t.Errorf("only %d requests went through the edge during the deploys", total.Load())
 	}
+
+	// A running edge without the relay (a stock Caddy, a gantry-edge from
+	// before it) and no edge-image: the deploy would keep that image, so it
+	// stops before changing anything and asks for edge-image.
+	stock := digestRef(t, testenv.StockCaddyImage(t, h.reg.Host))
+	if out, err := exec.Command("docker", "service", "update", "--quiet", "--image", stock, h.stack+"_gantry-edge").CombinedOutput(); err != nil {
+		t.Fatalf("docker service update: %v\n%s", err, out)
+	}
+	specs := func() string {
+		out, _ := exec.Command("docker", "service", "inspect", "--format", "{{.Spec.TaskTemplate.ContainerSpec.Image}} {{.Spec.Mode.Replicated.Replicas}}", h.stack+"_web-blue", h.stack+"_web-green").Output()
+		return string(out)
+	}
+	before := specs()
+	old := deploy(sha3, v3, "--edge-image", "")
+	if old.code != 1 || !strings.Contains(old.log, "set input edge-image to gantry's edge image") || !strings.Contains(old.log, "has no "+edge.StdioCommand+" command") {
+		t.Errorf("deploy with a running edge without the relay: exit %d\n%s", old.code, old.log)
+	}
+	if after := specs(); after != before {
+		t.Errorf("the refused deploy changed the colors: %q, then %q", before, after)
+	}
 }

@@ -104,4 +104,14 @@ func TestDeployComposeEdgeAdminClosed(t *testing.T) {
 		t.Fatal("the restarted edge does not serve within 30s")
 	}
 	testenv.EdgeAdminUnreachable(t, probe, network, ipOn(t, edgeID, network), sha2)
+
+	// An edge image without the relay (a stock Caddy): pulled once in case
+	// the host's copy is old, then refused, naming the input.
+	stock := digestRef(t, testenv.StockCaddyImage(t, h.reg.Host))
+	r = h.deploy(t, sha3, h.app(t, sha3, "v3"), "--edge-image", stock)
+	for _, want := range []string{"pulling it", "input edge-image: " + stock, "has no " + edge.StdioCommand + " command"} {
+		if r.code != 1 || !strings.Contains(r.log, want) {
+			t.Errorf("deploy with a stock Caddy edge image: exit %d, log without %q:\n%s", r.code, want, r.log)
+		}
+	}
 }

@@ -15,21 +15,43 @@ import (
 // registryHost/gantry-test/httpprobe and returns its reference, for HTTPFrom.
 func ProbeImage(t testing.TB, registryHost string) string {
 	t.Helper()
+	bin := helperBinary(t, "httpprobe")
+	ref, _ := buildImage(t, registryHost, "gantry-test/httpprobe", "test", map[string][]byte{"/bin/httpprobe": bin},
+		imageConfig{Entrypoint: []string{"/bin/httpprobe"}})
+	return ref
+}
+
+// StockCaddyImage pushes a stand-in for a stock Caddy image (or a gantry-edge
+// older than its admin relay) to registryHost/gantry-test/stockcaddy: its
+// /usr/bin/caddy runs ("caddy run --resume") but knows no
+// gantry-admin-stdio command.
+func StockCaddyImage(t testing.TB, registryHost string) string {
+	t.Helper()
+	bin := helperBinary(t, "stockcaddy")
+	ref, _ := buildImage(t, registryHost, "gantry-test/stockcaddy", "test", map[string][]byte{"/usr/bin/caddy": bin},
+		imageConfig{Entrypoint: []string{"/usr/bin/caddy", "run"}, Ports: []string{"80"}})
+	return ref
+}
+
+// helperBinary builds internal/testenv/<name> for linux/amd64, once per test
+// process.
+func helperBinary(t testing.TB, name string) []byte {
+	t.Helper()
 	root := RepoRoot(t)
-	bin, msg := cached("httpprobe", func() ([]byte, string) {
-		dir, err := os.MkdirTemp("", "gantry-httpprobe-")
+	bin, msg := cached("helper "+name, func() ([]byte, string) {
+		dir, err := os.MkdirTemp("", "gantry-"+name+"-")
 		if err != nil {
 			return nil, err.Error()
 		}
 		defer os.RemoveAll(dir)
-		out := filepath.Join(dir, "httpprobe")
+		out := filepath.Join(dir, name)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
-		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", out, "./internal/testenv/httpprobe")
+		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", out, "./internal/testenv/"+name)
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
 		if b, err := cmd.CombinedOutput(); err != nil {
-			return nil, "build internal/testenv/httpprobe: " + err.Error() + "\n" + string(b)
+			return nil, "build internal/testenv/" + name + ": " + err.Error() + "\n" + string(b)
 		}
 		b, err := os.ReadFile(out)
 		if err != nil {
@@ -40,9 +62,7 @@ func ProbeImage(t testing.TB, registryHost string) string {
 	if msg != "" {
 		t.Fatalf("testenv: %s", msg)
 	}
-	ref, _ := buildImage(t, registryHost, "gantry-test/httpprobe", "test", map[string][]byte{"/bin/httpprobe": bin},
-		imageConfig{Entrypoint: []string{"/bin/httpprobe"}})
-	return ref
+	return bin
 }
 
 // Probe is one request HTTPFrom sends.
