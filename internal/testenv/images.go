@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path"
 	"sort"
 	"strings"
@@ -172,7 +173,17 @@ const CaddyBootstrap = `{"admin":{"listen":"127.0.0.1:2019"}}`
 // XDG_CONFIG_HOME=/config and XDG_DATA_HOME=/data.
 func CaddyImage(t testing.TB, registryHost string) string {
 	t.Helper()
-	bin := cachedFile(t, Caddy(t))
+	path := Caddy(t)
+	bin := cachedFile(t, path)
+	// gantry reaches the edge's admin API through this command only.
+	if _, msg := cached("relay "+path, func() ([]byte, string) {
+		if out, err := exec.Command(path, "gantry-admin-stdio", "--help").CombinedOutput(); err != nil {
+			return nil, fmt.Sprintf("%s has no gantry-admin-stdio command (%v: %s); rebuild it with %s", path, err, bytes.TrimSpace(out), CaddyInstall)
+		}
+		return nil, ""
+	}); msg != "" {
+		t.Fatalf("testenv: %s", msg)
+	}
 	if f, err := elf.NewFile(bytes.NewReader(bin)); err == nil {
 		for _, p := range f.Progs {
 			if p.Type == elf.PT_INTERP {
