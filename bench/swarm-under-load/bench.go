@@ -181,7 +181,7 @@ func (b *bench) pushEdge(ctx context.Context) error {
 		"--files", bin+":/usr/bin/caddy:0755", "--files", boot+":/etc/caddy/edge.json:0644",
 		"--entrypoint", "/usr/bin/caddy run --config /etc/caddy/edge.json --resume",
 		"--env", "XDG_CONFIG_HOME=/config", "--env", "XDG_DATA_HOME=/data", "--env", "HOME=/",
-		"--ports", "80", "--ports", "2019")
+		"--ports", "80")
 	if run.Err != nil {
 		return run.Err
 	}

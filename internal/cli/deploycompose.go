@@ -30,7 +30,7 @@ func composeTargetInputs() []action.Input {
 		action.Input{Name: "project-dir", Description: "Project directory on the host, where gantry keeps the files and the history; default gantry/<project> under the SSH user's home. The deploy lock is not kept here: it is on the Docker engine, shared by every user and directory."},
 		action.Input{Name: "strategy", Description: "recreate, blue-green, canary or rolling; default blue-green for services with a gantry.edge label (or listed in edge), else recreate."},
 		action.Input{Name: "edge", Description: "Services to serve through the edge proxy, besides those labelled gantry.edge.", Kind: action.List},
-		action.Input{Name: "edge-image", Description: "Image of the edge proxy (Caddy).", Default: DefaultEdgeImage},
+		action.Input{Name: "edge-image", Description: "Image of the edge proxy: gantry-edge (Caddy with gantry's module), whose admin API listens inside its container only and is reached through docker exec; a stock Caddy image cannot be reached that way and is refused.", Default: DefaultEdgeImage},
 		action.Input{Name: "edge-ports", Description: "Host ports the edge publishes, as in Compose.", Kind: action.List, Default: "80:80"},
 		action.Input{Name: "health-path", Description: "Health endpoint of the services, which must report the commit.", Default: "/health"},
 		action.Input{Name: "url", Description: "Public URL checked after the switch (e.g. https://app.example.com/health); the new containers are always verified at their own address first."},

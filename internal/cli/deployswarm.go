@@ -44,7 +44,7 @@ func deploySwarmSpec() *action.Spec {
 		action.Input{Name: "url", Description: "Health endpoint verified to serve the commit once the stack converged (e.g. http://manager:8080/health)."},
 		action.Input{Name: "verify-timeout", Description: "How long the new version may take to report the commit at url (and, with the edge, each new task at its own address, where 3 answers in a row from another commit fail at once).", Kind: action.Duration, Default: "2m"},
 		action.Input{Name: "strategy", Description: "rolling (Swarm's rolling update), blue-green or canary (two services per edge service, <name>-blue and <name>-green, behind gantry's edge proxy); default blue-green when a service has the label gantry.edge, else rolling."},
-		action.Input{Name: "edge-image", Description: "Image of the edge proxy (Caddy), run as the stack service gantry-edge on the manager; default: the running edge's, else gantry's.", Default: ""},
+		action.Input{Name: "edge-image", Description: "Image of the edge proxy, run as the stack service gantry-edge on the manager: gantry-edge (Caddy with gantry's module), whose admin API listens inside its container only and is reached through docker exec (a stock Caddy image is refused); default: the running edge's, else gantry's.", Default: ""},
 		action.Input{Name: "edge-ports", Description: "Ports the edge publishes on the manager in host mode, PUBLISHED:TARGET; default: the running edge's, else 80:80.", Kind: action.List},
 		action.Input{Name: "health-path", Description: "Health endpoint of the edge services, where each new task must report the commit before it gets traffic.", Default: "/health"},
 		action.Input{Name: "canary-steps", Description: "Traffic percentages of the canary steps.", Kind: action.List, Default: "10,50,100"},

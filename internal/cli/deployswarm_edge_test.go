@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gantry-dev/gantry/internal/edge"
 	"github.com/gantry-dev/gantry/internal/testenv"
 )
 
@@ -76,6 +77,23 @@ func TestDeploySwarmEdge(t *testing.T) {
 		t.Errorf("after the first deploy: web-blue %q replicas, web-green %q; want 2 and no service", b, g)
 	}
 
+	// A task of the stack (a process in web-blue's network stack) cannot
+	// reach the edge's admin API, by name or address, whatever Host it
+	// forges; the edge's public route answers it.
+	probe := testenv.ProbeImage(t, h.reg.Host)
+	task := func(svc string) string {
+		return "container:" + containerOf(t, "com.docker.swarm.service.name="+h.stack+"_"+svc)
+	}
+	edgeTask := containerOf(t, "com.docker.swarm.service.name="+h.stack+"_gantry-edge")
+	// tasks.gantry-edge: the task's own address (the service's virtual IP
+	// needs IPVS, which the test machine may lack).
+	testenv.EdgeAdminUnreachable(t, probe, task("web-blue"), "tasks.gantry-edge", sha1)
+	testenv.EdgeAdminUnreachable(t, probe, task("web-blue"), ipOn(t, edgeTask, h.stack+"_default"), sha1)
+	// An edge as an older gantry left it, admin API open and saved: the
+	// next deploy closes it.
+	openEdgeAdmin(t, edgeTask)
+	assertAdminOpen(t, probe, task("web-blue"), "tasks.gantry-edge")
+
 	// Requests flow through the edge during every later deploy: none may fail.
 	var total, failed atomic.Int64
 	var lastErr atomic.Value
@@ -131,6 +149,10 @@ func TestDeploySwarmEdge(t *testing.T) {
 			t.Errorf("blue-green summary lacks %q:\n%s", want, second.summary)
 		}
 	}
+	if !strings.Contains(second.log, "it now listens on "+edge.AdminListen+" inside it only") {
+		t.Errorf("the deploy did not say it closed the edge's admin API:\n%s", second.log)
+	}
+	testenv.EdgeAdminUnreachable(t, probe, task("web-green"), "tasks.gantry-edge", sha2)
 
 	// A release that reports another commit: verified at its own address,
 	// refused before any traffic; green keeps serving, blue is back at 0.
@@ -181,5 +203,25 @@ func TestDeploySwarmEdge(t *testing.T) {
 	t.Logf("%d requests went through the edge during the deploys; %d failed", total.Load(), failed.Load())
 	if total.Load() < 10 {
 		t.Errorf("only %d requests went through the edge during the deploys", total.Load())
+	}
+
+	// A running edge without the relay (a stock Caddy, a gantry-edge from
+	// before it) and no edge-image: the deploy would keep that image, so it
+	// stops before changing anything and asks for edge-image.
+	stock := digestRef(t, testenv.StockCaddyImage(t, h.reg.Host))
+	if out, err := exec.Command("docker", "service", "update", "--quiet", "--image", stock, h.stack+"_gantry-edge").CombinedOutput(); err != nil {
+		t.Fatalf("docker service update: %v\n%s", err, out)
+	}
+	specs := func() string {
+		out, _ := exec.Command("docker", "service", "inspect", "--format", "{{.Spec.TaskTemplate.ContainerSpec.Image}} {{.Spec.Mode.Replicated.Replicas}}", h.stack+"_web-blue", h.stack+"_web-green").Output()
+		return string(out)
+	}
+	before := specs()
+	old := deploy(sha3, v3, "--edge-image", "")
+	if old.code != 1 || !strings.Contains(old.log, "set input edge-image to gantry's edge image") || !strings.Contains(old.log, "has no "+edge.StdioCommand+" command") {
+		t.Errorf("deploy with a running edge without the relay: exit %d\n%s", old.code, old.log)
+	}
+	if after := specs(); after != before {
+		t.Errorf("the refused deploy changed the colors: %q, then %q", before, after)
 	}
 }

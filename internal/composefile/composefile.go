@@ -15,6 +15,8 @@ import (
 	"strings"
 
 	"github.com/compose-spec/compose-go/v2/cli"
+
+	"github.com/gantry-dev/gantry/internal/edge"
 )
 
 // EdgeLabel marks a service that is served through the edge proxy
@@ -156,25 +158,25 @@ type Edge struct {
 // EdgeService is the name of gantry's edge proxy service.
 const EdgeService = "gantry-edge"
 
-// Override renders the override file: images pinned by digest and, when edge
+// Override renders the override file: images pinned by digest and, when e
 // is set, the edge proxy service. JSON is valid YAML, and no user text is
 // spliced into it by hand.
-func Override(images map[string]string, edge *Edge) ([]byte, error) {
+func Override(images map[string]string, e *Edge) ([]byte, error) {
 	services := map[string]any{}
 	for svc, img := range images {
 		services[svc] = map[string]any{"image": img}
 	}
 	doc := map[string]any{"services": services}
-	if edge != nil {
+	if e != nil {
 		services[EdgeService] = map[string]any{
-			"image": edge.Image,
+			"image": e.Image,
 			// Entrypoint, not command: it replaces whatever the image runs
 			// (the official image's Caddyfile, a test image's bootstrap).
 			"entrypoint": []string{"caddy", "run", "--resume"},
-			"ports":      edge.Ports,
-			// The admin API listens on the project network only, where the
-			// deploy reaches it through the SSH connection; never published.
-			"environment": map[string]string{"CADDY_ADMIN": "0.0.0.0:2019", "XDG_CONFIG_HOME": "/config", "XDG_DATA_HOME": "/data"},
+			"ports":      e.Ports,
+			// The admin API listens inside the container only, where the
+			// deploy reaches it through docker exec; no other container can.
+			"environment": map[string]string{"CADDY_ADMIN": edge.AdminListen, "XDG_CONFIG_HOME": "/config", "XDG_DATA_HOME": "/data"},
 			"volumes":     []string{"gantry-edge-config:/config", "gantry-edge-data:/data"},
 			"restart":     "unless-stopped",
 			"labels":      map[string]string{"gantry.role": "edge"},

@@ -108,8 +108,12 @@ func TestOverrideMergesWithCompose(t *testing.T) {
 		t.Errorf("app image = %s", img)
 	}
 	edge, ok := p.Services[EdgeService]
-	if !ok || edge.Image != "caddy:2.10.2" || len(edge.Ports) != 1 || edge.Environment["CADDY_ADMIN"] == nil {
+	if !ok || edge.Image != "caddy:2.10.2" || len(edge.Ports) != 1 {
 		t.Errorf("edge = %+v", edge)
+	}
+	// The admin API listens inside the edge's container only.
+	if a := edge.Environment["CADDY_ADMIN"]; a == nil || *a != "127.0.0.1:2019" || len(edge.Expose) != 0 {
+		t.Errorf("edge admin: CADDY_ADMIN %v, expose %v; want 127.0.0.1:2019 and nothing exposed", a, edge.Expose)
 	}
 	if p.Services["app"].Deploy == nil || *p.Services["app"].Deploy.Replicas != 2 {
 		t.Error("override lost the user's settings")

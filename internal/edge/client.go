@@ -30,12 +30,12 @@ const DrainPollInterval = 100 * time.Millisecond
 const maxResponse = 16 << 20
 
 // Client changes a running edge through Caddy's admin API. Every request goes
-// through HTTP, so a caller reaching the edge over an SSH tunnel passes a
-// client whose transport dials through it.
+// through HTTP, so the transport decides how it gets there: ExecClient's
+// runs docker exec in the edge's container, where the API listens.
 type Client struct {
 	// HTTP sends the requests; nil means http.DefaultClient.
 	HTTP *http.Client
-	// Admin is the admin API's base URL, e.g. http://172.18.0.5:2019.
+	// Admin is the admin API's base URL, e.g. http://127.0.0.1:2019.
 	Admin string
 	// Dynamic is set by Detect (or by the caller) when the edge is
 	// gantry-edge: upstreams then change without a configuration reload.

@@ -2,7 +2,9 @@
 // switch: a Caddy server that holds the routing (which upstreams serve each
 // service, and with what weights) while a deploy only tells it, through
 // Caddy's admin API, where traffic goes next. The idea is kamal-proxy's; the
-// proxy is a stock Caddy (2.8 or newer, for weighted_round_robin).
+// proxy is gantry-edge (Caddy with gantry's modules, edge/), whose admin API
+// listens only inside its container and is reached through docker exec
+// (ExecClient); Client itself speaks to any Caddy 2.8 or newer.
 //
 // A Config renders the whole Caddy JSON configuration; Client.Load applies it
 // and Client.SetUpstreams later swaps one service's upstreams and weights in
@@ -34,9 +36,9 @@ import (
 const (
 	// DefaultListen is the address the edge serves HTTP on.
 	DefaultListen = ":80"
-	// DefaultAdminListen is where Caddy's admin API listens: every
-	// interface of the edge's container, which must never be published.
-	DefaultAdminListen = ":2019"
+	// DefaultAdminListen is where Caddy's admin API listens: AdminListen,
+	// inside the edge's container only.
+	DefaultAdminListen = AdminListen
 	// DefaultGracePeriod bounds how long requests in flight on a replaced
 	// configuration may run before they are cut.
 	DefaultGracePeriod = 30 * time.Second
@@ -52,8 +54,9 @@ const (
 )
 
 // DefaultImage is gantry-edge (edge/): Caddy with gantry's reload-free
-// upstreams module, published by the release workflow. A stock Caddy image
-// works too, switching by configuration reloads (with a warning).
+// upstreams module and the command that relays admin requests inside the
+// container (StdioCommand), published by the release workflow. A deploy
+// needs both; a stock Caddy image has neither.
 const DefaultImage = "ghcr.io/gantry-dev/gantry-edge:v1"
 
 // serverName is the name of the HTTP server in Caddy's configuration.
@@ -68,8 +71,10 @@ type Config struct {
 	// AdminListen is the admin API's address, in the same syntax;
 	// DefaultAdminListen if empty. Every Load must keep it, or the API moves.
 	// On a specific IP or host name (127.0.0.1:2019) Caddy also requires
-	// that Host header, so Client.Admin must use that name; on a wildcard
-	// (:2019), a unix socket or fd/N it checks no Host.
+	// that Host header (for a loopback address: localhost, 127.0.0.1 or ::1
+	// with the port), so Client.Admin must use that name; on a wildcard
+	// (:2019), a unix socket or fd/N it checks no Host. A wildcard is open to
+	// every container on the edge's networks: deploys never use one.
 	AdminListen string
 	// Services are routed in order; the one service without Hosts, if any,
 	// takes every request no other service matched. Requests that match no

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path"
 	"sort"
 	"strings"
@@ -160,18 +161,29 @@ func executable(p string, content []byte) bool {
 }
 
 // CaddyBootstrap is the configuration CaddyImage starts with when it has no
-// saved one: only the admin API, on every interface of the container at
-// port 2019, where gantry loads the edge's routing.
-const CaddyBootstrap = `{"admin":{"listen":":2019"}}`
+// saved one: only the admin API, on the container's loopback interface
+// (edge.AdminListen), where gantry reaches it through docker exec.
+const CaddyBootstrap = `{"admin":{"listen":"127.0.0.1:2019"}}`
 
-// CaddyImage pushes the pinned caddy (see Caddy) as a FROM-scratch image to
-// registryHost/gantry-test/caddy and returns its reference. The container
-// serves the admin API on :2019 and resumes the last configuration loaded
-// through it (saved under /config, a volume worth mounting), like the
-// official caddy image's XDG_CONFIG_HOME=/config and XDG_DATA_HOME=/data.
+// CaddyImage pushes the pinned caddy (see Caddy: gantry-edge) as a
+// FROM-scratch image to registryHost/gantry-test/caddy and returns its
+// reference. The container serves the admin API inside itself only and
+// resumes the last configuration loaded through it (saved under /config, a
+// volume worth mounting), like the official caddy image's
+// XDG_CONFIG_HOME=/config and XDG_DATA_HOME=/data.
 func CaddyImage(t testing.TB, registryHost string) string {
 	t.Helper()
-	bin := cachedFile(t, Caddy(t))
+	path := Caddy(t)
+	bin := cachedFile(t, path)
+	// gantry reaches the edge's admin API through this command only.
+	if _, msg := cached("relay "+path, func() ([]byte, string) {
+		if out, err := exec.Command(path, "gantry-admin-stdio", "--help").CombinedOutput(); err != nil {
+			return nil, fmt.Sprintf("%s has no gantry-admin-stdio command (%v: %s); rebuild it with %s", path, err, bytes.TrimSpace(out), CaddyInstall)
+		}
+		return nil, ""
+	}); msg != "" {
+		t.Fatalf("testenv: %s", msg)
+	}
 	if f, err := elf.NewFile(bytes.NewReader(bin)); err == nil {
 		for _, p := range f.Progs {
 			if p.Type == elf.PT_INTERP {
@@ -185,7 +197,7 @@ func CaddyImage(t testing.TB, registryHost string) string {
 	}, imageConfig{
 		Entrypoint: []string{"/usr/bin/caddy", "run", "--config", "/etc/caddy/edge.json", "--resume"},
 		Env:        []string{"XDG_CONFIG_HOME=/config", "XDG_DATA_HOME=/data", "HOME=/"},
-		Ports:      []string{"80", "2019"},
+		Ports:      []string{"80"},
 	})
 	return ref
 }

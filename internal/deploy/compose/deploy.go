@@ -109,8 +109,6 @@ type deployer struct {
 	stored bool // files written to the host; restore them on failure
 	// restored is set once restoreFiles put a previous compose.yml back.
 	restored bool
-	// warnedEdge is set once the missing upstreams module was reported.
-	warnedEdge bool
 	// current is the last successful deploy before this one, if any.
 	current *history.Entry
 	// phaseWarning, set by a step's function, marks that step's phase as done

@@ -168,7 +168,7 @@ func (r *replacement) route(ctx context.Context, cs []Container) error {
 		if !errors.Is(err, edge.ErrUnknownService) {
 			return err
 		}
-		cfg := edge.Config{Listen: ":80", AdminListen: "0.0.0.0:2019", UpstreamHeader: edge.UpstreamHeader}
+		cfg := edge.Config{Listen: ":80", AdminListen: edge.AdminListen, UpstreamHeader: edge.UpstreamHeader}
 		for _, name := range r.dp.o.File.Names() {
 			s := r.dp.o.File.Services[name]
 			if !s.Edge {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -285,8 +284,37 @@ func contains(xs []string, x string) bool {
 }
 
 // edgeClient returns a client for the edge's admin API, starting the edge
-// when it is not running.
+// when it is not running. The API listens only inside the edge's container
+// (edge.AdminListen); every request goes through docker exec.
 func (dp *deployer) edgeClient(ctx context.Context) (*edge.Client, Container, error) {
+	c, ec, err := dp.startEdge(ctx)
+	if errors.Is(err, edge.ErrNoStdioCommand) {
+		// The host's copy of the image may predate the command: pull it once.
+		dp.o.Logf("the edge image %s on %s has no %s command; pulling it", dp.o.EdgeImage, dp.d.H, edge.StdioCommand)
+		if _, perr := dp.d.Compose(ctx, "pull", "--quiet", composefile.EdgeService); perr != nil {
+			return nil, Container{}, fmt.Errorf("pull the edge image: %w", perr)
+		}
+		c, ec, err = dp.startEdge(ctx)
+	}
+	if errors.Is(err, edge.ErrNoStdioCommand) {
+		return nil, Container{}, fmt.Errorf("input edge-image: %s: %w; use gantry's edge image %s (or one built from edge/ in gantry's repository)", dp.o.EdgeImage, err, edge.DefaultImage)
+	}
+	if err != nil {
+		return nil, Container{}, err
+	}
+	closed, err := c.CloseAdmin(ctx)
+	if err != nil {
+		return nil, Container{}, err
+	}
+	if closed {
+		dp.o.Logf("the edge's admin API listened beyond its container (an edge set up by an older gantry); it now listens on %s inside it only", edge.AdminListen)
+	}
+	return c, ec, nil
+}
+
+// startEdge starts the edge when it is not running and waits briefly for
+// its admin API.
+func (dp *deployer) startEdge(ctx context.Context) (*edge.Client, Container, error) {
 	if _, err := dp.d.Compose(ctx, "up", "--detach", "--no-deps", composefile.EdgeService); err != nil {
 		return nil, Container{}, fmt.Errorf("start the edge: %w", err)
 	}
@@ -301,23 +329,21 @@ func (dp *deployer) edgeClient(ctx context.Context) (*edge.Client, Container, er
 	if err != nil || len(cs) == 0 || cs[0].IP == "" {
 		return nil, Container{}, fmt.Errorf("edge container has no address (%v)", err)
 	}
-	admin := (&url.URL{Scheme: "http", Host: net.JoinHostPort(cs[0].IP, "2019")}).String()
-	c := &edge.Client{HTTP: dp.http, Admin: admin}
+	c := edge.ExecClient(dp.d.H, dp.d.Argv(append([]string{"exec", "-i", cs[0].ID}, edge.ExecArgv()...)...))
 	// The admin API answers once Caddy is up; wait briefly for it.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		dynamic, err := c.Detect(ctx)
+		// Detect finds gantry-edge's upstreams module, which an image with
+		// the relay command has.
+		_, err := c.Detect(ctx)
 		if err == nil {
-			if !dynamic && !dp.warnedEdge {
-				dp.warnedEdge = true
-				msg := fmt.Sprintf("the edge image %s has no gantry upstreams module, so each switch reloads Caddy's configuration, which can reset a few connections opened at that instant; use gantry's edge image (the default) for switches without any failed request", dp.o.EdgeImage)
-				dp.o.Warnf("%s", msg)
-				dp.res.Warnings = append(dp.res.Warnings, msg)
-			}
 			return c, cs[0], nil
 		}
+		if errors.Is(err, edge.ErrNoStdioCommand) {
+			return nil, Container{}, err
+		}
 		if time.Now().After(deadline) {
-			return nil, Container{}, fmt.Errorf("edge admin API at %s: %w", admin, err)
+			return nil, Container{}, fmt.Errorf("edge admin API in container %s: %w", cs[0].Name, err)
 		}
 		select {
 		case <-ctx.Done():

@@ -264,15 +264,15 @@ func renderStack(data []byte, plans []*colorPlan, e edgeSpec) ([]byte, error) {
 	es := map[string]any{
 		"image": e.image,
 		// As deploy-compose's edge: Caddy resumes its last configuration, and
-		// its admin API listens on the container's networks, never published.
+		// its admin API listens inside the container only (docker exec).
 		"entrypoint":  []string{"caddy", "run", "--resume"},
-		"environment": map[string]string{"CADDY_ADMIN": "0.0.0.0:2019", "XDG_CONFIG_HOME": "/config", "XDG_DATA_HOME": "/data"},
+		"environment": map[string]string{"CADDY_ADMIN": edge.AdminListen, "XDG_CONFIG_HOME": "/config", "XDG_DATA_HOME": "/data"},
 		"volumes":     []string{"gantry-edge-config:/config", "gantry-edge-data:/data"},
 		"ports":       e.ports,
 		"deploy": map[string]any{
 			"replicas": 1,
-			// On the manager gantry reaches through SSH, where its admin API
-			// and its configuration volume are.
+			// On the manager gantry reaches through SSH, where it runs docker
+			// exec for the admin API, and where its configuration volume is.
 			"placement": map[string]any{"constraints": []string{"node.id == " + e.nodeID}},
 			// Host-mode ports cannot be bound twice: the new edge starts
 			// after the old one stopped (only when the edge itself changes).
@@ -373,12 +373,17 @@ func (dp *deployer) runEdge(ctx context.Context) error {
 	}
 	if dp.before[dp.full(composefile.EdgeService)] != nil {
 		// The edge knows which color serves when both run (an interrupted deploy).
-		if ec, _, err := dp.edgeClient(ctx, 0); err == nil {
+		ec, _, err := dp.edgeClient(ctx, 0)
+		switch {
+		case err == nil:
 			for _, s := range o.edgeServices() {
 				if ups, err := ec.Upstreams(ctx, s); err == nil && len(ups) > 0 {
 					dp.routed[s] = colorOfDial(s, ups)
 				}
 			}
+		case errors.Is(err, edge.ErrNoStdioCommand) && o.EdgeImage == "":
+			// The deploy would keep the running edge's image: stop before any change.
+			return fmt.Errorf("the running edge's image %s has no %s command, so gantry cannot reach its admin API without opening it to the stack's networks: set input edge-image to gantry's edge image %s (or one built from edge/ in gantry's repository)", dp.edgeImage(), edge.StdioCommand, edge.DefaultImage)
 		}
 	}
 	plans := dp.plan()
@@ -477,9 +482,26 @@ func colorOfDial(svc string, ups []edge.Upstream) string {
 	return color
 }
 
+// taskContainer is a running container of a stack service on the manager.
+type taskContainer struct {
+	id string
+	ip string // on docker_gwbridge
+}
+
 // localAddrs are the docker_gwbridge addresses of the running containers of a
-// stack service on the manager, and how many tasks the service wants.
+// stack service on the manager.
 func (dp *deployer) localAddrs(ctx context.Context, svc string) ([]string, error) {
+	cs, err := dp.localContainers(ctx, svc)
+	addrs := make([]string, len(cs))
+	for i, c := range cs {
+		addrs[i] = c.ip
+	}
+	return addrs, err
+}
+
+// localContainers are the running containers of a stack service on the
+// manager that have an address on docker_gwbridge.
+func (dp *deployer) localContainers(ctx context.Context, svc string) ([]taskContainer, error) {
 	out, err := dp.read(ctx, "ps", "--quiet", "--no-trunc", "--filter", "status=running", "--filter", "label=com.docker.swarm.service.name="+dp.full(svc))
 	if err != nil {
 		return nil, fmt.Errorf("listing the containers of %s: %w", svc, err)
@@ -496,36 +518,46 @@ func (dp *deployer) localAddrs(ctx context.Context, svc string) ([]string, error
 	if err := json.Unmarshal(out, &eps); err != nil {
 		return nil, fmt.Errorf("reading docker network inspect %s: %w", gwbridge, err)
 	}
-	var addrs []string
+	var cs []taskContainer
 	for _, id := range ids {
 		if ep, ok := eps[id]; ok {
 			if ip, _, ok := strings.Cut(ep.IPv4Address, "/"); ok {
-				addrs = append(addrs, ip)
+				cs = append(cs, taskContainer{id: id, ip: ip})
 			}
 		}
 	}
-	return addrs, nil
+	return cs, nil
 }
 
-// edgeClient finds the edge's container on the manager and waits up to wait
-// for its admin API.
+// edgeClient finds the edge's container on the manager, waits up to wait
+// for its admin API, and returns a client that reaches the API through
+// docker exec (it listens only inside the container), and the container's
+// address.
 func (dp *deployer) edgeClient(ctx context.Context, wait time.Duration) (*edge.Client, string, error) {
 	deadline := dp.o.Clock.Now().Add(wait)
 	for {
-		addrs, err := dp.localAddrs(ctx, composefile.EdgeService)
+		cs, err := dp.localContainers(ctx, composefile.EdgeService)
 		if err != nil {
 			return nil, "", err
 		}
 		var last error = errors.New("its container does not run on this manager")
-		if len(addrs) > 0 {
-			ec := &edge.Client{HTTP: dp.http, Admin: "http://" + net.JoinHostPort(addrs[0], "2019")}
-			dynamic, err := ec.Detect(ctx)
+		if len(cs) > 0 {
+			ec := edge.ExecClient(dp.h, dp.d.Argv(append([]string{"exec", "-i", cs[0].id}, edge.ExecArgv()...)...))
+			// Detect finds gantry-edge's upstreams module, which an image
+			// with the relay command has.
+			_, err := ec.Detect(ctx)
+			if errors.Is(err, edge.ErrNoStdioCommand) {
+				return nil, "", fmt.Errorf("input edge-image: %s: %w; use gantry's edge image %s (or one built from edge/ in gantry's repository)", dp.edgeImage(), err, edge.DefaultImage)
+			}
 			if err == nil {
-				if !dynamic && !dp.warnedEdge {
-					dp.warnedEdge = true
-					dp.warn("the edge image %s has no gantry upstreams module, so each switch reloads Caddy's configuration, which can reset a few connections opened at that instant; use gantry's edge image for switches without any failed request", dp.edgeImage())
+				closed, err := ec.CloseAdmin(ctx)
+				if err != nil {
+					return nil, "", err
 				}
-				return ec, addrs[0], nil
+				if closed {
+					dp.o.Logf("the edge's admin API listened beyond its container (an edge set up by an older gantry); it now listens on %s inside it only", edge.AdminListen)
+				}
+				return ec, cs[0].ip, nil
 			}
 			last = err
 		}
@@ -599,7 +631,7 @@ func (dp *deployer) route(ctx context.Context, ec *edge.Client, plans []*colorPl
 	if !errors.Is(err, edge.ErrUnknownService) {
 		return err
 	}
-	cfg := edge.Config{Listen: ":80", AdminListen: "0.0.0.0:2019", UpstreamHeader: edge.UpstreamHeader}
+	cfg := edge.Config{Listen: ":80", AdminListen: edge.AdminListen, UpstreamHeader: edge.UpstreamHeader}
 	for _, q := range plans {
 		var us []edge.Upstream
 		switch {

@@ -83,6 +83,9 @@ networks:
 				!strings.Contains(string(out), `"node.id == n1"`) || !strings.Contains(string(out), `"mode": "host"`) {
 				t.Errorf("edge service: %v", ed)
 			}
+			if env, _ := ed["environment"].(map[string]any); env["CADDY_ADMIN"] != "127.0.0.1:2019" {
+				t.Errorf("edge environment: %v; the admin API must listen inside the container only", ed["environment"])
+			}
 			if _, ok := doc.Volumes["gantry-edge-config"]; !ok {
 				t.Errorf("volumes: %v", doc.Volumes)
 			}

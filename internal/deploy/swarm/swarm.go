@@ -197,10 +197,9 @@ type deployer struct {
 	waitStopped bool
 
 	// Edge strategies only.
-	stack      []byte            // the rendered stack file
-	routed     map[string]string // edge service → color the edge sends it to
-	http       *http.Client      // dials from the manager
-	warnedEdge bool
+	stack  []byte            // the rendered stack file
+	routed map[string]string // edge service → color the edge sends it to
+	http   *http.Client      // dials from the manager
 }
 
 // Deploy runs one stack deploy on the manager h.
