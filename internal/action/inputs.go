@@ -3,6 +3,7 @@ package action
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -119,12 +120,17 @@ func (in *Inputs) Duration(name string) time.Duration {
 	if v == "" {
 		return 0
 	}
-	if n, err := strconv.Atoi(v); err == nil {
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if n < 0 || n > int64(math.MaxInt64/time.Second) {
+			in.Fail(name, "%q is not a duration; use a value such as 90s, 5m or 1h", v)
+			return 0
+		}
 		return time.Duration(n) * time.Second
 	}
 	d, err := time.ParseDuration(v)
 	if err != nil || d < 0 {
 		in.Fail(name, "%q is not a duration; use a value such as 90s, 5m or 1h", v)
+		return 0
 	}
 	return d
 }

@@ -3,9 +3,10 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"os"
 	"path"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -130,20 +131,21 @@ func runDeploySwarm(ctx context.Context, a *action.Action) error {
 		}
 	}
 	o.Lock = lock.Options{Wait: lock.WaitInput(in.Duration("lock-wait")), Stale: in.Duration("lock-stale")}
-	host, _ := os.Hostname()
-	o.Who = lock.Info{Actor: a.Getenv("GITHUB_ACTOR"), Reason: in.String("reason"), RunURL: runURL(a), Machine: host}
-	if o.Who.Actor == "" {
-		o.Who.Actor = os.Getenv("USER")
-	}
+	o.Who = lockInfo(a, in.String("reason"))
 	if cf := in.String("compose-file"); o.Stack != "" {
 		f, err := composefile.Load(ctx, cf, o.Stack, env)
 		if err != nil {
 			in.Fail("compose-file", "%v", err)
 		} else {
 			o.File = f
-			for _, s := range append(append(append([]string{}, o.Services...), keys(o.Images)...), keys(o.Scale)...) {
-				if _, ok := f.Services[s]; !ok {
-					in.Fail("services", "service %q is not in %s (it has: %s)", s, cf, strings.Join(f.Names(), ", "))
+			for _, named := range []struct {
+				input    string
+				services []string
+			}{{"services", o.Services}, {"images", sortedKeys(o.Images)}, {"scale", sortedKeys(o.Scale)}} {
+				for _, s := range named.services {
+					if _, ok := f.Services[s]; !ok {
+						in.Fail(named.input, "service %q is not in %s (it has: %s)", s, cf, strings.Join(f.Names(), ", "))
+					}
 				}
 			}
 			if o.Strategy == "" && o.File.HasEdge() {
@@ -254,8 +256,8 @@ func runSwarmScale(ctx context.Context, a *action.Action) error {
 		in.Fail("scale", "is required: service=N one a line")
 	}
 	o.Timeout = in.Duration("timeout")
-	o.Lock = lock.Options{Wait: lock.WaitInput(in.Duration("lock-wait")), Stale: time.Hour}
-	o.Who = lock.Info{Actor: a.Getenv("GITHUB_ACTOR"), Reason: in.String("reason"), RunURL: runURL(a)}
+	o.Lock = lock.Options{Wait: lock.WaitInput(in.Duration("lock-wait"))}
+	o.Who = lockInfo(a, in.String("reason"))
 	if err := in.Err(); err != nil {
 		return err
 	}
@@ -266,6 +268,10 @@ func runSwarmScale(ctx context.Context, a *action.Action) error {
 	}
 	defer h.Close()
 	res, err := swarm.Scale(ctx, h, o)
+	var unknown *swarm.UnknownServiceError
+	if errors.As(err, &unknown) {
+		err = &action.InputError{Input: "scale", Msg: err.Error()}
+	}
 	a.SetOutput("result", res.Outcome)
 	if js, jerr := json.Marshal(res.Services); jerr == nil {
 		a.SetOutput("services", string(js))
@@ -285,11 +291,13 @@ func runSwarmScale(ctx context.Context, a *action.Action) error {
 	return err
 }
 
-func keys[V any](m map[string]V) []string {
+// sortedKeys are m's keys in order.
+func sortedKeys[V any](m map[string]V) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
 		out = append(out, k)
 	}
+	sort.Strings(out)
 	return out
 }
 

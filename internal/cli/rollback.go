@@ -104,7 +104,7 @@ func runRollback(ctx context.Context, a *action.Action) error {
 	if err != nil {
 		return err
 	}
-	a.Infof("rolling back to %s (deployed %s by %s)", short(target.SHA), target.Finished.Format("2006-01-02 15:04 UTC"), target.Actor)
+	a.Infof("rolling back to %s (%s)", short(target.SHA), deployedBy(target))
 	// The files on the host are the ones of the current deploy: roll back
 	// the images within them.
 	dir, err := os.MkdirTemp("", "gantry-rollback-")
@@ -220,8 +220,7 @@ func runRollbackSwarm(ctx context.Context, a *action.Action, in *action.Inputs, 
 	o.AutoRollback = in.Bool("auto-rollback")
 	o.Timeout, o.PollInterval = in.Duration("timeout"), in.Duration("poll-interval")
 	o.Lock = lock.Options{Wait: lock.WaitInput(in.Duration("lock-wait")), Stale: in.Duration("lock-stale")}
-	host, _ := os.Hostname()
-	o.Who = lock.Info{Actor: a.Getenv("GITHUB_ACTOR"), Reason: in.String("reason"), RunURL: runURL(a), Machine: host}
+	o.Who = lockInfo(a, in.String("reason"))
 	if err := in.Err(); err != nil {
 		return err
 	}
@@ -244,7 +243,7 @@ func runRollbackSwarm(ctx context.Context, a *action.Action, in *action.Inputs, 
 	if err != nil {
 		return fmt.Errorf("rollback: the stack's compose.yml on the manager: %w", err)
 	}
-	a.Infof("rolling back stack %s to %s (deployed %s by %s)", o.Stack, short(target.SHA), target.Finished.Format("2006-01-02 15:04 UTC"), target.Actor)
+	a.Infof("rolling back stack %s to %s (%s)", o.Stack, short(target.SHA), deployedBy(target))
 	o.EnvFile, o.SHA, o.Images, o.Rollback = envData, target.SHA, target.Images, true
 	o.Who.Reason = strings.TrimSpace("rollback to " + short(target.SHA) + ". " + o.Who.Reason)
 	return swarmDeployAndReport(ctx, a, hc, o, in.Duration("verify-timeout"), "rollback")
