@@ -160,9 +160,14 @@ func finishCompose(in *action.Inputs, o *compose.Options, edgeList []string) {
 	if o.File == nil {
 		return
 	}
-	for _, s := range append(append([]string{}, o.Services...), edgeList...) {
-		if _, ok := o.File.Services[s]; !ok {
-			in.Fail("services", "service %q is not in %s (it has: %s)", s, o.File.Path, strings.Join(o.File.Names(), ", "))
+	for _, named := range []struct {
+		input    string
+		services []string
+	}{{"services", o.Services}, {"edge", edgeList}} {
+		for _, s := range named.services {
+			if _, ok := o.File.Services[s]; !ok {
+				in.Fail(named.input, "service %q is not in %s (it has: %s)", s, o.File.Path, strings.Join(o.File.Names(), ", "))
+			}
 		}
 	}
 	for _, s := range edgeList {

@@ -28,7 +28,7 @@ func deploySwarmSpec() *action.Spec {
 			{Name: "previous-sha", Description: "Commit the stack ran before the deploy."},
 			{Name: "deployed-sha", Description: "Commit deployed."},
 			{Name: "url", Description: "The verified URL, when url was given."},
-			{Name: "services", Description: "Per service, as JSON: name, image, replicas before, desired, running, state, errors."},
+			{Name: "services", Description: "Per service, as JSON: name, image, replicas before, desired, running, state, errors; after a rollback, what runs at the end (state rolled back or removed)."},
 			{Name: "result", Description: "success, failed, rolled-back (Swarm or gantry put the previous version back) or abandoned (auto-rollback off)."},
 		},
 	}

@@ -130,3 +130,14 @@ func TestDeploySwarmUnknownServiceNamesTheInput(t *testing.T) {
 		})
 	}
 }
+
+// TestDeployComposeUnknownEdgeServiceNamesTheInput: a service in edge that
+// the Compose file lacks is reported under edge, not services.
+func TestDeployComposeUnknownEdgeServiceNamesTheInput(t *testing.T) {
+	workspace(t, map[string]string{"compose.yml": "services:\n  web:\n    image: x\n"})
+	r := runCLI(t, nil, nil, "deploy-compose", "--host", "127.0.0.1", "--port", "1", "--user", "u", "--ssh-key", "k",
+		"--insecure-ignore-host-key", "true", "--project", "p"+randHex(3), "--sha", testSHA, "--edge", "wbe")
+	if r.code != 1 || !strings.Contains(r.log, `input "edge"`) || !strings.Contains(r.log, `service "wbe" is not in compose.yml`) {
+		t.Errorf("unknown edge service: exit %d\n%s", r.code, r.log)
+	}
+}
