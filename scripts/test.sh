@@ -39,6 +39,13 @@ fuzz_targets=(
   "./internal/deploy/ecs FuzzRenderTaskDefinition"
   "./internal/ssh FuzzCommand"
 )
+for f in $(grep -rlE '^func Fuzz' --include='*_test.go' internal); do
+  for name in $(grep -oE '^func Fuzz[A-Za-z0-9_]+' "$f" | cut -d' ' -f2); do
+    if [[ " ${fuzz_targets[*]} " != *" ./$(dirname "$f") $name "* ]]; then
+      echo "fuzz: $name ($f) is not in fuzz_targets in scripts/test.sh"; exit 1
+    fi
+  done
+done
 if [[ "${CI:-}" == "true" || "${FUZZ:-}" == "1" ]]; then
   echo "== fuzz (${#fuzz_targets[@]} targets, ${FUZZTIME:-10s} each)"
   for t in "${fuzz_targets[@]}"; do
