@@ -57,7 +57,7 @@ func deploySwarmSpec() *action.Spec {
 		action.Input{Name: "failure-action", Description: "What Swarm does when an update fails: rollback, pause or continue; default: the file's (Swarm's pause; gantry rolls back a paused update itself unless auto-rollback is off)."},
 		action.Input{Name: "timeout", Description: "How long the services may take to converge.", Kind: action.Duration, Default: "10m"},
 		action.Input{Name: "poll-interval", Description: "Time between looks at the services.", Kind: action.Duration, Default: "1s"},
-		action.Input{Name: "auto-rollback", Description: "On failure, roll updated services back (and remove services this deploy created) when Swarm did not already.", Kind: action.Bool, Default: "true"},
+		action.Input{Name: "auto-rollback", Description: "On failure, roll updated services back when Swarm did not already, and remove the services, networks, configs and secrets this deploy created.", Kind: action.Bool, Default: "true"},
 		action.Input{Name: "prune", Description: "Remove services that are no longer in the Compose file.", Kind: action.Bool, Default: "false"},
 		action.Input{Name: "registry-username", Description: "User the manager logs in with to pull the images; the login is forwarded to the nodes (--with-registry-auth) and its private docker config removed after the deploy."},
 		action.Input{Name: "registry-password", Description: "Password or token for registry-username (on stdin, never a command line).", Secret: true},

@@ -3,9 +3,11 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gantry-dev/gantry/internal/testenv"
 )
@@ -86,6 +88,24 @@ func TestDeploySwarmReportsWhatRuns(t *testing.T) {
 		t.Errorf("swarm-scale of an unknown service: exit %d\n%s", sc.code, sc.log)
 	}
 
+	// Swarm rolls web back itself (failure_action: rollback); the service
+	// extra, which this deploy created, goes too, and the output is read back.
+	withExtra := h.composeFile() + "  extra:\n    image: placeholder.invalid/extra\n"
+	if err := os.WriteFile("extra.yml", []byte(withExtra), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = h.deployJob(t, sha3, crash, v1, "--compose-file", "extra.yml", "--images", "web="+crash+"\njob="+v1+"\nextra="+v1, "--services", "web")
+	if r.code != 1 || r.outputs["result"] != "rolled-back" || !strings.Contains(r.log, "Swarm's rollback finished") {
+		t.Fatalf("crashing release rolled back by Swarm: exit %d result %q\n%s\n%s", r.code, r.outputs["result"], r.log, r.summary)
+	}
+	web = swarmServices(t, r)["web"]
+	if !strings.HasSuffix(web.Image, v1Digest) || web.Running != web.Desired || web.Running < 2 || web.State != "rolled back" {
+		t.Errorf("services output after Swarm's rollback names %+v; want v1's image (%s), all its tasks running", web, v1Digest)
+	}
+	if out, err := exec.Command("docker", "service", "ls", "--quiet", "--filter", "name="+h.stack+"_extra").Output(); err != nil || strings.TrimSpace(string(out)) != "" {
+		t.Errorf("the service extra, created by the failed deploy, is left: %q (%v)\n%s", out, err, r.log)
+	}
+
 	// A failed first deploy of another stack: its services and its default network are removed.
 	first := *h
 	first.stack = "gs" + randHex(4)
@@ -98,8 +118,14 @@ func TestDeploySwarmReportsWhatRuns(t *testing.T) {
 		t.Errorf("services output after a failed first deploy: %+v; want web removed", w)
 	}
 	for _, kind := range []string{"service", "network"} {
-		out, err := exec.Command("docker", kind, "ls", "--quiet", "--filter", "label=com.docker.stack.namespace="+first.stack).Output()
-		if err != nil || strings.TrimSpace(string(out)) != "" {
+		// The swarm has removed them; the engine drops its local copy of a
+		// network once the removed tasks' containers are gone.
+		var out []byte
+		var err error
+		if !testenv.Eventually(30*time.Second, 200*time.Millisecond, func() bool {
+			out, err = exec.Command("docker", kind, "ls", "--quiet", "--filter", "label=com.docker.stack.namespace="+first.stack).Output()
+			return err == nil && strings.TrimSpace(string(out)) == ""
+		}) {
 			t.Errorf("a failed first deploy left %ss of stack %s: %q (%v)\n%s", kind, first.stack, out, err, r.log)
 		}
 	}

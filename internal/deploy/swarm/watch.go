@@ -393,9 +393,22 @@ func (dp *deployer) recover(ctx context.Context, err error) error {
 		if werr := dp.step(ctx, "swarm rollback", dp.waitRollback); werr != nil {
 			return fmt.Errorf("%w; and Swarm's rollback did not finish: %v", err, werr)
 		}
+		left := ""
+		if o.AutoRollback && !o.Rollback {
+			// Swarm rolls back the services it updated; what the deploy created is gantry's to remove.
+			if cerr := dp.step(ctx, "remove new", func(ctx context.Context) error {
+				if err := dp.removeNewServices(ctx); err != nil {
+					return err
+				}
+				return dp.removeNewObjects(ctx)
+			}); cerr != nil {
+				dp.warn("%v", cerr)
+				left = "; " + cerr.Error()
+			}
+		}
 		dp.readBack(ctx)
 		dp.res.Outcome = history.ResultRolledBack
-		return fmt.Errorf("%w; Swarm's rollback finished: the stack runs its previous version", err)
+		return fmt.Errorf("%w; Swarm's rollback finished: the stack runs its previous version%s", err, left)
 	}
 	if !o.AutoRollback || o.Rollback {
 		if !o.AutoRollback {
@@ -407,16 +420,15 @@ func (dp *deployer) recover(ctx context.Context, err error) error {
 	rerr := dp.step(ctx, "rollback", func(ctx context.Context) error {
 		for _, full := range dp.updated {
 			if dp.before[full] == nil {
-				o.Logf("removing new service %s", full)
-				if _, e := dp.d.Run(ctx, "service", "rm", full); e != nil {
-					return e
-				}
-				continue
+				continue // removed below, with the new services no one watched
 			}
 			o.Logf("rolling back service %s", full)
 			if _, e := dp.d.Run(ctx, "service", "rollback", "--detach", full); e != nil {
 				return e
 			}
+		}
+		if err := dp.removeNewServices(ctx); err != nil {
+			return err
 		}
 		return dp.waitRollback(ctx)
 	})
@@ -432,6 +444,25 @@ func (dp *deployer) recover(ctx context.Context, err error) error {
 	dp.readBack(ctx)
 	dp.res.Outcome = history.ResultRolledBack
 	return fmt.Errorf("%w; the stack is back on its previous version%s", err, left)
+}
+
+// removeNewServices removes the stack's services that the failed deploy
+// created, watched or not.
+func (dp *deployer) removeNewServices(ctx context.Context) error {
+	svcs, err := dp.inspect(ctx)
+	if err != nil {
+		return err
+	}
+	for _, full := range sortedKeys(svcs) {
+		if dp.before[full] != nil {
+			continue
+		}
+		dp.o.Logf("removing new service %s", full)
+		if _, err := dp.d.Run(ctx, "service", "rm", full); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // removeNewObjects removes the networks, configs and secrets the failed
