@@ -21,5 +21,38 @@ echo "== actionlint"
 ./.bin/actionlint -shellcheck= .github/workflows/*.yml examples/*/.github/workflows/*.yml
 echo "== go test"
 go test -count=1 -timeout 30m ./... "$@"
+# Fuzz targets, one per parser of user input: PACKAGE TARGET. Their seed
+# corpora (and testdata/fuzz) already ran in go test above; this stage
+# mutates each for FUZZTIME (10s) in CI or with FUZZ=1.
+fuzz_targets=(
+  "./internal/verify FuzzParseChecks"
+  "./internal/verify FuzzServedCommit"
+  "./internal/action FuzzDurationInput"
+  "./internal/action FuzzSplitList"
+  "./internal/action FuzzOutputs"
+  "./internal/cli FuzzReadDigestImages"
+  "./internal/cli FuzzImageRef"
+  "./internal/cli FuzzParseScale"
+  "./internal/cli FuzzReadEnvFile"
+  "./internal/loadtest FuzzParseThresholdFlag"
+  "./internal/loadtest FuzzScanPoint"
+  "./internal/deploy/ecs FuzzRenderTaskDefinition"
+  "./internal/ssh FuzzCommand"
+)
+for f in $(grep -rlE '^func Fuzz' --include='*_test.go' internal); do
+  for name in $(grep -oE '^func Fuzz[A-Za-z0-9_]+' "$f" | cut -d' ' -f2); do
+    if [[ " ${fuzz_targets[*]} " != *" ./$(dirname "$f") $name "* ]]; then
+      echo "fuzz: $name ($f) is not in fuzz_targets in scripts/test.sh"; exit 1
+    fi
+  done
+done
+if [[ "${CI:-}" == "true" || "${FUZZ:-}" == "1" ]]; then
+  echo "== fuzz (${#fuzz_targets[@]} targets, ${FUZZTIME:-10s} each)"
+  for t in "${fuzz_targets[@]}"; do
+    read -r pkg target <<<"$t"
+    echo "-- $target ($pkg)"
+    go test -run '^$' -fuzz "^${target}\$" -fuzztime "${FUZZTIME:-10s}" "$pkg"
+  done
+fi
 echo "== edge module (gantry-edge)"
 (cd edge && go vet ./... && ../.bin/staticcheck ./... && go test -count=1 -timeout 20m ./...)

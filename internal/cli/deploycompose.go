@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"fmt"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -115,8 +114,7 @@ func readComposeTarget(a *action.Action, in *action.Inputs, o *compose.Options) 
 	o.Drain, o.StopTimeout = in.Duration("drain"), in.Duration("stop-timeout")
 	o.AutoRollback = in.Bool("auto-rollback")
 	o.Lock = lock.Options{Wait: lock.WaitInput(in.Duration("lock-wait")), Stale: in.Duration("lock-stale")}
-	host, _ := os.Hostname()
-	o.Who = lock.Info{Actor: runActor(a), Reason: in.String("reason"), RunURL: runURL(a), Machine: host}
+	o.Who = lockInfo(a, in.String("reason"))
 	return hc
 }
 

@@ -3,8 +3,8 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"os"
 	"path"
 	"sort"
 	"strconv"
@@ -28,7 +28,7 @@ func deploySwarmSpec() *action.Spec {
 			{Name: "previous-sha", Description: "Commit the stack ran before the deploy."},
 			{Name: "deployed-sha", Description: "Commit deployed."},
 			{Name: "url", Description: "The verified URL, when url was given."},
-			{Name: "services", Description: "Per service, as JSON: name, image, replicas before, desired, running, state, errors."},
+			{Name: "services", Description: "Per service, as JSON: name, image, replicas before, desired, running, state, errors; after a rollback, what runs at the end (state rolled back or removed)."},
 			{Name: "result", Description: "success, failed, rolled-back (Swarm or gantry put the previous version back) or abandoned (auto-rollback off)."},
 		},
 	}
@@ -57,7 +57,7 @@ func deploySwarmSpec() *action.Spec {
 		action.Input{Name: "failure-action", Description: "What Swarm does when an update fails: rollback, pause or continue; default: the file's (Swarm's pause; gantry rolls back a paused update itself unless auto-rollback is off)."},
 		action.Input{Name: "timeout", Description: "How long the services may take to converge.", Kind: action.Duration, Default: "10m"},
 		action.Input{Name: "poll-interval", Description: "Time between looks at the services.", Kind: action.Duration, Default: "1s"},
-		action.Input{Name: "auto-rollback", Description: "On failure, roll updated services back (and remove services this deploy created) when Swarm did not already.", Kind: action.Bool, Default: "true"},
+		action.Input{Name: "auto-rollback", Description: "On failure, roll updated services back when Swarm did not already, and remove the services, networks, configs and secrets this deploy created.", Kind: action.Bool, Default: "true"},
 		action.Input{Name: "prune", Description: "Remove services that are no longer in the Compose file.", Kind: action.Bool, Default: "false"},
 		action.Input{Name: "registry-username", Description: "User the manager logs in with to pull the images; the login is forwarded to the nodes (--with-registry-auth) and its private docker config removed after the deploy."},
 		action.Input{Name: "registry-password", Description: "Password or token for registry-username (on stdin, never a command line).", Secret: true},
@@ -131,11 +131,7 @@ func runDeploySwarm(ctx context.Context, a *action.Action) error {
 		}
 	}
 	o.Lock = lock.Options{Wait: lock.WaitInput(in.Duration("lock-wait")), Stale: in.Duration("lock-stale")}
-	host, _ := os.Hostname()
-	o.Who = lock.Info{Actor: a.Getenv("GITHUB_ACTOR"), Reason: in.String("reason"), RunURL: runURL(a), Machine: host}
-	if o.Who.Actor == "" {
-		o.Who.Actor = os.Getenv("USER")
-	}
+	o.Who = lockInfo(a, in.String("reason"))
 	if cf := in.String("compose-file"); o.Stack != "" {
 		f, err := composefile.Load(ctx, cf, o.Stack, env)
 		if err != nil {
@@ -254,7 +250,7 @@ func runSwarmScale(ctx context.Context, a *action.Action) error {
 	}
 	o.Timeout = in.Duration("timeout")
 	o.Lock = lock.Options{Wait: lock.WaitInput(in.Duration("lock-wait"))}
-	o.Who = lock.Info{Actor: a.Getenv("GITHUB_ACTOR"), Reason: in.String("reason"), RunURL: runURL(a)}
+	o.Who = lockInfo(a, in.String("reason"))
 	if err := in.Err(); err != nil {
 		return err
 	}
@@ -265,6 +261,10 @@ func runSwarmScale(ctx context.Context, a *action.Action) error {
 	}
 	defer h.Close()
 	res, err := swarm.Scale(ctx, h, o)
+	var unknown *swarm.UnknownServiceError
+	if errors.As(err, &unknown) {
+		err = &action.InputError{Input: "scale", Msg: err.Error()}
+	}
 	a.SetOutput("result", res.Outcome)
 	if js, jerr := json.Marshal(res.Services); jerr == nil {
 		a.SetOutput("services", string(js))

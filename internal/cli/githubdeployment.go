@@ -3,8 +3,6 @@ package cli
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/user"
 	"slices"
 
 	"github.com/gantry-dev/gantry/internal/action"
@@ -87,12 +85,12 @@ func startGitHubDeployment(ctx context.Context, a *action.Action, d githubDeploy
 		env += "-preview"
 	}
 	g := githubRecord{a: a, msg: d.verb + " of " + short(d.sha)}
-	desc := g.msg + " by " + runActor(a)
+	desc := g.msg + " by " + a.Actor()
 	if d.reason != "" {
 		desc += ": " + d.reason
 	}
 	g.dep = r.Start(ctx, ghdeploy.Deploy{
-		Environment: env, SHA: d.sha, Description: a.Redact(desc), Actor: runActor(a),
+		Environment: env, SHA: d.sha, Description: a.Redact(desc), Actor: a.Actor(),
 		LogURL: runURL(a), Images: d.images, Transient: d.preview,
 	})
 	return g
@@ -189,24 +187,6 @@ func trustedRepositories(file *composefile.File, es []history.Entry) map[string]
 		}
 	}
 	return out
-}
-
-// runActor names who runs this command, for the lock, the history and the logs: GITHUB_ACTOR,
-// else the OS user, else the host name; never empty.
-func runActor(a *action.Action) string {
-	if s := a.Getenv("GITHUB_ACTOR"); s != "" {
-		return s
-	}
-	if s := a.Getenv("USER"); s != "" {
-		return s
-	}
-	if u, err := user.Current(); err == nil && u.Username != "" {
-		return u.Username
-	}
-	if h, err := os.Hostname(); err == nil && h != "" {
-		return "a user of " + h
-	}
-	return fmt.Sprintf("uid %d", os.Getuid())
 }
 
 // verifiedURL is url when verified, else "": a GitHub Deployment links only a URL that served the commit.

@@ -211,8 +211,7 @@ func runRollbackSwarm(ctx context.Context, a *action.Action, in *action.Inputs, 
 	o.AutoRollback = in.Bool("auto-rollback")
 	o.Timeout, o.PollInterval = in.Duration("timeout"), in.Duration("poll-interval")
 	o.Lock = lock.Options{Wait: lock.WaitInput(in.Duration("lock-wait")), Stale: in.Duration("lock-stale")}
-	host, _ := os.Hostname()
-	o.Who = lock.Info{Actor: runActor(a), Reason: in.String("reason"), RunURL: runURL(a), Machine: host}
+	o.Who = lockInfo(a, in.String("reason"))
 	if err := in.Err(); err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package composefile
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"sort"
@@ -65,6 +66,11 @@ func ParseEnvFile(data string, rules EnvRules) ([]Var, string, error) {
 	}
 	vars := make([]Var, 0, len(m))
 	for k, v := range m {
+		if k == "" {
+			// compose's parser takes "=x" or a lone word as a variable
+			// with no name; it can only be a mistake.
+			return nil, "", errors.New("a line has no variable name; write NAME=value, one a line")
+		}
 		vars = append(vars, Var{Name: k, Value: v})
 	}
 	sort.Slice(vars, func(i, j int) bool { return vars[i].Name < vars[j].Name })

@@ -120,7 +120,7 @@ func ParseCheck(line string) (Check, error) {
 	opts := toks[2:]
 	if strings.EqualFold(toks[0].s, "exec") {
 		c.Service = toks[1].s
-		if strings.HasPrefix(c.Service, "-") || strings.ContainsAny(c.Service, "='\"") {
+		if c.Service == "" || strings.HasPrefix(c.Service, "-") || strings.ContainsAny(c.Service, "='\"") {
 			return bad("%q is not a service name; write exec SERVICE [assertions] -- COMMAND", c.Service)
 		}
 		dash := -1
@@ -138,6 +138,9 @@ func ParseCheck(line string) (Check, error) {
 		}
 		if c.Argv, err = words(c.Text[opts[dash+1].off:]); err != nil {
 			return bad("%v", err)
+		}
+		if c.Argv[0] == "" {
+			return bad("the command after -- is empty")
 		}
 		opts = opts[:dash]
 	} else {

@@ -192,6 +192,12 @@ type deployer struct {
 	before  map[string]*mswarm.Service // full name → service before the deploy
 	updated []string                   // full names of services that changed
 	seen    map[string]string          // task ID → last state logged
+	// since is the engine's clock when the operation began: task errors
+	// older than that are an earlier operation's and are not reported.
+	since time.Time
+	// objects are the stack's networks, configs and secrets before the
+	// deploy ("network NAME"), so a rollback can remove those it created.
+	objects map[string]bool
 	// waitStopped: converged only once the tasks Swarm is stopping are gone
 	// (a scale down is done when the surplus replicas have stopped).
 	waitStopped bool
@@ -373,14 +379,50 @@ func (dp *deployer) upload(ctx context.Context) error {
 	return nil
 }
 
-// snapshot records the stack's services as they were.
+// snapshot records the stack's services, networks, configs and secrets as
+// they were, and the engine's clock.
 func (dp *deployer) snapshot(ctx context.Context) error {
+	out, err := dp.read(ctx, "info", "--format", "{{json .SystemTime}}")
+	if err != nil {
+		return fmt.Errorf("reading the manager's clock: %w", err)
+	}
+	var now string
+	if err := json.Unmarshal(out, &now); err != nil {
+		return fmt.Errorf("reading the manager's clock from docker info (%q): %w", strings.TrimSpace(string(out)), err)
+	}
+	if dp.since, err = time.Parse(time.RFC3339Nano, now); err != nil {
+		return fmt.Errorf("reading the manager's clock from docker info: %w", err)
+	}
 	svcs, err := dp.inspect(ctx)
 	if err != nil {
 		return err
 	}
 	dp.before = svcs
+	if !dp.waitStopped { // a scale creates no objects
+		if dp.objects, err = dp.stackObjects(ctx); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// objectKinds are what a stack deploy creates besides services, in the order
+// they can be removed once no service uses them.
+var objectKinds = []string{"network", "config", "secret"}
+
+// stackObjects lists the stack's networks, configs and secrets as "KIND NAME".
+func (dp *deployer) stackObjects(ctx context.Context) (map[string]bool, error) {
+	objs := map[string]bool{}
+	for _, kind := range objectKinds {
+		out, err := dp.read(ctx, kind, "ls", "--filter", "label=com.docker.stack.namespace="+dp.o.Stack, "--format", "{{.Name}}")
+		if err != nil {
+			return nil, fmt.Errorf("listing the stack's %ss: %w", kind, err)
+		}
+		for _, name := range strings.Fields(string(out)) {
+			objs[kind+" "+name] = true
+		}
+	}
+	return objs, nil
 }
 
 // read runs a docker command that changes nothing, again after a lost
@@ -509,7 +551,7 @@ func Scale(ctx context.Context, h remote.Host, o Options) (*Result, error) {
 		args := []string{"service", "scale", "--detach"}
 		for _, name := range o.Services {
 			if dp.before[dp.full(name)] == nil {
-				return fmt.Errorf("stack %s has no service %s; deploy it first", o.Stack, name)
+				return &UnknownServiceError{Stack: o.Stack, Service: name, Has: dp.names()}
 			}
 			args = append(args, fmt.Sprintf("%s=%d", dp.full(name), o.Scale[name]))
 		}
@@ -523,6 +565,31 @@ func Scale(ctx context.Context, h remote.Host, o Options) (*Result, error) {
 		dp.res.Outcome = history.ResultFailed
 	}
 	return dp.res, err
+}
+
+// UnknownServiceError is a service to scale that the stack does not have;
+// nothing was changed.
+type UnknownServiceError struct {
+	Stack, Service string
+	Has            []string // the stack's services
+}
+
+func (e *UnknownServiceError) Error() string {
+	has := "none"
+	if len(e.Has) > 0 {
+		has = strings.Join(e.Has, ", ")
+	}
+	return fmt.Sprintf("stack %s has no service %s (it has: %s); deploy it first or fix the name", e.Stack, e.Service, has)
+}
+
+// names are the stack's services as they were before, without the stack prefix.
+func (dp *deployer) names() []string {
+	var out []string
+	for full := range dp.before {
+		out = append(out, strings.TrimPrefix(full, dp.o.Stack+"_"))
+	}
+	sort.Strings(out)
+	return out
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	mswarm "github.com/moby/moby/api/types/swarm"
 
@@ -90,7 +91,7 @@ func (dp *deployer) judge(svcs map[string]*mswarm.Service, tasks map[string][]ms
 				r.Running++
 			}
 		}
-		r.Errors = taskErrors(tasks[s.ID])
+		r.Errors = taskErrors(tasks[s.ID], dp.since)
 		oneShot := s.Spec.TaskTemplate.RestartPolicy != nil && s.Spec.TaskTemplate.RestartPolicy.Condition == mswarm.RestartPolicyConditionNone
 		changed := b == nil || s.Version.Index != b.Version.Index
 		if changed && !contains(dp.updated, full) {
@@ -140,7 +141,7 @@ func (dp *deployer) judge(svcs map[string]*mswarm.Service, tasks map[string][]ms
 			if r.Running < r.Desired {
 				r.State = "starting"
 				done = false
-				if b == nil && len(r.Errors) >= 3 && r.Running == 0 {
+				if b == nil && failedTasks(tasks[s.ID], dp.since) >= 3 && r.Running == 0 {
 					// A new service has no previous version for Swarm to roll back to: it
 					// restarts failing tasks forever. Three failures and nothing running is enough.
 					f = firstFailure(f, &failure{msg: fmt.Sprintf("new service %s does not start%s", name, errorsText(r.Errors))})
@@ -220,14 +221,19 @@ func finished(s *mswarm.Service, ts []mswarm.Task) (n int, failed string, busy b
 	return n, "", busy
 }
 
-// taskErrors are the distinct errors of failed tasks, newest first, with counts.
-func taskErrors(ts []mswarm.Task) []string {
+// taskErrors are the distinct errors of failed tasks, newest first, with
+// counts; a task whose state dates from before since (an earlier deploy's)
+// is not this operation's and is left out.
+func taskErrors(ts []mswarm.Task, since time.Time) []string {
 	sorted := append([]mswarm.Task(nil), ts...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Status.Timestamp.After(sorted[j].Status.Timestamp) })
 	count := map[string]int{}
 	var order []string
 	for _, t := range sorted {
 		if t.Status.State != mswarm.TaskStateFailed && t.Status.State != mswarm.TaskStateRejected && t.Status.Err == "" {
+			continue
+		}
+		if t.Status.Timestamp.Before(since) {
 			continue
 		}
 		e := taskError(t)
@@ -244,6 +250,17 @@ func taskErrors(ts []mswarm.Task) []string {
 		out = append(out, e)
 	}
 	return out
+}
+
+// failedTasks counts the tasks that failed since the operation began.
+func failedTasks(ts []mswarm.Task, since time.Time) int {
+	n := 0
+	for _, t := range ts {
+		if (t.Status.State == mswarm.TaskStateFailed || t.Status.State == mswarm.TaskStateRejected) && !t.Status.Timestamp.Before(since) {
+			n++
+		}
+	}
+	return n
 }
 
 func taskError(t mswarm.Task) string {
@@ -376,9 +393,22 @@ func (dp *deployer) recover(ctx context.Context, err error) error {
 		if werr := dp.step(ctx, "swarm rollback", dp.waitRollback); werr != nil {
 			return fmt.Errorf("%w; and Swarm's rollback did not finish: %v", err, werr)
 		}
-		dp.markRolledBack()
+		left := ""
+		if o.AutoRollback && !o.Rollback {
+			// Swarm rolls back the services it updated; what the deploy created is gantry's to remove.
+			if cerr := dp.step(ctx, "remove new", func(ctx context.Context) error {
+				if err := dp.removeNewServices(ctx); err != nil {
+					return err
+				}
+				return dp.removeNewObjects(ctx)
+			}); cerr != nil {
+				dp.warn("%v", cerr)
+				left = "; " + cerr.Error()
+			}
+		}
+		dp.readBack(ctx)
 		dp.res.Outcome = history.ResultRolledBack
-		return fmt.Errorf("%w; Swarm's rollback finished: the stack runs its previous version", err)
+		return fmt.Errorf("%w; Swarm's rollback finished: the stack runs its previous version%s", err, left)
 	}
 	if !o.AutoRollback || o.Rollback {
 		if !o.AutoRollback {
@@ -390,25 +420,106 @@ func (dp *deployer) recover(ctx context.Context, err error) error {
 	rerr := dp.step(ctx, "rollback", func(ctx context.Context) error {
 		for _, full := range dp.updated {
 			if dp.before[full] == nil {
-				o.Logf("removing new service %s", full)
-				if _, e := dp.d.Run(ctx, "service", "rm", full); e != nil {
-					return e
-				}
-				continue
+				continue // removed below, with the new services no one watched
 			}
 			o.Logf("rolling back service %s", full)
 			if _, e := dp.d.Run(ctx, "service", "rollback", "--detach", full); e != nil {
 				return e
 			}
 		}
+		if err := dp.removeNewServices(ctx); err != nil {
+			return err
+		}
 		return dp.waitRollback(ctx)
 	})
 	if rerr != nil {
+		dp.readBack(ctx)
 		return fmt.Errorf("%w; and the rollback failed: %v", err, rerr)
 	}
-	dp.markRolledBack()
+	left := ""
+	if cerr := dp.step(ctx, "remove new objects", dp.removeNewObjects); cerr != nil {
+		dp.warn("%v", cerr)
+		left = "; " + cerr.Error()
+	}
+	dp.readBack(ctx)
 	dp.res.Outcome = history.ResultRolledBack
-	return fmt.Errorf("%w; the stack is back on its previous version", err)
+	return fmt.Errorf("%w; the stack is back on its previous version%s", err, left)
+}
+
+// removeNewServices removes the stack's services that the failed deploy
+// created, watched or not.
+func (dp *deployer) removeNewServices(ctx context.Context) error {
+	svcs, err := dp.inspect(ctx)
+	if err != nil {
+		return err
+	}
+	for _, full := range sortedKeys(svcs) {
+		if dp.before[full] != nil {
+			continue
+		}
+		dp.o.Logf("removing new service %s", full)
+		if _, err := dp.d.Run(ctx, "service", "rm", full); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// removeNewObjects removes the networks, configs and secrets the failed
+// deploy created, once no task uses them any more, and names those it could
+// not remove.
+func (dp *deployer) removeNewObjects(ctx context.Context) error {
+	now, err := dp.stackObjects(ctx)
+	if err != nil {
+		return err
+	}
+	var left []string
+	for _, kind := range objectKinds {
+		for obj := range now {
+			if name, ok := strings.CutPrefix(obj, kind+" "); ok && !dp.objects[obj] {
+				left = append(left, kind+" "+name)
+			}
+		}
+	}
+	sort.SliceStable(left, func(i, j int) bool { return kindOrder(left[i]) < kindOrder(left[j]) })
+	if len(left) == 0 {
+		return nil
+	}
+	// A network stays in use until the removed services' tasks have stopped.
+	deadline := dp.o.Clock.Now().Add(min(dp.o.Timeout, time.Minute))
+	var last error
+	for {
+		var still []string
+		for _, obj := range left {
+			kind, name, _ := strings.Cut(obj, " ")
+			if _, err := dp.d.Run(ctx, kind, "rm", name); err != nil {
+				if strings.Contains(err.Error(), "not found") || strings.Contains(err.Error(), "No such") {
+					continue
+				}
+				still, last = append(still, obj), err
+				continue
+			}
+			dp.o.Logf("removed new %s %s", kind, name)
+		}
+		if left = still; len(left) == 0 {
+			return nil
+		}
+		if !dp.o.Clock.Now().Before(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("the failed deploy left %s (remove with docker %s rm): %v", strings.Join(left, ", "), strings.SplitN(left[0], " ", 2)[0], last)
+		}
+		if err := dp.o.Clock.Sleep(ctx, dp.o.PollInterval); err != nil {
+			return err
+		}
+	}
+}
+
+func kindOrder(obj string) int {
+	for i, k := range objectKinds {
+		if strings.HasPrefix(obj, k+" ") {
+			return i
+		}
+	}
+	return len(objectKinds)
 }
 
 // waitRollback waits until every updated service that existed before is
@@ -458,12 +569,45 @@ func (dp *deployer) waitRollback(ctx context.Context) error {
 	}
 }
 
-// markRolledBack records in the results that the services went back.
-func (dp *deployer) markRolledBack() {
+// Final states of a service after a rollback.
+const (
+	StateRolledBack = "rolled back" // on its previous spec again
+	StateRemoved    = "removed"     // a service the failed deploy created, removed
+)
+
+// readBack reads the services back from the swarm after a rollback, so the
+// results describe what runs at the end (image, desired and running tasks),
+// not what was tried.
+func (dp *deployer) readBack(ctx context.Context) {
+	svcs, err := dp.inspect(ctx)
+	var tasks map[string][]mswarm.Task
+	if err == nil {
+		tasks, err = dp.tasks(ctx, svcs)
+	}
+	if err != nil {
+		dp.warn("reading the services back after the rollback: %v; the services output shows the last state seen", err)
+	}
 	for i, r := range dp.res.Services {
 		if r.State != StateUnchanged && r.State != StateDone {
-			dp.res.Services[i].State = "rolled back"
+			r.State = StateRolledBack
 		}
+		if err != nil {
+			dp.res.Services[i] = r
+			continue
+		}
+		s := svcs[dp.full(r.Name)]
+		if s == nil {
+			r.State, r.Image, r.Desired, r.Running = StateRemoved, "", 0, 0
+			dp.res.Services[i] = r
+			continue
+		}
+		r.Image, r.Desired, r.Running = image(s), desired(s), 0
+		for _, t := range currentTasks(s, tasks[s.ID]) {
+			if t.Status.State == mswarm.TaskStateRunning {
+				r.Running++
+			}
+		}
+		dp.res.Services[i] = r
 	}
 }
 
