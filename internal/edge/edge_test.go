@@ -643,34 +643,7 @@ func (l *lockedBuffer) String() string {
 // socket, through an http.Client that dials it, as a deploy does through SSH.
 func TestAdminOverUnixSocket(t *testing.T) {
 	t.Parallel()
-	bin := testenv.Caddy(t)
-	dir, err := os.MkdirTemp("", "edge") // short: a socket path has at most 107 bytes
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	sock := filepath.Join(dir, "admin.sock")
-	boot := filepath.Join(dir, "boot.json")
-	if err := os.WriteFile(boot, []byte(`{"admin":{"listen":"unix/`+sock+`"}}`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	listen, listenF := listenFile(t)
-	log := &lockedBuffer{}
-	cmd := exec.Command(bin, "run", "--config", boot)
-	cmd.ExtraFiles = []*os.File{listenF}
-	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"), "XDG_DATA_HOME="+filepath.Join(dir, "data"))
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	listenF.Close()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("caddy log:\n%s", log.String())
-		}
-	})
+	sock, listen := startUnixAdminCaddy(t)
 	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", sock)
@@ -696,4 +669,41 @@ func TestAdminOverUnixSocket(t *testing.T) {
 	if color, err := getRetry(ctx, edgeClient(), "http://"+listen+"/", ""); err != nil || color != "green" {
 		t.Errorf("after the switch: %q, %v", color, err)
 	}
+}
+
+// startUnixAdminCaddy starts the edge binary with its admin API on a unix
+// socket and one inherited listener; it returns the socket's path and the
+// listener's address.
+func startUnixAdminCaddy(t *testing.T) (sock, listen string) {
+	t.Helper()
+	bin := testenv.Caddy(t)
+	dir, err := os.MkdirTemp("", "edge") // short: a socket path has at most 107 bytes
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	sock = filepath.Join(dir, "admin.sock")
+	boot := filepath.Join(dir, "boot.json")
+	if err := os.WriteFile(boot, []byte(`{"admin":{"listen":"unix/`+sock+`"}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var listenF *os.File
+	listen, listenF = listenFile(t)
+	log := &lockedBuffer{}
+	cmd := exec.Command(bin, "run", "--config", boot)
+	cmd.ExtraFiles = []*os.File{listenF}
+	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"), "XDG_DATA_HOME="+filepath.Join(dir, "data"))
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	listenF.Close()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("caddy log:\n%s", log.String())
+		}
+	})
+	return sock, listen
 }

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -25,33 +23,8 @@ import (
 func TestExecTransport(t *testing.T) {
 	t.Parallel()
 	bin := testenv.Caddy(t)
-	dir, err := os.MkdirTemp("", "edge") // short: a socket path has at most 107 bytes
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	sock := filepath.Join(dir, "admin.sock")
-	boot := filepath.Join(dir, "boot.json")
-	if err := os.WriteFile(boot, []byte(`{"admin":{"listen":"unix/`+sock+`"}}`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	listen, listenF := listenFile(t)
-	log := &lockedBuffer{}
-	cmd := exec.Command(bin, "run", "--config", boot)
-	cmd.ExtraFiles = []*os.File{listenF}
-	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"), "XDG_DATA_HOME="+filepath.Join(dir, "data"))
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	listenF.Close()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("caddy log:\n%s", log.String())
-		}
-	})
+	sock, listen := startUnixAdminCaddy(t)
+	var err error
 	relay := func(argv ...string) *edge.Client {
 		return &edge.Client{HTTP: &http.Client{Transport: &edge.ExecTransport{Host: &remote.Local{}, Argv: argv}}, Admin: "http://edge"}
 	}
@@ -100,7 +73,7 @@ func TestExecTransport(t *testing.T) {
 		{"no relay command", []string{bin, edge.StdioCommand + "-missing"}, edge.ErrNoStdioCommand, edge.StdioCommand},
 		// An image without caddy at all, as docker exec says it.
 		{"no binary", []string{"sh", "-c", `echo 'OCI runtime exec failed: exec failed: unable to start container process: exec: "caddy": executable file not found in $PATH: unknown' >&2; exit 126`}, edge.ErrNoStdioCommand, edge.StdioCommand},
-		{"no admin API", []string{bin, edge.StdioCommand, "--address", "unix/" + filepath.Join(dir, "none.sock")}, nil, "connecting to the admin API"},
+		{"no admin API", []string{bin, edge.StdioCommand, "--address", "unix/" + filepath.Join(filepath.Dir(sock), "none.sock")}, nil, "connecting to the admin API"},
 		// Connected, then closed unanswered: the client may send it again.
 		{"no answer", []string{"true"}, io.ErrUnexpectedEOF, "without a complete answer"},
 		{"answer cut short", []string{"printf", `HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc`}, io.ErrUnexpectedEOF, "cut short"},

@@ -221,7 +221,8 @@ func (l *Lock) heartbeat() {
 			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), l.o.Heartbeat*2)
+		// A slow beat still counts if it lands before waiters give up.
+		ctx, cancel := context.WithTimeout(context.Background(), l.o.Stale/2)
 		err := l.st.beat(ctx, l.id, n)
 		cancel()
 		switch {

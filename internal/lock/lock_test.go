@@ -47,90 +47,94 @@ func uniqueName(t testing.TB) string {
 	return name
 }
 
+// eachScope runs fn as a parallel subtest for a fresh Compose project and a
+// fresh stack, with the engine state each needs.
+func eachScope(t *testing.T, fn func(t *testing.T, scope Scope)) {
+	for _, sc := range scopes {
+		t.Run(sc.kind, func(t *testing.T) {
+			t.Parallel()
+			sc.needs(t)
+			fn(t, sc.scope(uniqueName(t)))
+		})
+	}
+}
+
 func fast() Options {
 	return Options{Wait: 200 * time.Millisecond, Poll: 20 * time.Millisecond, Heartbeat: 100 * time.Millisecond, Stale: time.Second}
 }
 
 func TestSecondDeployWaitsThenFailsNamingHolder(t *testing.T) {
 	t.Parallel()
-	for _, sc := range scopes {
-		t.Run(sc.kind, func(t *testing.T) {
-			t.Parallel()
-			sc.needs(t)
-			h := &remote.Local{}
-			scope := sc.scope(uniqueName(t))
-			first, err := Acquire(context.Background(), h, scope, fast(), Info{Actor: "alice", SHA: "abcdef0123", Reason: "hotfix", RunURL: "https://github.com/acme/api/actions/runs/1"})
-			if err != nil {
-				t.Fatal(err)
+	eachScope(t, func(t *testing.T, scope Scope) {
+		h := &remote.Local{}
+		first, err := Acquire(context.Background(), h, scope, fast(), Info{Actor: "alice", SHA: "abcdef0123", Reason: "hotfix", RunURL: "https://github.com/acme/api/actions/runs/1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var logs []string
+		o := fast()
+		o.Logf = func(f string, a ...any) { logs = append(logs, fmt.Sprintf(f, a...)) }
+		_, err = Acquire(context.Background(), h, scope, o, Info{Actor: "bob"})
+		var held *HeldError
+		if !errors.As(err, &held) || held.Holder.Actor != "alice" {
+			t.Fatalf("err = %v, want HeldError by alice", err)
+		}
+		for _, want := range []string{"alice", "abcdef0", "hotfix", "actions/runs/1", "lock-wait"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("error %q lacks %q", err, want)
 			}
-			var logs []string
-			o := fast()
-			o.Logf = func(f string, a ...any) { logs = append(logs, fmt.Sprintf(f, a...)) }
-			_, err = Acquire(context.Background(), h, scope, o, Info{Actor: "bob"})
-			var held *HeldError
-			if !errors.As(err, &held) || held.Holder.Actor != "alice" {
-				t.Fatalf("err = %v, want HeldError by alice", err)
-			}
-			for _, want := range []string{"alice", "abcdef0", "hotfix", "actions/runs/1", "lock-wait"} {
-				if !strings.Contains(err.Error(), want) {
-					t.Errorf("error %q lacks %q", err, want)
-				}
-			}
-			if len(logs) == 0 || !strings.Contains(logs[0], "alice") {
-				t.Errorf("the waiting deploy did not say who holds the lock: %q", logs)
-			}
-			if err := first.Release(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			second, err := Acquire(context.Background(), h, scope, fast(), Info{Actor: "bob"})
-			if err != nil {
-				t.Fatalf("after release: %v", err)
-			}
-			if err := second.Release(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			if in, err := newStore(h, scope).(interface {
-				read(context.Context) (*instance, error)
-			}).read(context.Background()); err != nil || in != nil {
-				t.Errorf("after the last release the lock object is %+v (%v), want gone", in, err)
-			}
-		})
-	}
+		}
+		if len(logs) == 0 || !strings.Contains(logs[0], "alice") {
+			t.Errorf("the waiting deploy did not say who holds the lock: %q", logs)
+		}
+		if err := first.Release(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		second, err := Acquire(context.Background(), h, scope, fast(), Info{Actor: "bob"})
+		if err != nil {
+			t.Fatalf("after release: %v", err)
+		}
+		if err := second.Release(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if in, err := newStore(h, scope).(interface {
+			read(context.Context) (*instance, error)
+		}).read(context.Background()); err != nil || in != nil {
+			t.Errorf("after the last release the lock object is %+v (%v), want gone", in, err)
+		}
+	})
 }
 
 // TestLiveHolderIsNeverTakenOver waits on a holder that beats for several
 // times lock-stale: the waiter must give up, not take over.
 func TestLiveHolderIsNeverTakenOver(t *testing.T) {
 	t.Parallel()
-	for _, sc := range scopes {
-		t.Run(sc.kind, func(t *testing.T) {
-			t.Parallel()
-			sc.needs(t)
-			h := &remote.Local{}
-			scope := sc.scope(uniqueName(t))
-			o := fast()
-			o.Heartbeat = 300 * time.Millisecond
-			holder, err := Acquire(context.Background(), h, scope, o, Info{Actor: "alice"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer holder.Release(context.Background())
-			w := o
-			w.Wait = 4 * o.Stale
-			var warned atomic.Bool
-			w.Warnf = func(string, ...any) { warned.Store(true) }
-			_, err = Acquire(context.Background(), h, scope, w, Info{Actor: "mallory"})
-			var held *HeldError
-			if !errors.As(err, &held) || warned.Load() {
-				t.Fatalf("err = %v, warned of a takeover = %v; want the live holder kept", err, warned.Load())
-			}
-			select {
-			case <-holder.Lost():
-				t.Fatal("the live holder lost its lock")
-			default:
-			}
-		})
-	}
+	eachScope(t, func(t *testing.T, scope Scope) {
+		h := &remote.Local{}
+		// Ten heartbeats per lock-stale (the defaults have six), so that
+		// a loaded machine cannot make the live holder look dead.
+		o := fast()
+		o.Heartbeat, o.Stale, o.Poll = 500*time.Millisecond, 5*time.Second, 200*time.Millisecond
+		holder, err := Acquire(context.Background(), h, scope, o, Info{Actor: "alice"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer holder.Release(context.Background())
+		w := o
+		w.Wait = 2 * o.Stale
+		var warned atomic.Bool
+		w.Warnf = func(string, ...any) { warned.Store(true) }
+		_, err = Acquire(context.Background(), h, scope, w, Info{Actor: "mallory"})
+		var held *HeldError
+		if !errors.As(err, &held) || warned.Load() {
+			t.Fatalf("err = %v, warned of a takeover = %v; want the live holder kept", err, warned.Load())
+		}
+		select {
+		case <-holder.Lost():
+			t.Fatal("the live holder lost its lock")
+		default:
+		}
+	})
 }
 
 // latentHost delays every command by a random time up to max, as a slow
@@ -185,7 +189,9 @@ func TestTakeoverRaceNeverTwoHolders(t *testing.T) {
 						// breaker, the wider its window to act on what it
 						// read before the faster one took over.
 						h := latentHost{&remote.Local{}, []time.Duration{20, 300, 800}[w] * time.Millisecond}
-						o := Options{Wait: 2 * time.Minute, Poll: 50 * time.Millisecond, Heartbeat: 500 * time.Millisecond, Stale: 2 * time.Second}
+						// lock-stale of ten heartbeats, as the defaults have six: a
+						// loaded machine must not make a live holder look dead.
+						o := Options{Wait: 2 * time.Minute, Poll: 50 * time.Millisecond, Heartbeat: 500 * time.Millisecond, Stale: 5 * time.Second}
 						o.Warnf = func(f string, a ...any) {
 							if strings.HasPrefix(f, "taking over") {
 								takeovers.Add(1)
@@ -240,66 +246,56 @@ func (g germanHost) Run(ctx context.Context, argv []string, stdin io.Reader) ([]
 // deploy waits for the lock instead of failing at once.
 func TestOtherLocaleWaits(t *testing.T) {
 	t.Parallel()
-	for _, sc := range scopes {
-		t.Run(sc.kind, func(t *testing.T) {
-			t.Parallel()
-			sc.needs(t)
-			h := germanHost{&remote.Local{}}
-			scope := sc.scope(uniqueName(t))
-			first, err := Acquire(context.Background(), h, scope, fast(), Info{Actor: "alice"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			released := make(chan struct{})
-			go func() {
-				time.Sleep(300 * time.Millisecond)
-				_ = first.Release(context.Background())
-				close(released)
-			}()
-			o := fast()
-			o.Wait = time.Minute
-			second, err := Acquire(context.Background(), h, scope, o, Info{Actor: "bob"})
-			if err != nil {
-				t.Fatalf("the second deploy failed instead of waiting: %v", err)
-			}
-			<-released
-			_ = second.Release(context.Background())
-		})
-	}
+	eachScope(t, func(t *testing.T, scope Scope) {
+		h := germanHost{&remote.Local{}}
+		first, err := Acquire(context.Background(), h, scope, fast(), Info{Actor: "alice"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		released := make(chan struct{})
+		go func() {
+			time.Sleep(300 * time.Millisecond)
+			_ = first.Release(context.Background())
+			close(released)
+		}()
+		o := fast()
+		o.Wait = time.Minute
+		second, err := Acquire(context.Background(), h, scope, o, Info{Actor: "bob"})
+		if err != nil {
+			t.Fatalf("the second deploy failed instead of waiting: %v", err)
+		}
+		<-released
+		_ = second.Release(context.Background())
+	})
 }
 
 // TestLostLockEndsContext removes a held lock behind its holder's back (as
 // a takeover does): the holder's context must end with ErrLost.
 func TestLostLockEndsContext(t *testing.T) {
 	t.Parallel()
-	for _, sc := range scopes {
-		t.Run(sc.kind, func(t *testing.T) {
-			t.Parallel()
-			sc.needs(t)
-			h := &remote.Local{}
-			scope := sc.scope(uniqueName(t))
-			l, err := Acquire(context.Background(), h, scope, fast(), Info{Actor: "alice"})
-			if err != nil {
-				t.Fatal(err)
+	eachScope(t, func(t *testing.T, scope Scope) {
+		h := &remote.Local{}
+		l, err := Acquire(context.Background(), h, scope, fast(), Info{Actor: "alice"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, stop := l.Context(context.Background())
+		defer stop()
+		if err := l.st.remove(context.Background(), l.id); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-ctx.Done():
+			if !errors.Is(context.Cause(ctx), ErrLost) {
+				t.Errorf("cause = %v, want ErrLost", context.Cause(ctx))
 			}
-			ctx, stop := l.Context(context.Background())
-			defer stop()
-			if err := l.st.remove(context.Background(), l.id); err != nil {
-				t.Fatal(err)
-			}
-			select {
-			case <-ctx.Done():
-				if !errors.Is(context.Cause(ctx), ErrLost) {
-					t.Errorf("cause = %v, want ErrLost", context.Cause(ctx))
-				}
-			case <-time.After(time.Minute):
-				t.Fatal("the holder never noticed its lock was gone")
-			}
-			if err := l.Release(context.Background()); err == nil || !strings.Contains(err.Error(), "taken over") {
-				t.Errorf("Release = %v, want it to say the lock was taken over", err)
-			}
-		})
-	}
+		case <-time.After(time.Minute):
+			t.Fatal("the holder never noticed its lock was gone")
+		}
+		if err := l.Release(context.Background()); err == nil || !strings.Contains(err.Error(), "taken over") {
+			t.Errorf("Release = %v, want it to say the lock was taken over", err)
+		}
+	})
 }
 
 // TestTwoUsersShareTheLock takes the lock through two SSH logins with
@@ -354,45 +350,41 @@ func TestTakeoverAfterSIGKILL(t *testing.T) {
 		return
 	}
 	t.Parallel()
-	for _, sc := range scopes {
-		t.Run(sc.kind, func(t *testing.T) {
-			t.Parallel()
-			sc.needs(t)
-			name := uniqueName(t)
-			cmd := exec.Command(os.Args[0], "-test.run=^TestTakeoverAfterSIGKILL$")
-			cmd.Env = append(os.Environ(), "GANTRY_LOCK_HOLDER="+sc.kind+":"+name)
-			out, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			r := bufio.NewScanner(out)
-			if !waitLine(r, "held") {
-				_ = cmd.Process.Kill()
-				t.Fatal("the holder process never took the lock")
-			}
-			_ = cmd.Process.Signal(syscall.SIGKILL)
-			_ = cmd.Wait()
-			killed := time.Now()
-			var msg string
-			o := Options{Wait: 5 * time.Minute, Warnf: func(f string, a ...any) { msg = fmt.Sprintf(f, a...) }}
-			l, err := Acquire(context.Background(), &remote.Local{}, sc.scope(name), o, Info{Actor: "next"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			took := time.Since(killed)
-			_ = l.Release(context.Background())
-			if !strings.Contains(msg, "taking over") || !strings.Contains(msg, "killed-holder") {
-				t.Errorf("takeover message %q does not say whose lock was taken over", msg)
-			}
-			if took > DefaultWait {
-				t.Errorf("took %s", took)
-			}
-			t.Logf("%s lock taken over %s after its holder was killed (lock-stale %s, heartbeat %s)", sc.kind, took.Round(100*time.Millisecond), DefaultStale, DefaultHeartbeat)
-		})
-	}
+	eachScope(t, func(t *testing.T, scope Scope) {
+		name := scope.name
+		cmd := exec.Command(os.Args[0], "-test.run=^TestTakeoverAfterSIGKILL$")
+		cmd.Env = append(os.Environ(), "GANTRY_LOCK_HOLDER="+scope.kind+":"+name)
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		r := bufio.NewScanner(out)
+		if !waitLine(r, "held") {
+			_ = cmd.Process.Kill()
+			t.Fatal("the holder process never took the lock")
+		}
+		_ = cmd.Process.Signal(syscall.SIGKILL)
+		_ = cmd.Wait()
+		killed := time.Now()
+		var msg string
+		o := Options{Wait: 5 * time.Minute, Warnf: func(f string, a ...any) { msg = fmt.Sprintf(f, a...) }}
+		l, err := Acquire(context.Background(), &remote.Local{}, scope, o, Info{Actor: "next"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		took := time.Since(killed)
+		_ = l.Release(context.Background())
+		if !strings.Contains(msg, "taking over") || !strings.Contains(msg, "killed-holder") {
+			t.Errorf("takeover message %q does not say whose lock was taken over", msg)
+		}
+		if took > DefaultWait {
+			t.Errorf("took %s", took)
+		}
+		t.Logf("%s lock taken over %s after its holder was killed (lock-stale %s, heartbeat %s)", scope.kind, took.Round(100*time.Millisecond), DefaultStale, DefaultHeartbeat)
+	})
 }
 
 func waitLine(r *bufio.Scanner, want string) bool {

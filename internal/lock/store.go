@@ -242,12 +242,24 @@ func (c *containerStore) read(ctx context.Context) (*instance, error) {
 		return nil, err
 	}
 	in := &instance{ID: cs[0].ID, Owner: parseOwner(cs[0].Config.Labels)}
-	out, err := c.run(ctx, nil, "container", "cp", in.ID+":/beat", "-")
-	if err != nil {
+	var out []byte
+	for attempt := 1; ; attempt++ {
+		if out, err = c.run(ctx, nil, "container", "cp", in.ID+":/beat", "-"); err == nil {
+			break
+		}
 		if c.gone(ctx, "container", in.ID, err) == errGone {
 			return c.read(ctx) // replaced meanwhile: read the new one
 		}
-		return nil, fmt.Errorf("read the heartbeat of the deploy lock %s on %s: %w", c.name, c.h, err)
+		// docker cp replaces the file as the holder beats: a read in
+		// between finds none.
+		if attempt == 3 {
+			return nil, fmt.Errorf("read the heartbeat of the deploy lock %s on %s: %w", c.name, c.h, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, context.Cause(ctx)
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 	beat, err := untarFile(out, "beat")
 	if err != nil {
@@ -269,8 +281,18 @@ func (c *containerStore) beat(ctx context.Context, id string, n int) error {
 }
 
 func (c *containerStore) remove(ctx context.Context, id string) error {
-	if _, err := c.run(ctx, nil, "container", "rm", id); err != nil {
-		return c.gone(ctx, "container", id, err)
+	_, err := c.run(ctx, nil, "container", "rm", id)
+	for attempt := 1; err != nil; attempt++ {
+		if err = c.gone(ctx, "container", id, err); errors.Is(err, errGone) || attempt == 10 {
+			return err
+		}
+		// Another waiter may be removing it too ("removal already in
+		// progress"): give that a moment before calling it a failure.
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
 	return nil
 }
