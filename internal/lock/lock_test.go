@@ -191,7 +191,7 @@ func TestTakeoverRaceNeverTwoHolders(t *testing.T) {
 						h := latentHost{&remote.Local{}, []time.Duration{20, 300, 800}[w] * time.Millisecond}
 						// lock-stale of ten heartbeats, as the defaults have six: a
 						// loaded machine must not make a live holder look dead.
-						o := Options{Wait: 2 * time.Minute, Poll: 50 * time.Millisecond, Heartbeat: 500 * time.Millisecond, Stale: 5 * time.Second}
+						o := Options{Wait: 2 * time.Minute, Poll: 200 * time.Millisecond, Heartbeat: 500 * time.Millisecond, Stale: 5 * time.Second}
 						o.Warnf = func(f string, a ...any) {
 							if strings.HasPrefix(f, "taking over") {
 								takeovers.Add(1)
