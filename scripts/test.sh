@@ -30,6 +30,8 @@ fuzz_targets=(
   "./internal/action FuzzDurationInput"
   "./internal/action FuzzSplitList"
   "./internal/action FuzzOutputs"
+  "./internal/action FuzzParseEnvLine"
+  "./internal/composefile FuzzParseEnvFile"
   "./internal/cli FuzzReadDigestImages"
   "./internal/cli FuzzImageRef"
   "./internal/cli FuzzParseScale"

@@ -29,7 +29,7 @@ func fuzzSpec() *Spec {
 // duration that is not negative: a bare number is exactly that many seconds,
 // anything else what time.ParseDuration reads.
 func FuzzDurationInput(f *testing.F) {
-	for _, s := range []string{"90s", "5m", "1h30m", "0", "30", "-5", "-5s", "9223372036", "9223372037", "99999999999999999999", "1.5h", " 2m ", "1e3", "+3", "", "ten"} {
+	for _, s := range []string{"90s", "5m", "1h30m", "0", "30", "-5", "-5s", "9223372036", "9223372037", "99999999999999999999", "1.5h", " 2m ", "1e3", "+3", "", "ten", "9223372036854775807", "-9999h", "5 minutes", "1e3s"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, v string) {
@@ -48,8 +48,8 @@ func FuzzDurationInput(f *testing.F) {
 			}
 			return
 		}
-		if d < 0 {
-			t.Fatalf("Duration(%q) = %s, accepted though negative", v, d)
+		if d < 0 || d > maxDuration {
+			t.Fatalf("Duration(%q) = %s, accepted out of range", v, d)
 		}
 		tv := strings.TrimSpace(v)
 		if n, err := strconv.ParseInt(tv, 10, 64); err == nil {
