@@ -103,8 +103,9 @@ func FuzzParseScale(f *testing.F) {
 }
 
 // FuzzReadEnvFile: an env file is refused under the env-file input, or read
-// as its KEY=VALUE lines (trimmed, no comments, non-empty keys) and uploaded
-// ending in a newline, under the rules of docker compose and of a shell.
+// as its KEY=VALUE lines (trimmed, no comments, non-empty keys) and uploaded,
+// if anything, ending in a newline, under the rules of docker compose and of
+// a shell.
 func FuzzReadEnvFile(f *testing.F) {
 	for _, s := range []string{
 		"A=1\nB=two words\n", "# comment\n\nDSN=host=db,port=5432", "EMPTY=", "=novalue", "NOEQUALS",
@@ -121,7 +122,8 @@ func FuzzReadEnvFile(f *testing.F) {
 					t.Fatalf("env-file %q: error not under the env-file input: %v", v, err)
 				}
 			}
-			if len(in.Errs()) == 0 && strings.TrimSpace(v) != "" && (len(raw) == 0 || raw[len(raw)-1] != '\n') {
+			// A file of comments and blanks may upload nothing at all.
+			if len(in.Errs()) == 0 && len(raw) > 0 && raw[len(raw)-1] != '\n' {
 				t.Fatalf("env-file %q uploads %q", v, raw)
 			}
 			for _, line := range env {

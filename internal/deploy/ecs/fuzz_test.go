@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 )
@@ -31,6 +32,13 @@ func FuzzRenderTaskDefinition(f *testing.F) {
 			Images:      map[string]string{container: image},
 			Environment: map[string][]Env{container: {{Name: envName, Value: envValue}}},
 			SHA:         sha,
+		}
+		// Every input is checked as UTF-8 text before it gets here (image
+		// references, env lines, commits); JSON would replace other bytes.
+		for _, s := range []string{container, image, envName, envValue, sha} {
+			if !utf8.ValidString(s) {
+				return
+			}
 		}
 		in, rendered, err := RenderTaskDefinition(raw, r)
 		if err != nil {
