@@ -28,18 +28,6 @@ func Commands() map[string]*Command {
 	return cmds
 }
 
-// RunAction runs the named command as a GitHub Action binary: inputs come
-// from the environment only.
-func RunAction(ctx context.Context, name string, env action.Env) int {
-	c, ok := Commands()[name]
-	if !ok {
-		fmt.Fprintf(env.Stderr, "gantry: unknown command %q\n", name)
-		return 2
-	}
-	a := action.New(c.Spec, env)
-	return a.Run(ctx, func(ctx context.Context) error { return c.Run(ctx, a) })
-}
-
 // Run runs the gantry CLI: gantry <command> [--input value ...].
 func Run(ctx context.Context, args []string, env action.Env) int {
 	cmds := Commands()
