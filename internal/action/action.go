@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/gantry-dev/gantry/internal/markdown"
 	"github.com/sethvargo/go-githubactions"
 )
 
@@ -399,7 +400,7 @@ func (a *Action) Fail(err error) int {
 	}
 	msg := oneLine(a.spec.Name + ": " + err.Error())
 	a.Errorf(title, "%s", msg)
-	fmt.Fprintf(&a.summary, "\n**%s failed:** %s\n", a.spec.Name, escapeMarkdown(a.Redact(msg)))
+	fmt.Fprintf(&a.summary, "\n**%s failed:** %s\n", a.spec.Name, markdown.Escape(a.Redact(msg)))
 	return 1
 }
 

@@ -1,46 +1,12 @@
 package action
 
-import (
-	"fmt"
-	"strings"
-)
+import "github.com/gantry-dev/gantry/internal/markdown"
 
-var mdEscaper = strings.NewReplacer(
-	`\`, `\\`, "|", `\|`, "`", "\\`", "*", `\*`, "_", `\_`, "<", "&lt;", ">", "&gt;", "[", `\[`, "]", `\]`, "\n", " ",
-)
+// Escape is markdown.Escape, for commands writing summaries.
+func Escape(s string) string { return markdown.Escape(s) }
 
-// escapeMarkdown makes user or server text safe inside a Markdown table cell
-// or paragraph: it is shown as written, never interpreted.
-func escapeMarkdown(s string) string { return mdEscaper.Replace(s) }
+// Code is markdown.Code, for commands writing summaries.
+func Code(s string) string { return markdown.Code(s) }
 
-// Escape is escapeMarkdown for other packages writing summaries.
-func Escape(s string) string { return escapeMarkdown(s) }
-
-// Code renders s as inline code, safe for any content.
-func Code(s string) string {
-	s = strings.ReplaceAll(s, "\n", " ")
-	fence := "`"
-	for strings.Contains(s, fence) {
-		fence += "`"
-	}
-	pad := ""
-	if strings.HasPrefix(s, "`") || strings.HasSuffix(s, "`") {
-		pad = " "
-	}
-	return fence + pad + strings.ReplaceAll(s, "|", `\|`) + pad + fence
-}
-
-// Table renders a Markdown table; cells are written as given, so callers
-// escape user text with Escape or Code.
-func Table(header []string, rows [][]string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "| %s |\n|", strings.Join(header, " | "))
-	for range header {
-		b.WriteString("---|")
-	}
-	b.WriteString("\n")
-	for _, r := range rows {
-		fmt.Fprintf(&b, "| %s |\n", strings.Join(r, " | "))
-	}
-	return b.String()
-}
+// Table is markdown.Table, for commands writing summaries.
+func Table(header []string, rows [][]string) string { return markdown.Table(header, rows) }

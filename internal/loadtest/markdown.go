@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/gantry-dev/gantry/internal/action"
+	"github.com/gantry-dev/gantry/internal/markdown"
 )
 
 // maxMarkdownBytes bounds Markdown's output, well under the 65,536
@@ -108,7 +108,7 @@ func failingThresholds(s *Summary) string {
 	if failed == 0 {
 		return ""
 	}
-	return "**Failing thresholds**\n\n" + action.Table([]string{"Metric", "Threshold", "Observed"}, rows) + andMore(failed-len(rows), "failing threshold")
+	return "**Failing thresholds**\n\n" + markdown.Table([]string{"Metric", "Threshold", "Observed"}, rows) + andMore(failed-len(rows), "failing threshold")
 }
 
 func failingChecks(s *Summary) string {
@@ -131,7 +131,7 @@ func failingChecks(s *Summary) string {
 		runs := c.Passes + c.Fails
 		rows = append(rows, []string{name, fmt.Sprintf("%s of %s (%s)", formatCount(float64(c.Fails)), formatCount(float64(runs)), formatPercent(float64(c.Fails)/float64(runs)))})
 	}
-	return "**Failing checks**\n\n" + action.Table([]string{"Check", "Failed"}, rows) + andMore(len(failing)-len(rows), "failing check")
+	return "**Failing checks**\n\n" + markdown.Table([]string{"Check", "Failed"}, rows) + andMore(len(failing)-len(rows), "failing check")
 }
 
 func errorsByStatus(s *Summary) string {
@@ -165,7 +165,7 @@ func errorsByStatus(s *Summary) string {
 		}
 		rows = append(rows, []string{st, formatCount(float64(e.n)), share})
 	}
-	return "**Errors by status**\n\n" + action.Table([]string{"Status", "Requests", "Share"}, rows) + andMore(len(all)-len(rows), "status")
+	return "**Errors by status**\n\n" + markdown.Table([]string{"Status", "Requests", "Share"}, rows) + andMore(len(all)-len(rows), "status")
 }
 
 func slowestRequests(s *Summary) string {
@@ -191,7 +191,7 @@ func slowestRequests(s *Summary) string {
 		}
 		rows = append(rows, []string{req, status(g.Status), formatCount(float64(g.Count)), formatMs(g.P95), formatMs(g.P99), formatMs(g.Max)})
 	}
-	return "**Slowest requests** (by p95)\n\n" + action.Table(header, rows)
+	return "**Slowest requests** (by p95)\n\n" + markdown.Table(header, rows)
 }
 
 func allThresholds(s *Summary) string {
@@ -203,13 +203,13 @@ func allThresholds(s *Summary) string {
 		rows = append(rows, []string{mark(r.OK), code(r.Metric), code(r.Expression), observed(s, r)})
 	}
 	return fmt.Sprintf("<details><summary>All %s</summary>\n\n", plural(len(s.Thresholds), "threshold")) +
-		action.Table([]string{"", "Metric", "Threshold", "Observed"}, rows) + andMore(len(s.Thresholds)-len(rows), "threshold") + "\n</details>"
+		markdown.Table([]string{"", "Metric", "Threshold", "Observed"}, rows) + andMore(len(s.Thresholds)-len(rows), "threshold") + "\n</details>"
 }
 
 // observed formats a threshold's observed value in its metric's unit.
 func observed(s *Summary, r ThresholdResult) string {
 	if r.Error != "" {
-		return "error: " + action.Escape(r.Error)
+		return "error: " + markdown.Escape(r.Error)
 	}
 	t, err := parseExpression(r.Expression)
 	if err != nil {

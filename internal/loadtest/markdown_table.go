@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/gantry-dev/gantry/internal/action"
+	"github.com/gantry-dev/gantry/internal/markdown"
 )
 
 // keyRow is one row of the key-metrics table.
@@ -64,7 +64,7 @@ func keyMetrics(s *Summary, cmps []Comparison, baseline *Summary) string {
 		}
 		table = append(table, row)
 	}
-	return action.Table(header, table)
+	return markdown.Table(header, table)
 }
 
 // latencyRows are the http_req_duration rows: p50, p95, p99 and max, and

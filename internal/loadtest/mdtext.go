@@ -5,7 +5,7 @@ import (
 	"strings"
 	"unicode"
 
-	"github.com/gantry-dev/gantry/internal/action"
+	"github.com/gantry-dev/gantry/internal/markdown"
 )
 
 // maxTextRunes bounds one name, URL or expression in the Markdown summary.
@@ -19,13 +19,13 @@ func code(s string) string {
 	if strings.TrimSpace(s) == "" {
 		return "_(empty)_"
 	}
-	return action.Code(s)
+	return markdown.Code(s)
 }
 
 // prose escapes user text for Markdown outside code, shortened: shown as
 // written, with no formatting, link or @mention.
 func prose(s string) string {
-	return strings.ReplaceAll(action.Escape(clip(clean(s), maxTextRunes)), "@", "@\u200b")
+	return strings.ReplaceAll(markdown.Escape(clip(clean(s), maxTextRunes)), "@", "@\u200b")
 }
 
 // clean makes s one line of valid UTF-8: control characters become spaces
