@@ -16,9 +16,15 @@ var update = flag.Bool("update", false, "rewrite actions/*/action.yml and README
 func TestActionFiles(t *testing.T) {
 	for name, c := range Commands() {
 		dir := filepath.Join("..", "..", "actions", name)
+		// example.yml is the workflow snippet the README shows, kept beside
+		// the action it shows.
+		example, err := os.ReadFile(filepath.Join(dir, "example.yml"))
+		if err != nil {
+			t.Fatalf("%s needs an example.yml, the usage snippet its README shows: %v", dir, err)
+		}
 		files := map[string]string{
 			"action.yml": actionyml.Render(c.Spec),
-			"README.md":  actionyml.Readme(c.Spec, usageExamples[name]),
+			"README.md":  actionyml.Readme(c.Spec, string(example)),
 		}
 		for file, want := range files {
 			path := filepath.Join(dir, file)
