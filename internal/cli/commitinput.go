@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -42,7 +43,7 @@ func readDigestImages(in *action.Inputs) (map[string]string, []string) {
 			continue
 		}
 		images[strings.TrimSpace(svc)] = d.String()
-		if r := d.Context().RegistryStr(); !contains(registries, r) {
+		if r := d.Context().RegistryStr(); !slices.Contains(registries, r) {
 			registries = append(registries, r)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/gantry-dev/gantry/internal/action"
+	"github.com/gantry-dev/gantry/internal/commit"
 	"github.com/gantry-dev/gantry/internal/deploy/cloudrun"
 	"github.com/gantry-dev/gantry/internal/history"
 	"github.com/gantry-dev/gantry/internal/registryauth"
@@ -231,7 +233,7 @@ func runDeployCloudRun(ctx context.Context, a *action.Action) error {
 		s.Labels[k] = v
 	}
 	o.Strategy = in.String("strategy")
-	if !contains(cloudrun.Strategies, o.Strategy) {
+	if !slices.Contains(cloudrun.Strategies, o.Strategy) {
 		in.Fail("strategy", "%q is not a strategy; use one of %s", o.Strategy, strings.Join(cloudrun.Strategies, ", "))
 	}
 	if o.Strategy == cloudrun.Canary {
@@ -270,7 +272,7 @@ func runDeployCloudRun(ctx context.Context, a *action.Action) error {
 	}
 	if noVerify {
 		t.noVerify = true
-		a.Warnf("verify is off: nothing checks that the new revision serves commit %s; Cloud Run's own readiness is all that gates traffic", short(o.SHA))
+		a.Warnf("verify is off: nothing checks that the new revision serves commit %s; Cloud Run's own readiness is all that gates traffic", commit.Short(o.SHA))
 	}
 	return runCloudRun(ctx, a, t, "deploy-cloudrun", in.String("reason"))
 }
@@ -385,7 +387,7 @@ func writeRunSummary(a *action.Action, verb string, o cloudrun.Options, res *clo
 		rows = append(rows, []string{"Revision", action.Code(res.Revision) + " (previous " + prev + ")"})
 	}
 	if o.SHA != "" {
-		rows = append(rows, []string{"Commit", action.Code(short(o.SHA))})
+		rows = append(rows, []string{"Commit", action.Code(commit.Short(o.SHA))})
 	}
 	if res.URL != "" {
 		rows = append(rows, []string{"URL", action.Escape(res.URL)})

@@ -3,12 +3,14 @@ package cli
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gantry-dev/gantry/internal/action"
+	"github.com/gantry-dev/gantry/internal/commit"
 	"github.com/gantry-dev/gantry/internal/composefile"
 	"github.com/gantry-dev/gantry/internal/deploy/compose"
 	ecsdeploy "github.com/gantry-dev/gantry/internal/deploy/ecs"
@@ -88,7 +90,7 @@ func readComposeTarget(a *action.Action, in *action.Inputs, o *compose.Options) 
 		o.Dir = "gantry/" + o.Project
 	}
 	o.Strategy = in.String("strategy")
-	if o.Strategy != "" && !contains(compose.Strategies, o.Strategy) {
+	if o.Strategy != "" && !slices.Contains(compose.Strategies, o.Strategy) {
 		in.Fail("strategy", "%q is not a strategy; use one of %s", o.Strategy, strings.Join(compose.Strategies, ", "))
 	}
 	o.EdgeImage, o.EdgePorts = in.String("edge-image"), in.List("edge-ports")
@@ -124,15 +126,6 @@ func runURL(a *action.Action) string {
 		return ""
 	}
 	return srv + "/" + repo + "/actions/runs/" + id
-}
-
-func contains(xs []string, x string) bool {
-	for _, y := range xs {
-		if y == x {
-			return true
-		}
-	}
-	return false
 }
 
 // readEnvFile reads env-file, checked locally with the rules of its reader
@@ -272,7 +265,7 @@ func deployAndReport(ctx context.Context, a *action.Action, hc hostConfig, o com
 		return err
 	}
 	defer h.Close()
-	a.Infof("deploying %s (%s) to %s, project %s, strategy %s", short(o.SHA), strings.Join(o.Services, ", "), h, o.Project, o.Strategy)
+	a.Infof("deploying %s (%s) to %s, project %s, strategy %s", commit.Short(o.SHA), strings.Join(o.Services, ", "), h, o.Project, o.Strategy)
 	res, err := compose.Deploy(ctx, h, o)
 	gh.finish(ctx, res.Outcome, err, o.URL)
 	a.SetOutput("previous-sha", res.PreviousSHA)
@@ -287,13 +280,6 @@ func deployAndReport(ctx context.Context, a *action.Action, hc hostConfig, o com
 	return err
 }
 
-func short(sha string) string {
-	if len(sha) > 7 {
-		return sha[:7]
-	}
-	return sha
-}
-
 func writeDeploySummary(a *action.Action, verb string, hc hostConfig, o compose.Options, res *compose.Result, err error, took time.Duration) {
 	s := a.Summary()
 	writeVerdict(s, verb, res.Outcome, err)
@@ -305,7 +291,7 @@ func writeDeploySummary(a *action.Action, verb string, hc hostConfig, o compose.
 		{"Host", action.Code(hc.String())},
 		{"Project", action.Code(o.Project)},
 		{"Strategy", action.Escape(o.Strategy)},
-		{"Commit", action.Code(short(o.SHA)) + " (previous " + action.Code(short(prev)) + ")"},
+		{"Commit", action.Code(commit.Short(o.SHA)) + " (previous " + action.Code(commit.Short(prev)) + ")"},
 		{"Services", action.Escape(strings.Join(o.Services, ", "))},
 		{"Took", fmt.Sprintf("%.1fs", took.Seconds())},
 	}

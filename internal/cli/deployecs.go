@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 
 	"github.com/gantry-dev/gantry/internal/action"
+	"github.com/gantry-dev/gantry/internal/commit"
 	ecsdeploy "github.com/gantry-dev/gantry/internal/deploy/ecs"
 	"github.com/gantry-dev/gantry/internal/history"
 	"github.com/gantry-dev/gantry/internal/registryauth"
@@ -247,7 +249,7 @@ func runDeployECS(ctx context.Context, a *action.Action) error {
 		checkTaskDefinition(in, o, in.String("task-definition"), containerInput)
 	}
 	o.Strategy = in.String("strategy")
-	if o.Strategy != "" && !contains(ecsdeploy.Strategies, o.Strategy) {
+	if o.Strategy != "" && !slices.Contains(ecsdeploy.Strategies, o.Strategy) {
 		in.Fail("strategy", "%q is not a strategy; use one of %s", o.Strategy, strings.Join(ecsdeploy.Strategies, ", "))
 	}
 	o.MinimumHealthyPercent = parseOptionalPercent(in, "minimum-healthy-percent", 100)
@@ -278,7 +280,7 @@ func checkTaskDefinition(in *action.Inputs, o *ecsdeploy.Options, file, containe
 		return
 	}
 	check := func(input, c string) {
-		if !contains(names, c) {
+		if !slices.Contains(names, c) {
 			in.Fail(input, "container %q is not in %s (it has: %s)", c, file, strings.Join(names, ", "))
 		}
 	}
@@ -418,7 +420,7 @@ func writeECSSummary(a *action.Action, verb string, t *ecsTarget, res *ecsdeploy
 		if sha == "" {
 			sha = res.SHA
 		}
-		rows = append(rows, []string{"Commit", action.Code(short(sha))})
+		rows = append(rows, []string{"Commit", action.Code(commit.Short(sha))})
 	}
 	if res.DeploymentID != "" {
 		rows = append(rows, []string{"Deployment", action.Code(res.DeploymentID)})

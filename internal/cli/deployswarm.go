@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gantry-dev/gantry/internal/action"
+	"github.com/gantry-dev/gantry/internal/commit"
 	"github.com/gantry-dev/gantry/internal/composefile"
 	"github.com/gantry-dev/gantry/internal/deploy/compose"
 	"github.com/gantry-dev/gantry/internal/deploy/swarm"
@@ -105,10 +107,10 @@ func runDeploySwarm(ctx context.Context, a *action.Action) error {
 		in.Fail("update-order", "%q is not start-first or stop-first", o.Update.Order)
 	}
 	o.Update.Delay, o.Update.Monitor = in.Duration("update-delay"), in.Duration("update-monitor")
-	if o.Update.FailureAction = in.String("failure-action"); o.Update.FailureAction != "" && !contains([]string{"rollback", "pause", "continue"}, o.Update.FailureAction) {
+	if o.Update.FailureAction = in.String("failure-action"); o.Update.FailureAction != "" && !slices.Contains([]string{"rollback", "pause", "continue"}, o.Update.FailureAction) {
 		in.Fail("failure-action", "%q is not rollback, pause or continue", o.Update.FailureAction)
 	}
-	if o.Strategy = in.String("strategy"); o.Strategy != "" && !contains([]string{swarm.Rolling, swarm.BlueGreen, swarm.Canary}, o.Strategy) {
+	if o.Strategy = in.String("strategy"); o.Strategy != "" && !slices.Contains([]string{swarm.Rolling, swarm.BlueGreen, swarm.Canary}, o.Strategy) {
 		in.Fail("strategy", "%q is not rolling, blue-green or canary", o.Strategy)
 	}
 	o.EdgeImage, o.EdgePorts = in.String("edge-image"), in.List("edge-ports")
@@ -175,7 +177,7 @@ func swarmDeployAndReport(ctx context.Context, a *action.Action, hc hostConfig, 
 		return err
 	}
 	defer h.Close()
-	a.Infof("deploying %s to stack %s on %s", short(o.SHA), o.Stack, h)
+	a.Infof("deploying %s to stack %s on %s", commit.Short(o.SHA), o.Stack, h)
 	res, err := swarm.Deploy(ctx, h, o)
 	gh.finish(ctx, res.Outcome, err, verifiedURL(res.Verified, o.URL))
 	set := func(name, value string) {
@@ -304,7 +306,7 @@ func writeSwarmSummary(a *action.Action, verb string, hc hostConfig, o swarm.Opt
 	rows := [][]string{
 		{"Manager", action.Code(hc.String())},
 		{"Stack", action.Code(o.Stack)},
-		{"Commit", action.Code(short(o.SHA)) + " (previous " + action.Code(short(prev)) + ")"},
+		{"Commit", action.Code(commit.Short(o.SHA)) + " (previous " + action.Code(commit.Short(prev)) + ")"},
 	}
 	if res.Strategy != "" {
 		rows = append(rows, []string{"Strategy", res.Strategy})

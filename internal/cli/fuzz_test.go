@@ -2,6 +2,7 @@ package cli
 
 import (
 	"io"
+	"slices"
 	"strings"
 	"testing"
 
@@ -46,7 +47,7 @@ func FuzzReadDigestImages(f *testing.F) {
 			if err != nil || dg.String() != img {
 				t.Fatalf("images %q: %s=%q does not read back as that digest (%v)", v, svc, img, err)
 			}
-			if !contains(registries, dg.Context().RegistryStr()) {
+			if !slices.Contains(registries, dg.Context().RegistryStr()) {
 				t.Fatalf("images %q: registry of %s not in %q", v, img, registries)
 			}
 		}

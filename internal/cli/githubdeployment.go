@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/gantry-dev/gantry/internal/action"
+	"github.com/gantry-dev/gantry/internal/commit"
 	"github.com/gantry-dev/gantry/internal/composefile"
 	"github.com/gantry-dev/gantry/internal/deploy/cloudrun"
 	ecsdeploy "github.com/gantry-dev/gantry/internal/deploy/ecs"
@@ -84,7 +85,7 @@ func startGitHubDeployment(ctx context.Context, a *action.Action, d githubDeploy
 	if d.preview {
 		env += "-preview"
 	}
-	g := githubRecord{a: a, msg: d.verb + " of " + short(d.sha)}
+	g := githubRecord{a: a, msg: d.verb + " of " + commit.Short(d.sha)}
 	desc := g.msg + " by " + a.Actor()
 	if d.reason != "" {
 		desc += ": " + d.reason
@@ -124,9 +125,9 @@ func previousFromGitHub(ctx context.Context, a *action.Action, target, current s
 	case err != nil:
 		return ghdeploy.Record{}, fmt.Errorf("%w; nor from GitHub Deployments: %w", why, err)
 	case withImages && len(rec.Images) == 0:
-		return ghdeploy.Record{}, fmt.Errorf("%w; GitHub Deployment %d of environment %s names %s as the previous deploy but records no images: deploy that commit's images with the deploy action", why, rec.ID, env, short(rec.SHA))
+		return ghdeploy.Record{}, fmt.Errorf("%w; GitHub Deployment %d of environment %s names %s as the previous deploy but records no images: deploy that commit's images with the deploy action", why, rec.ID, env, commit.Short(rec.SHA))
 	}
-	a.Infof("GitHub Deployment %d: %s, created by %s on %s", rec.ID, short(rec.SHA), rec.Creator, rec.CreatedAt.UTC().Format("2006-01-02 15:04 UTC"))
+	a.Infof("GitHub Deployment %d: %s, created by %s on %s", rec.ID, commit.Short(rec.SHA), rec.Creator, rec.CreatedAt.UTC().Format("2006-01-02 15:04 UTC"))
 	return rec, nil
 }
 

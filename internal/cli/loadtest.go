@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -100,7 +101,7 @@ func runLoadtest(ctx context.Context, a *action.Action) error {
 	if a.Getenv(backgroundEnv) != "" {
 		mode = "run"
 	}
-	if !contains([]string{"run", "start", "stop"}, mode) {
+	if !slices.Contains([]string{"run", "start", "stop"}, mode) {
 		in.Fail("mode", "%q is not run, start or stop", mode)
 	}
 	var win [2]time.Time

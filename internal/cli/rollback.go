@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/gantry-dev/gantry/internal/action"
+	"github.com/gantry-dev/gantry/internal/commit"
 	"github.com/gantry-dev/gantry/internal/composefile"
 	"github.com/gantry-dev/gantry/internal/deploy/cloudrun"
 	"github.com/gantry-dev/gantry/internal/deploy/compose"
@@ -109,12 +110,12 @@ func runRollback(ctx context.Context, a *action.Action) error {
 	if err != nil {
 		return err
 	}
-	a.Infof("%s rolls back project %s to %s (%s)", o.Who.Actor, o.Project, short(target.SHA), target.source)
+	a.Infof("%s rolls back project %s to %s (%s)", o.Who.Actor, o.Project, commit.Short(target.SHA), target.source)
 	// The files on the host are the ones of the current deploy: roll back
 	// the images within them.
 	o.File = file
 	o.EnvFile, o.SHA, o.Images, o.Rollback = envData, target.SHA, target.Images, true
-	o.Who.Reason = strings.TrimSpace("rollback to " + short(target.SHA) + ". " + o.Who.Reason)
+	o.Who.Reason = strings.TrimSpace("rollback to " + commit.Short(target.SHA) + ". " + o.Who.Reason)
 	for s := range target.Images {
 		o.Services = append(o.Services, s)
 	}
@@ -167,9 +168,9 @@ func runRollbackECS(ctx context.Context, a *action.Action, in *action.Inputs, to
 	if err != nil {
 		return fmt.Errorf("rollback of service %s: %w", t.opts.Service, err)
 	}
-	a.Infof("rolling back service %s from %s to %s (commit %s)", t.opts.Service, ecsdeploy.Short(current), ecsdeploy.Short(rev.ARN), short(rev.SHA))
+	a.Infof("rolling back service %s from %s to %s (commit %s)", t.opts.Service, ecsdeploy.Short(current), ecsdeploy.Short(rev.ARN), commit.Short(rev.SHA))
 	t.opts.Revision, t.opts.SHA = rev.ARN, rev.SHA
-	return runECS(ctx, a, t, "rollback", strings.TrimSpace("rollback to "+short(rev.SHA)+". "+in.String("reason")))
+	return runECS(ctx, a, t, "rollback", strings.TrimSpace("rollback to "+commit.Short(rev.SHA)+". "+in.String("reason")))
 }
 
 // runRollbackCloudRun sends all traffic of a Cloud Run service to the revision
@@ -191,9 +192,9 @@ func runRollbackCloudRun(ctx context.Context, a *action.Action, in *action.Input
 	if err != nil {
 		return fmt.Errorf("rollback of service %s: %w", t.opts.Service, err)
 	}
-	a.Infof("rolling back service %s to revision %s (commit %s)", t.opts.Service, rev, short(sha))
+	a.Infof("rolling back service %s to revision %s (commit %s)", t.opts.Service, rev, commit.Short(sha))
 	t.opts.Revision, t.opts.SHA, t.opts.Strategy = rev, sha, cloudrun.All
-	return runCloudRun(ctx, a, t, "rollback", strings.TrimSpace("rollback to "+short(sha)+". "+in.String("reason")))
+	return runCloudRun(ctx, a, t, "rollback", strings.TrimSpace("rollback to "+commit.Short(sha)+". "+in.String("reason")))
 }
 
 // runRollbackSwarm redeploys a Swarm stack with the digests of an earlier
@@ -225,9 +226,9 @@ func runRollbackSwarm(ctx context.Context, a *action.Action, in *action.Inputs, 
 		return err
 	}
 	o.File = file
-	a.Infof("%s rolls back stack %s to %s (%s)", o.Who.Actor, o.Stack, short(target.SHA), target.source)
+	a.Infof("%s rolls back stack %s to %s (%s)", o.Who.Actor, o.Stack, commit.Short(target.SHA), target.source)
 	o.EnvFile, o.SHA, o.Images, o.Rollback = envData, target.SHA, target.Images, true
-	o.Who.Reason = strings.TrimSpace("rollback to " + short(target.SHA) + ". " + o.Who.Reason)
+	o.Who.Reason = strings.TrimSpace("rollback to " + commit.Short(target.SHA) + ". " + o.Who.Reason)
 	return swarmDeployAndReport(ctx, a, hc, o, in.Duration("verify-timeout"), "rollback")
 }
 

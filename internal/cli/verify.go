@@ -216,10 +216,10 @@ func writeVerifySummary(a *action.Action, v verifyInputs, res verify.Result, res
 	case err != nil:
 		fmt.Fprintf(s, "### ❌ verify: %d of %d contract checks failed\n\n%s serves %s, but its contract checks failed.\n\n", failed, len(results), target, action.Code(res.ServedSHA))
 	case failed > 0:
-		fmt.Fprintf(s, "### ⚠️ verify: %s serves %s, with %d failed contract check(s)\n\n", target, action.Code(shortSHA(res.ServedSHA)), failed)
+		fmt.Fprintf(s, "### ⚠️ verify: %s serves %s, with %d failed contract check(s)\n\n", target, action.Code(commit.Short(res.ServedSHA)), failed)
 		fmt.Fprintf(s, "⚠️ **%d of %d contract checks failed**; the step passes because allow-failure is set.\n\n", failed, len(results))
 	default:
-		fmt.Fprintf(s, "### ✅ verify: %s serves %s\n\n", target, action.Code(shortSHA(res.ServedSHA)))
+		fmt.Fprintf(s, "### ✅ verify: %s serves %s\n\n", target, action.Code(commit.Short(res.ServedSHA)))
 	}
 	if res.Attempts > 0 {
 		fmt.Fprintf(s, "Expected %s; %d attempts in %.1fs, %d right answers in a row required.\n\n", action.Code(v.opts.SHA), res.Attempts, res.Elapsed.Seconds(), v.opts.Consecutive)
@@ -252,12 +252,4 @@ func writeVerifySummary(a *action.Action, v verifyInputs, res verify.Result, res
 	if err != nil && errors.Is(err, context.Canceled) {
 		s.WriteString("\nThe run was cancelled.\n")
 	}
-}
-
-// shortSHA abbreviates a commit SHA for display.
-func shortSHA(sha string) string {
-	if len(sha) > commit.MinLen {
-		return sha[:commit.MinLen]
-	}
-	return sha
 }

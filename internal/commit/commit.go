@@ -35,6 +35,10 @@ func Validate(sha string) (string, error) {
 // Tag returns the image tag for sha: "sha-" and its first 7 characters.
 func Tag(sha string) string { return "sha-" + strings.ToLower(sha)[:MinLen] }
 
+// Short returns sha cut to MinLen characters for display; shorter text is
+// returned as it is.
+func Short(sha string) string { return sha[:min(len(sha), MinLen)] }
+
 // FromEnv returns the commit a workflow run is about: on pull_request events
 // the head commit of the pull request (GITHUB_SHA is then a merge commit no
 // one will deploy), else GITHUB_SHA.

@@ -63,3 +63,17 @@ func TestFromEnvPullRequestUsesHead(t *testing.T) {
 		t.Errorf("push: got %q", got)
 	}
 }
+
+func TestShort(t *testing.T) {
+	for in, want := range map[string]string{
+		"":         "",
+		"abc":      "abc",
+		"abcdef1":  "abcdef1",
+		"abcdef12": "abcdef1",
+		"0123456789abcdef0123456789abcdef01234567": "0123456",
+	} {
+		if got := Short(in); got != want {
+			t.Errorf("Short(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

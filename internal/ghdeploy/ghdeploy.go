@@ -147,7 +147,7 @@ func (r *Recorder) Start(ctx context.Context, d Deploy) *Deployment {
 	if err := dep.status(ctx, StateInProgress, "", d.Description); err != nil {
 		r.warn(fmt.Sprintf("mark deployment %d in progress", dep.id), err)
 	} else {
-		r.logf("GitHub Deployment %d: %s to environment %s, in progress", dep.id, short(d.SHA), d.Environment)
+		r.logf("GitHub Deployment %d: %s to environment %s, in progress", dep.id, commit.Short(d.SHA), d.Environment)
 	}
 	return dep
 }
@@ -284,7 +284,7 @@ type Record struct {
 // Compose file, its own history). Anything else is refused with an error naming the deployment.
 func (rec Record) TrustedImages(trusted map[string][]string) (map[string]string, error) {
 	refuse := func(format string, args ...any) error {
-		return fmt.Errorf("GitHub Deployment %d (commit %s) refused: %s", rec.ID, short(rec.SHA), fmt.Sprintf(format, args...))
+		return fmt.Errorf("GitHub Deployment %d (commit %s) refused: %s", rec.ID, commit.Short(rec.SHA), fmt.Sprintf(format, args...))
 	}
 	if _, err := commit.Validate(rec.SHA); err != nil {
 		return nil, refuse("%v", err)
@@ -362,7 +362,7 @@ func (r *Recorder) Previous(ctx context.Context, environment, current string) (R
 	if current == "" {
 		return Record{}, fmt.Errorf("%w: environment %s has no successful deployment on GitHub", ErrNoPrevious, environment)
 	}
-	return Record{}, fmt.Errorf("%w: environment %s has none before %s among its last %d deployments", ErrNoPrevious, environment, short(current), maxLooked)
+	return Record{}, fmt.Errorf("%w: environment %s has none before %s among its last %d deployments", ErrNoPrevious, environment, commit.Short(current), maxLooked)
 }
 
 // succeeded reports whether a deployment ever had a success status.
@@ -464,5 +464,3 @@ func cut(s string) string {
 	}
 	return string([]rune(s)[:MaxDescription-1]) + "…"
 }
-
-func short(sha string) string { return sha[:min(len(sha), commit.MinLen)] }

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gantry-dev/gantry/internal/commit"
 	"github.com/gantry-dev/gantry/internal/remote"
 )
 
@@ -54,7 +55,7 @@ func (i Info) String() string {
 		s = "someone"
 	}
 	if i.SHA != "" {
-		s += " deploying " + short(i.SHA)
+		s += " deploying " + commit.Short(i.SHA)
 	}
 	if i.RunURL != "" {
 		s += " (" + i.RunURL + ")"
@@ -68,13 +69,6 @@ func (i Info) String() string {
 		s += ", since " + i.Started.UTC().Format("15:04:05 UTC")
 	}
 	return s
-}
-
-func short(sha string) string {
-	if len(sha) > 7 {
-		return sha[:7]
-	}
-	return sha
 }
 
 // Options controls acquiring a lock.

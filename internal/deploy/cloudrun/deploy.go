@@ -229,7 +229,7 @@ func (d *deployer) run(ctx context.Context) error {
 		verb = "creating"
 		d.res.Created = true
 	}
-	o.Logf("%s service %s: revision %s (%s), strategy %s", verb, o.Service, rev, short(o.SHA), o.Strategy)
+	o.Logf("%s service %s: revision %s (%s), strategy %s", verb, o.Service, rev, commit.Short(o.SHA), o.Strategy)
 	got, err := d.update(ctx, svc, cur == nil, "revision "+rev+" ready")
 	if err != nil {
 		if f := d.revisionFailure(ctx, rev, err); f != nil {
@@ -373,7 +373,7 @@ func (d *deployer) revisionName(ctx context.Context) (string, error) {
 			return "", explain("GetRevision", d.o, err)
 		}
 	}
-	return "", fmt.Errorf("50 revisions of commit %s exist already; delete some (gcloud run revisions delete) or deploy another commit", short(d.o.SHA))
+	return "", fmt.Errorf("50 revisions of commit %s exist already; delete some (gcloud run revisions delete) or deploy another commit", commit.Short(d.o.SHA))
 }
 
 // render is the service with the new revision's template.
@@ -857,13 +857,6 @@ func base(rev string) string {
 		return rev[i+1:]
 	}
 	return rev
-}
-
-func short(sha string) string {
-	if len(sha) > 7 {
-		return sha[:7]
-	}
-	return sha
 }
 
 // explain words a Cloud Run API error with what to check.

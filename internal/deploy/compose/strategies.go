@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/gantry-dev/gantry/internal/commit"
 	"github.com/gantry-dev/gantry/internal/composefile"
 	"github.com/gantry-dev/gantry/internal/edge"
 	"github.com/gantry-dev/gantry/internal/history"
@@ -39,7 +41,7 @@ func (dp *deployer) recreate(ctx context.Context, services []string) error {
 			verified := 0
 			var blind []string
 			for _, c := range started {
-				if !contains(dp.o.Services, c.Service) {
+				if !slices.Contains(dp.o.Services, c.Service) {
 					continue
 				}
 				port := dp.port(c)
@@ -193,7 +195,7 @@ func (dp *deployer) verifyDirect(ctx context.Context, c Container, port int) err
 	if err != nil {
 		return fmt.Errorf("%s (container %s): %w", c.Service, c.Name, err)
 	}
-	dp.o.Logf("%s answers %s on %s", c.Name, short(res.ServedSHA), u)
+	dp.o.Logf("%s answers %s on %s", c.Name, commit.Short(res.ServedSHA), u)
 	return nil
 }
 
@@ -209,7 +211,7 @@ func (dp *deployer) verifyPublic(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("public URL: %w", err)
 	}
-	dp.o.Logf("%s answers %s", dp.o.URL, short(res.ServedSHA))
+	dp.o.Logf("%s answers %s", dp.o.URL, commit.Short(res.ServedSHA))
 	return nil
 }
 
@@ -265,22 +267,6 @@ func (e *execer) Exec(ctx context.Context, service string, argv []string) (strin
 		return "", 0, fmt.Errorf("no running container of service %s", service)
 	}
 	return e.dp.d.Exec(ctx, id, argv)
-}
-
-func short(sha string) string {
-	if len(sha) > 7 {
-		return sha[:7]
-	}
-	return sha
-}
-
-func contains(xs []string, x string) bool {
-	for _, y := range xs {
-		if y == x {
-			return true
-		}
-	}
-	return false
 }
 
 // edgeClient returns a client for the edge's admin API, starting the edge

@@ -28,6 +28,7 @@ import (
 	"go.yaml.in/yaml/v4"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/gantry-dev/gantry/internal/commit"
 	"github.com/gantry-dev/gantry/internal/composefile"
 	"github.com/gantry-dev/gantry/internal/edge"
 	"github.com/gantry-dev/gantry/internal/history"
@@ -602,7 +603,7 @@ func (dp *deployer) verifyTasks(ctx context.Context, p *colorPlan) error {
 			if err != nil {
 				return fmt.Errorf("a task of %s: %w", p.nextService, err)
 			}
-			dp.o.Logf("task of %s at %s answers %s", p.nextService, ip, short(res.ServedSHA))
+			dp.o.Logf("task of %s at %s answers %s", p.nextService, ip, commit.Short(res.ServedSHA))
 			return nil
 		})
 	}
@@ -614,13 +615,6 @@ func (o Options) healthPath() string {
 		return o.HealthPath
 	}
 	return DefaultHealthPath
-}
-
-func short(sha string) string {
-	if len(sha) > 7 {
-		return sha[:7]
-	}
-	return sha
 }
 
 // route points one edge service at ups, loading the edge's whole

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -94,7 +95,7 @@ func (dp *deployer) judge(svcs map[string]*mswarm.Service, tasks map[string][]ms
 		r.Errors = taskErrors(tasks[s.ID], dp.since)
 		oneShot := s.Spec.TaskTemplate.RestartPolicy != nil && s.Spec.TaskTemplate.RestartPolicy.Condition == mswarm.RestartPolicyConditionNone
 		changed := b == nil || s.Version.Index != b.Version.Index
-		if changed && !contains(dp.updated, full) {
+		if changed && !slices.Contains(dp.updated, full) {
 			dp.updated = append(dp.updated, full)
 		}
 		us := s.UpdateStatus
@@ -292,15 +293,6 @@ func (dp *deployer) lastErrors() string {
 		}
 	}
 	return errorsText(all)
-}
-
-func contains(xs []string, x string) bool {
-	for _, y := range xs {
-		if y == x {
-			return true
-		}
-	}
-	return false
 }
 
 // tasks reads the tasks of the watched services, keyed by service ID.
