@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
-# install.sh puts the gantry binary pinned by the action's ref on a GitHub
-# Actions runner. A release ref (v1, v1.2, v1.2.3) is downloaded from the
-# GitHub release of that ref, checked against its checksums.txt and kept in
-# the runner's tool cache with its archive, which every cache hit re-hashes
-# against checksums.txt (a copy that fails is downloaded again); any other ref (a branch, a commit SHA, a local
-# action) is built from the action's own checkout instead.
+# install.sh puts the gantry binary of the action's own version on a GitHub
+# Actions runner. A release commit (what the tags v1, v1.2 and v1.2.3 point
+# at) carries a VERSION file naming its exact release, vX.Y.Z: that immutable
+# release's archive is downloaded, checked against the release's
+# checksums.txt, its provenance attestation verified with
+# `gh attestation verify` where gh and a token are at hand, and kept in the
+# runner's tool cache with its archive, which every cache hit re-hashes
+# against checksums.txt (a copy that fails is downloaded again). A checkout
+# without VERSION (a branch, another commit, a local action) is built from
+# the action's own source instead, and so is a release that cannot be
+# downloaded (no route to github.com, DNS, timeout, HTTP 5xx or 404), with a
+# warning that says why and how to mirror releases. A checksum mismatch or a
+# failed attestation is never built around: it fails the step.
 #
 # Usage:
 #   install.sh [--add-path]           resolve the binary; writes bin, version,
@@ -16,41 +23,92 @@
 #
 # Outputs: bin (absolute path of the gantry executable), version, need-build
 # and need-go (true when no go on PATH is as new as go.mod asks). Releases
-# are cached in $RUNNER_TOOL_CACHE/gantry/<ref>-<sha256[:12]>/<arch>/; source
-# builds go to $RUNNER_TEMP/gantry-src-build/.
+# are cached in $RUNNER_TOOL_CACHE/gantry/<version>-<sha256[:12]>/<arch>/;
+# source builds go to $RUNNER_TEMP/gantry-src-build/.
+#
+# Releases are read from <base>/<owner>/<repo>/releases/download/<vX.Y.Z>/
+# (checksums.txt and gantry_<os>_<arch>.tar.gz, .zip on Windows). A mirror
+# keeps that layout; point the action's release-base-url input (or
+# GANTRY_RELEASE_BASE_URL) at its base.
 #
 # Environment (all optional):
-#   GANTRY_VERSION             explicit release to install (v1.2.3; 1.2.3 is accepted)
+#   GANTRY_VERSION             explicit release to install (v1.2.3; 1.2.3 is
+#                              accepted). It must be downloadable: when it is
+#                              not, the step fails (it asked for a release
+#                              binary, not a build of this action's source)
 #   GANTRY_ACTION_REF          the action's ref (github.action_ref)
 #   GANTRY_ACTION_REPOSITORY   the action's repository (github.action_repository)
 #                              both are derived from the script's location under
 #                              .../_actions/<owner>/<repo>/<ref>/ when empty
-#   GANTRY_RELEASE_BASE_URL    where releases live (default https://github.com)
+#   GANTRY_INPUT_RELEASE_BASE_URL  the action's release-base-url input; wins
+#                              over GANTRY_RELEASE_BASE_URL
+#   GANTRY_RELEASE_BASE_URL    where releases live (default https://github.com,
+#                              also on GHES: gantry's releases are on github.com)
 #   GANTRY_SRC_DIR             the gantry source tree to build (default: the
 #                              repository this script belongs to)
-#   GANTRY_INSTALL_RETRY_SECONDS  pause before re-checking a moving tag (v1)
-#                              whose archive and checksums.txt disagree (10)
-#   GITHUB_TOKEN               sent as a bearer token to https://github.com only
+#   GANTRY_INSTALL_CONNECT_TIMEOUT  seconds to connect to the release server (10)
+#   GANTRY_INSTALL_MAX_TIME    seconds one download attempt may take (120); an
+#                              attempt that moves no byte for 20 s is cut short
+#   GANTRY_INSTALL_RETRIES     retries of a download after a timeout, a refused
+#                              connection or HTTP 408/429/5xx (2)
+#   GANTRY_VERIFY_ATTESTATION  auto (default): verify the archive's provenance
+#                              with `gh attestation verify` when releases come
+#                              from https://github.com, the runner belongs to
+#                              github.com, gh has the attestation command and a
+#                              token is set; otherwise log that only the sha256
+#                              against checksums.txt was checked. always: verify
+#                              also for a mirror, and fail when it cannot.
+#                              never: check only the sha256
+#   GH_TOKEN, GITHUB_TOKEN, GANTRY_GITHUB_TOKEN  token gh uses for the
+#                              attestation (the first one set; the actions pass
+#                              the job's token as GANTRY_GITHUB_TOKEN). It goes
+#                              to gh in its environment, never on a command
+#                              line; GITHUB_TOKEN is also sent as a bearer token
+#                              to https://github.com downloads
 #   RUNNER_OS, RUNNER_ARCH, RUNNER_TOOL_CACHE, RUNNER_TEMP, GITHUB_OUTPUT,
-#   GITHUB_PATH                as set by the runner; outside Actions the platform
-#                              comes from uname and outputs are printed to stdout
+#   GITHUB_PATH, GITHUB_SERVER_URL  as set by the runner; outside Actions the
+#                              platform comes from uname and outputs are printed
+#                              to stdout
 set -euo pipefail
 
 readonly module_path="github.com/gantry-dev/gantry"
 readonly default_repository="gantry-dev/gantry"
 readonly default_base_url="https://github.com"
 readonly checksums_name="checksums.txt"
+# The workflow whose attestations vouch for a release's archives.
+readonly release_workflow=".github/workflows/release.yml"
 
 log() { printf 'gantry install: %s\n' "$*"; }
 
+# escape_data escapes a workflow command's message: %, CR and LF.
+escape_data() {
+	local s=$1
+	s=${s//'%'/'%25'}
+	s=${s//$'\r'/'%0D'}
+	s=${s//$'\n'/'%0A'}
+	printf '%s' "$s"
+}
+
 die() {
 	if [[ "${GITHUB_ACTIONS:-}" == "true" ]]; then
-		printf '::error title=gantry install::%s\n' "$*" >&2
+		printf '::error title=gantry install::%s\n' "$(escape_data "$*")" >&2
 	else
 		printf 'gantry install: error: %s\n' "$*" >&2
 	fi
 	exit 1
 }
+
+warn() {
+	if [[ "${GITHUB_ACTIONS:-}" == "true" ]]; then
+		printf '::warning title=gantry install::%s\n' "$(escape_data "$*")"
+	else
+		printf 'gantry install: warning: %s\n' "$*"
+	fi
+}
+
+# printable replaces control characters, so that a bad value quoted in an
+# error stays on one line.
+printable() { printf '%s' "$1" | LC_ALL=C tr -c '[:print:]' '?'; }
 
 # unix_path turns a Windows path (C:\a\b) into the form git-bash works with
 # (/c/a/b); elsewhere it returns its argument.
@@ -154,19 +212,49 @@ derive_from_path() {
 	path_ref=$ref
 }
 
-# A ref that names a release: v1, v1.2, v1.2.3 or v1.2.3-rc.1.
-is_release_ref() { [[ "$1" =~ ^v[0-9]+(\.[0-9]+(\.[0-9]+(-[0-9A-Za-z.]+)?)?)?$ ]]; }
+# A release version: v1.2.3 or v1.2.3-rc.1. Only these have releases; v1 and
+# v1.2 are plain git tags that move with every release.
+readonly release_version_re='^v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z][0-9A-Za-z.-]*)?$'
+is_release_version() { [[ "$1" =~ $release_version_re ]]; }
 
-# A full version names one release and never moves (a mismatch is not retried).
-is_full_version() { [[ "$1" =~ ^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.]+)?$ ]]; }
+# read_version_file prints the release named by the VERSION file $1: exactly
+# one line vX.Y.Z (an optional final newline, nothing else), or it fails.
+read_version_file() {
+	local file=$1 size content
+	size=$(wc -c <"$file" | tr -d ' ') || die "cannot read $file"
+	if ((size > 64)); then
+		die "$file holds $size bytes, not one version line such as v1.2.3; this checkout is not a release commit as the release workflow writes it"
+	fi
+	content=$(
+		cat -- "$file"
+		printf x
+	)
+	content=${content%x}
+	content=${content%$'\n'}
+	if ! is_release_version "$content"; then
+		die "$file holds '$(printable "$content")', not one line vX.Y.Z; this checkout is not a release commit as the release workflow writes it"
+	fi
+	printf '%s\n' "$content"
+}
 
-# fetch downloads $1 into $2. It returns 0 on success and 4 when the server
-# answers 404; any other failure ends the script.
+# positive_number checks that env variable $1 (value $2) is a number of
+# seconds above zero.
+positive_number() {
+	if [[ ! "$2" =~ ^[0-9]+(\.[0-9]+)?$ || "$2" =~ ^0+(\.0+)?$ ]]; then
+		die "$1 '$(printable "$2")' is not a number of seconds above zero"
+	fi
+}
+
+# fetch downloads $1 into $2 and returns 0, or returns 1 with fetch_failure
+# saying what went wrong (HTTP status, DNS, refused, timeout).
 fetch() {
 	local url=$1 out=$2 code="" rc=0
 	local errfile="$work_dir/curl.err"
-	local -a args=(--fail --location --retry 3 --retry-delay 2 --retry-connrefused --connect-timeout 30
-		--max-time 600 --silent --show-error --output "$out" --write-out '%{http_code}')
+	local -a args=(--fail --location --silent --show-error
+		--connect-timeout "$connect_timeout" --max-time "$max_time" --speed-limit 1 --speed-time 20
+		--retry "$retries" --retry-connrefused
+		--output "$out" --write-out '%{http_code}')
+	fetch_failure=""
 	if [[ -n "${GITHUB_TOKEN:-}" && "$base_url" == "$default_base_url" && "$GITHUB_TOKEN" != *[$'\r\n']* ]]; then
 		# The header goes through stdin so the token never shows in argv.
 		code=$(printf 'Authorization: Bearer %s\n' "$GITHUB_TOKEN" |
@@ -177,12 +265,17 @@ fetch() {
 	if ((rc == 0)); then
 		return 0
 	fi
-	if [[ "$code" == "404" ]]; then
-		return 4
+	if [[ "$code" =~ ^[1-9][0-9][0-9]$ ]]; then
+		fetch_failure="HTTP $code"
+	else
+		# The last curl error line, without its "curl: (7) " prefix.
+		local detail
+		detail=$(grep '^curl: (' "$errfile" 2>/dev/null | tail -n 1 || true)
+		detail=${detail#curl: (*) }
+		fetch_failure="${detail:-no answer} (curl exit $rc)"
 	fi
-	local detail
-	detail=$(head -n 1 "$errfile" 2>/dev/null || true)
-	die "could not download $url (HTTP ${code:-none}, curl exit $rc${detail:+: $detail})"
+	fetch_failure=$(printable "$fetch_failure")
+	return 1
 }
 
 # find_cached prints the install directory of a complete cached copy for
@@ -269,13 +362,68 @@ finish_install() {
 	exit 0
 }
 
+# gh_token prints the token gh gets for the attestation: GH_TOKEN, then
+# GITHUB_TOKEN, then the job's token the action passes.
+gh_token() {
+	local t
+	for t in "${GH_TOKEN:-}" "${GITHUB_TOKEN:-}" "${GANTRY_GITHUB_TOKEN:-}"; do
+		if [[ -n "$t" && "$t" != *[$'\r\n']* ]]; then
+			printf '%s' "$t"
+			return 0
+		fi
+	done
+	return 1
+}
+
+# verify_provenance checks the attestation of archive $1 (sha256 $2, already
+# matched against checksums.txt) with gh, when it can and should; a failed
+# verification ends the script, a skipped one is logged with what was checked.
+verify_provenance() {
+	local archive=$1 sum=$2 skip="" token=""
+	local signer="$repository/$release_workflow"
+	if [[ "$verify_attestation" == "never" ]]; then
+		skip="GANTRY_VERIFY_ATTESTATION=never"
+	elif ! command -v gh >/dev/null 2>&1; then
+		skip="no gh (GitHub CLI) on PATH"
+	elif ! gh attestation verify --help >/dev/null 2>&1; then
+		skip="the gh on PATH has no attestation command (gh 2.49 or newer has)"
+	elif ! token=$(gh_token); then
+		skip="no GH_TOKEN, GITHUB_TOKEN or GANTRY_GITHUB_TOKEN for gh"
+	elif [[ "$verify_attestation" == "auto" && "$base_url" != "$default_base_url" ]]; then
+		skip="releases come from the mirror $base_url (GANTRY_VERIFY_ATTESTATION=always verifies them against github.com's attestations too)"
+	elif [[ "$verify_attestation" == "auto" && -n "${GITHUB_SERVER_URL:-}" && "${GITHUB_SERVER_URL%/}" != "$default_base_url" ]]; then
+		skip="this runner belongs to $GITHUB_SERVER_URL, whose job token cannot read github.com's attestations (set GH_TOKEN to a github.com token and GANTRY_VERIFY_ATTESTATION=always to verify)"
+	fi
+	if [[ -n "$skip" ]]; then
+		if [[ "$verify_attestation" == "always" ]]; then
+			die "cannot verify the provenance of $asset of gantry $version: $skip; GANTRY_VERIFY_ATTESTATION=always refuses a binary checked only against checksums.txt; nothing installed"
+		fi
+		log "provenance not verified ($skip); checked: sha256 $sum of $asset equals its entry in checksums.txt of the same release ($release_url/$checksums_name)"
+		return 0
+	fi
+	log "verifying the provenance of $asset: gh attestation verify --repo $repository --signer-workflow $signer"
+	local out="$work_dir/gh.out" rc=0
+	# The token reaches gh through its environment only.
+	GH_TOKEN=$token GH_HOST=github.com GH_PROMPT_DISABLED=1 GH_NO_UPDATE_NOTIFIER=1 \
+		gh attestation verify "$archive" --repo "$repository" --signer-workflow "$signer" >"$out" 2>&1 || rc=$?
+	if ((rc != 0)); then
+		local detail
+		detail=$(grep -v '^[[:space:]]*$' "$out" | tail -n 1 || true)
+		detail=${detail//"$token"/***}
+		die "provenance check failed for $asset of gantry $version: gh attestation verify --repo $repository --signer-workflow $signer exited $rc ($(printable "$detail")); nothing installed"
+	fi
+	log "verified the provenance of $asset: an attestation signed by $signer (gh attestation verify), besides sha256 $sum from checksums.txt"
+}
+
 # install_release downloads, verifies and caches the release binary, writes
-# the outputs and exits. It returns (setting not_found_reason) when the
-# release or its asset for this platform does not exist.
+# the outputs and exits. It returns (setting download_failure) when the
+# release cannot be downloaded; a checksum mismatch, a malformed
+# checksums.txt or a failed attestation end the script.
 install_release() {
 	local dir
-	# 1. This job already resolved the ref (RUNNER_TEMP lives for one job):
-	# the same copy, re-hashed against the sum this job read from checksums.txt.
+	# 1. This job already resolved the version (RUNNER_TEMP lives for one
+	# job): the same copy, re-hashed against the sum this job read from
+	# checksums.txt.
 	if [[ -f "$memo_file" ]]; then
 		local memo_sum
 		{ read -r dir && read -r memo_sum; } <"$memo_file" || true
@@ -284,41 +432,13 @@ install_release() {
 		fi
 	fi
 	# 2. Any other cached copy is re-hashed against the release's
-	# checksums.txt, fetched below.
-
-	# A moving tag's assets are replaced one by one while a release runs;
-	# a mismatch then is retried a few times before it counts as tampering.
-	local attempt=1 attempts=1
-	if ! is_full_version "$version"; then
-		attempts=3
-	fi
-	while :; do
-		download_release
-		if [[ "$outcome" == "not-found" ]]; then
-			return 0
-		fi
-		if ((attempt >= attempts)); then
-			die "$mismatch_reason; nothing installed"
-		fi
-		attempt=$((attempt + 1))
-		log "$mismatch_reason; $version is a moving tag that a release may be updating: retrying in ${retry_seconds}s (attempt $attempt of $attempts)"
-		sleep "$retry_seconds"
-	done
-}
-
-# download_release fetches checksums.txt and the archive and installs the
-# archive when its sum matches (exiting); otherwise it sets outcome to
-# not-found (with not_found_reason) or mismatch (with mismatch_reason).
-download_release() {
-	local dir
-	local release_url="$base_url/$repository/releases/download/$version"
+	# checksums.txt, fetched here.
 	local checksums="$work_dir/$checksums_name" archive="$work_dir/$asset"
 	log "resolving gantry $version from $release_url"
-	outcome=not-found
-	fetch "$release_url/$checksums_name" "$checksums" || {
-		not_found_reason="release $version of $repository not found ($release_url/$checksums_name: HTTP 404)"
+	if ! fetch "$release_url/$checksums_name" "$checksums"; then
+		download_failure="$release_url/$checksums_name: $fetch_failure"
 		return 0
-	}
+	fi
 
 	local expected count
 	expected=$(tr -d '\r' <"$checksums" | awk -v name="$asset" '$2 == name || $2 == "*" name { print tolower($1) }' | sort -u)
@@ -330,29 +450,26 @@ download_release() {
 		die "checksums.txt of gantry $version ($repository) lists $asset more than once with different sums; refusing to install"
 	fi
 	if [[ ! "$expected" =~ ^[0-9a-f]{64}$ ]]; then
-		die "checksums.txt of gantry $version ($repository) has a malformed sum for $asset: $expected"
+		die "checksums.txt of gantry $version ($repository) has a malformed sum for $asset: $(printable "$expected")"
 	fi
 
 	local key="$version-${expected:0:12}"
-	# A copy of this content (the version, or a moving tag's current one) is
-	# already cached.
 	if dir=$(find_cached "$key"); then
 		use_cached "$dir" "$expected" "only $checksums_name downloaded"
 	fi
 
 	log "downloading $release_url/$asset"
-	fetch "$release_url/$asset" "$archive" || {
-		not_found_reason="release $version of $repository has no $asset ($goos/$goarch): HTTP 404"
+	if ! fetch "$release_url/$asset" "$archive"; then
+		download_failure="$release_url/$asset: $fetch_failure"
 		return 0
-	}
+	fi
 	local actual
 	actual=$(sha256_of "$archive")
 	if [[ "$actual" != "$expected" ]]; then
-		outcome=mismatch
-		mismatch_reason="checksum mismatch for $asset of gantry $version: expected sha256 $expected from checksums.txt, got $actual"
-		return 0
+		die "checksum mismatch for $asset of gantry $version: expected sha256 $expected from checksums.txt, got $actual; nothing installed and nothing built: a release never changes, so the download was altered on its way (check the release-base-url mirror, proxies) or the release was tampered with"
 	fi
-	log "verified sha256 $actual of $asset"
+	log "verified sha256 $actual of $asset against checksums.txt"
+	verify_provenance "$archive" "$actual"
 
 	mkdir -p "$cache_root"
 	local stage
@@ -441,6 +558,37 @@ for arg in "$@"; do
 	esac
 done
 
+# --- settings ---------------------------------------------------------------
+
+if [[ -n "${GANTRY_INPUT_RELEASE_BASE_URL:-}" ]]; then
+	base_url=$GANTRY_INPUT_RELEASE_BASE_URL
+	base_url_from="the release-base-url input"
+elif [[ -n "${GANTRY_RELEASE_BASE_URL:-}" ]]; then
+	base_url=$GANTRY_RELEASE_BASE_URL
+	base_url_from="GANTRY_RELEASE_BASE_URL"
+else
+	base_url=$default_base_url
+	base_url_from="the default"
+fi
+if [[ ! "$base_url" =~ ^https?://[^/[:space:]]+(/[^[:space:]]*)?$ || "$base_url" == *[[:cntrl:]]* ]]; then
+	die "$base_url_from '$(printable "$base_url")' is not an http:// or https:// URL without spaces (the base a mirror serves <owner>/<repo>/releases/download/<version>/ under, such as https://mirror.example.com/github)"
+fi
+base_url=${base_url%/}
+
+connect_timeout=${GANTRY_INSTALL_CONNECT_TIMEOUT:-10}
+max_time=${GANTRY_INSTALL_MAX_TIME:-120}
+retries=${GANTRY_INSTALL_RETRIES:-2}
+positive_number GANTRY_INSTALL_CONNECT_TIMEOUT "$connect_timeout"
+positive_number GANTRY_INSTALL_MAX_TIME "$max_time"
+if [[ ! "$retries" =~ ^([0-9]|10)$ ]]; then
+	die "GANTRY_INSTALL_RETRIES '$(printable "$retries")' is not a whole number from 0 to 10"
+fi
+verify_attestation=${GANTRY_VERIFY_ATTESTATION:-auto}
+case "$verify_attestation" in
+auto | always | never) ;;
+*) die "GANTRY_VERIFY_ATTESTATION '$(printable "$verify_attestation")' is not auto, always or never" ;;
+esac
+
 # --- platform ---------------------------------------------------------------
 
 runner_os=${RUNNER_OS:-}
@@ -490,8 +638,6 @@ temp_root=$(unix_path "${RUNNER_TEMP:-${TMPDIR:-/tmp}}")
 tool_cache=$(unix_path "${RUNNER_TOOL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}}")
 cache_root="$tool_cache/gantry"
 build_dir="$temp_root/gantry-src-build"
-base_url=${GANTRY_RELEASE_BASE_URL:-$default_base_url}
-base_url=${base_url%/}
 
 # --- which gantry -----------------------------------------------------------
 
@@ -507,28 +653,40 @@ if [[ -z "$repository" ]]; then
 	repository=${path_repository:-$default_repository}
 fi
 if [[ ! "$repository" =~ ^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$ ]]; then
-	die "action repository '$repository' is not of the form owner/name"
+	die "action repository '$(printable "$repository")' is not of the form owner/name"
+fi
+
+# The exact release of this checkout: the release workflow writes VERSION
+# into each release commit (the one v1, v1.2 and v1.2.3 point at).
+src_version=""
+if [[ -f "$src_root/VERSION" ]]; then
+	src_version=$(read_version_file "$src_root/VERSION")
 fi
 
 explicit=false
-version=$action_ref
+version=$src_version
 if [[ -n "${GANTRY_VERSION:-}" ]]; then
 	version=$GANTRY_VERSION
 	if [[ "$version" =~ ^[0-9] ]]; then
 		version="v$version"
 	fi
-	if ! is_release_ref "$version"; then
-		die "GANTRY_VERSION '$GANTRY_VERSION' is not a release version (want v1, v1.2 or v1.2.3)"
+	if ! is_release_version "$version"; then
+		die "GANTRY_VERSION '$(printable "$GANTRY_VERSION")' is not a release version: want one such as v1.2.3 (v1 and v1.2 are moving git tags without a release of their own)"
 	fi
-	if [[ "$version" != "$action_ref" ]]; then
+	# A version other than the checkout's own cannot be built from this
+	# source instead: it must be downloaded.
+	if [[ "$version" != "$src_version" ]]; then
 		explicit=true
 	fi
 fi
 
-# The version stamped into a source build: the ref when it is a plain name.
+# The version stamped into a source build: the checkout's release, else the
+# ref when it is a plain name.
 build_version=dev
-if [[ -n "$version" && "$version" =~ ^[A-Za-z0-9._/+-]+$ ]]; then
-	build_version=$version
+if [[ -n "$src_version" ]]; then
+	build_version=$src_version
+elif [[ -n "$action_ref" && "$action_ref" =~ ^[A-Za-z0-9._/+-]+$ ]]; then
+	build_version=$action_ref
 fi
 
 if [[ "$mode" == "build" ]]; then
@@ -538,32 +696,18 @@ fi
 
 # --- resolve ----------------------------------------------------------------
 
-work_dir=$(mktemp -d "$temp_root/gantry-install.XXXXXX")
-stage_dir=""
-cleanup() {
-	rm -rf "$work_dir"
-	if [[ -n "$stage_dir" ]]; then rm -rf "$stage_dir"; fi
-}
-trap cleanup EXIT
-
-source_id="$base_url/$repository"
-memo_dir="$temp_root/gantry-install-memo"
-memo_file="$memo_dir/${repository//\//_}_${version//\//_}_${goos}_${goarch}"
-not_found_reason=""
-mismatch_reason=""
-outcome=""
-retry_seconds=${GANTRY_INSTALL_RETRY_SECONDS:-10}
-if [[ ! "$retry_seconds" =~ ^[0-9]+$ ]]; then
-	die "GANTRY_INSTALL_RETRY_SECONDS '$retry_seconds' is not a number of seconds"
-fi
-
 if [[ -z "$version" ]]; then
-	plan_build "no action ref (a local action such as uses: ./actions/<name>, or an action path outside _actions/); building the checkout at $src_root"
+	if [[ -z "$action_ref" ]]; then
+		plan_build "no VERSION file and no action ref (a local action such as uses: ./actions/<name>, or an action path outside _actions/); building the checkout at $src_root"
+	else
+		plan_build "ref $action_ref is not a release commit (no VERSION file in $src_root: a branch or another commit); building that source"
+	fi
 	exit 0
 fi
-if ! is_release_ref "$version"; then
-	plan_build "ref $version is not a release tag (v1, v1.2, v1.2.3)"
-	exit 0
+if [[ "$explicit" == "true" ]]; then
+	log "installing gantry $version as GANTRY_VERSION asks${src_version:+ (this checkout is $src_version)}"
+elif [[ -n "$action_ref" && "$action_ref" != "$version" ]]; then
+	log "action ref $action_ref is release $version (its VERSION file)"
 fi
 if [[ -z "$goos" || -z "$goarch" ]]; then
 	if [[ "$explicit" == "true" ]]; then
@@ -573,11 +717,27 @@ if [[ -z "$goos" || -z "$goarch" ]]; then
 	exit 0
 fi
 
+work_dir=$(mktemp -d "$temp_root/gantry-install.XXXXXX")
+stage_dir=""
+cleanup() {
+	rm -rf "$work_dir"
+	if [[ -n "$stage_dir" ]]; then rm -rf "$stage_dir"; fi
+}
+trap cleanup EXIT
+
+release_url="$base_url/$repository/releases/download/$version"
+source_id="$base_url/$repository"
+memo_dir="$temp_root/gantry-install-memo"
+memo_file="$memo_dir/${repository//\//_}_${version}_${goos}_${goarch}"
+download_failure=""
+fetch_failure=""
+
 # install_release exits when it installed gantry; it returns when the release
-# or its asset does not exist. (Not called as "install_release || ...": that
+# could not be downloaded. (Not called as "install_release || ...": that
 # would switch off set -e inside it.)
 install_release
 if [[ "$explicit" == "true" ]]; then
-	die "$not_found_reason; check GANTRY_VERSION"
+	die "could not download gantry $version from $download_failure; nothing installed: GANTRY_VERSION (the version input) asks for that release's binary, which this action's source is not. Mirror the release and set release-base-url (or GANTRY_RELEASE_BASE_URL), or leave the version empty to install this action's own version"
 fi
-plan_build "$not_found_reason"
+warn "could not download gantry $version from $download_failure; building gantry $version from this action's own source instead (slower; sets up Go when the runner has none). To install the release binary without reaching github.com, mirror $checksums_name and the gantry_<os>_<arch> archives of $repository's release $version to <mirror>/$repository/releases/download/$version/ and set the action's release-base-url input (or the GANTRY_RELEASE_BASE_URL variable) to <mirror>"
+plan_build "the release $version could not be downloaded"

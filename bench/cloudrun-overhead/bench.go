@@ -39,7 +39,7 @@ func newBench(ctx context.Context, c config, root, tmp string) (*bench, error) {
 	}
 	logf("release %s: binary %d bytes, %s %d bytes (%s), %s %d bytes", c.ReleaseVersion, b.rel.BinarySize,
 		linuxAsset, len(b.rel.Archive), strings.Join(b.rel.Files, " + "), checksumsTx, len(b.rel.Checksums))
-	if b.srv, err = startReleaseServer(b.rel, c.Version); err != nil {
+	if b.srv, err = startReleaseServer(b.rel, b.rel.Version); err != nil {
 		return nil, err
 	}
 	for _, kv := range os.Environ() {

@@ -68,7 +68,7 @@ func main() {
 	var c config
 	flag.IntVar(&c.Runs, "runs", 5, "rounds per configuration (fresh tool cache, fresh fakes each); the table shows medians and ranges")
 	links := flag.String("link-mbit", "0", "comma-separated caps of the release server's link in Mbit/s, one gantry configuration each (0: loopback speed), e.g. 0,200")
-	flag.StringVar(&c.Version, "ref", "v1", "action ref the installer resolves (GANTRY_ACTION_REF): a release tag such as v1 or v1.2.3")
+	flag.StringVar(&c.Version, "ref", "v1", "action ref the installer is given (GANTRY_ACTION_REF), such as v1; it installs the release the checkout's VERSION names (-release-version) whatever the ref")
 	flag.StringVar(&c.ReleaseVersion, "release-version", "v1.0.0-bench", "version stamped into the release binary (-X internal/version.Version)")
 	flag.BoolVar(&c.Gcloud, "gcloud", true, "also time an installed gcloud (skipped when none is on PATH)")
 	flag.DurationVar(&c.StepTimeout, "step-timeout", 2*time.Minute, "longest any one install or deploy may run")

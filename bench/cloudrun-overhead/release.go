@@ -65,6 +65,11 @@ func buildRelease(ctx context.Context, root, dir, version string) (*release, err
 			return nil, fmt.Errorf("%s: %v\n%s", strings.Join(argv, " "), err, out)
 		}
 	}
+	// A release commit names its release in VERSION; install.sh installs that
+	// release whatever the action's ref (v1, v1.2, v1.2.3).
+	if err := os.WriteFile(filepath.Join(src, "VERSION"), []byte(version+"\n"), 0o644); err != nil {
+		return nil, err
+	}
 	bin := filepath.Join(dir, "gantry")
 	ldflags := "-s -w -X " + modulePath + "/internal/version.Version=" + version
 	logf("building the release binary of HEAD (%s): GOOS=linux GOARCH=amd64 GOAMD64=v1 CGO_ENABLED=0 -trimpath -ldflags %q", strings.TrimSpace(string(commit)), ldflags)

@@ -33,6 +33,10 @@ import (
 // gantryRepo is how consumers name gantry: uses: gantry-dev/gantry/...@v1.
 const gantryRepo = "gantry-dev/gantry"
 
+// gantryRelease is the release the v1 tag points at in these tests: the
+// VERSION file of the gantry copy, whose assets startRelease serves.
+const gantryRelease = "v1.0.0"
+
 // consumerRepo is the consumer repository's owner/name on "GitHub".
 const consumerRepo = "acme/shop"
 
@@ -149,8 +153,8 @@ func (c *consumer) Act(t *testing.T, event string, args ...string) *actRun {
 		// would fetch it from GitHub.
 		"--local-repository", gantryRepo + "@v1=" + c.gantry,
 		"--local-repository", strings.Fields(actionyml.SetupGo)[0] + "=" + stub,
-		// act workaround: the actions' install step downloads the v1
-		// release from github.com; GANTRY_RELEASE_BASE_URL (install.sh's
+		// act workaround: the actions' install step downloads the release
+		// v1 points at from github.com; GANTRY_RELEASE_BASE_URL (install.sh's
 		// own setting) points it at the same assets served locally. --env
 		// reaches every job, also those of called workflows.
 		"--env", "GANTRY_RELEASE_BASE_URL=" + c.release,
@@ -193,6 +197,10 @@ func gantrySource(t *testing.T) string {
 	if err := os.Remove(filepath.Join(dir, ".github", "workflows", "test.yml")); err != nil {
 		t.Fatal(err)
 	}
+	// v1 points at a release commit, which names its release in VERSION.
+	if err := os.WriteFile(filepath.Join(dir, "VERSION"), []byte(gantryRelease+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	return dir
 }
 
@@ -203,8 +211,8 @@ var (
 	releaseErr  error
 )
 
-// startRelease serves the v1 release of gantry-dev/gantry as GitHub does
-// (/<owner>/<repo>/releases/download/v1/<asset>): this checkout's gantry
+// startRelease serves gantry-dev/gantry's release gantryRelease as GitHub does
+// (/<owner>/<repo>/releases/download/<version>/<asset>): this checkout's gantry
 // built with the release's flags, in its archive, with checksums.txt. It
 // returns the base URL for GANTRY_RELEASE_BASE_URL.
 func startRelease(t *testing.T) string {
@@ -220,7 +228,7 @@ func startRelease(t *testing.T) string {
 		asset:           releaseTGZ,
 		"checksums.txt": []byte(hex.EncodeToString(sum[:]) + "  " + asset + "\n"),
 	}
-	prefix := "/" + gantryRepo + "/releases/download/v1/"
+	prefix := "/" + gantryRepo + "/releases/download/" + gantryRelease + "/"
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, ok := files[strings.TrimPrefix(r.URL.Path, prefix)]
 		if !ok || !strings.HasPrefix(r.URL.Path, prefix) {
@@ -234,7 +242,8 @@ func startRelease(t *testing.T) string {
 }
 
 // buildRelease builds ./cmd/gantry as the release and install.sh do
-// (static, trimmed, stamped v1) and packs it as the release archive.
+// (static, trimmed, stamped gantryRelease) and packs it as the release
+// archive.
 func buildRelease(root string) ([]byte, error) {
 	dir, err := os.MkdirTemp("", "gantry-release-")
 	if err != nil {
@@ -244,7 +253,7 @@ func buildRelease(root string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	bin := filepath.Join(dir, "gantry")
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w -X github.com/gantry-dev/gantry/internal/version.Version=v1", "-o", bin, "./cmd/gantry")
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w -X github.com/gantry-dev/gantry/internal/version.Version="+gantryRelease, "-o", bin, "./cmd/gantry")
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOWORK=off", "GOFLAGS=-buildvcs=false")
 	if out, err := cmd.CombinedOutput(); err != nil {

@@ -5,6 +5,7 @@ package actionyml
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/gantry-dev/gantry/internal/action"
@@ -14,6 +15,13 @@ import (
 // gantry from source.
 const SetupGo = "actions/setup-go@b7ad1dad31e06c5925ef5d2fc7ad053ef454303e # v7.0.0"
 
+// InstallInputs are inputs of every action's install step
+// (scripts/install.sh), not of the gantry command it runs.
+var InstallInputs = []action.Input{{
+	Name:        "release-base-url",
+	Description: "Base URL gantry's release binary is downloaded from, serving `<owner>/<repo>/releases/download/<version>/` (a mirror for GHES or air-gapped runners); empty: the GANTRY_RELEASE_BASE_URL variable, else https://github.com (also on GHES). When the download fails, gantry is built from this action's source, with a warning.",
+}}
+
 // Render returns the action.yml for spec.
 func Render(spec *action.Spec) string {
 	var b strings.Builder
@@ -22,7 +30,7 @@ func Render(spec *action.Spec) string {
 	fmt.Fprintf(&b, "description: %s\n", quote(spec.Description))
 	b.WriteString("author: gantry\nbranding:\n  icon: package\n  color: blue\n")
 	b.WriteString("inputs:\n")
-	for _, in := range spec.Inputs {
+	for _, in := range slices.Concat(spec.Inputs, InstallInputs) {
 		fmt.Fprintf(&b, "  %s:\n    description: %s\n    required: %t\n", in.Name, quote(in.Description), in.Required)
 		if def := actionDefault(in); def != "" {
 			fmt.Fprintf(&b, "    default: %s\n", quote(def))
@@ -40,6 +48,9 @@ func Render(spec *action.Spec) string {
       env:
         GANTRY_ACTION_REF: ${{ github.action_ref }}
         GANTRY_ACTION_REPOSITORY: ${{ github.action_repository }}
+        GANTRY_INPUT_RELEASE_BASE_URL: ${{ inputs.release-base-url }}
+        # For gh attestation verify only; never on a command line.
+        GANTRY_GITHUB_TOKEN: ${{ github.token }}
       run: bash "$GITHUB_ACTION_PATH/../../scripts/install.sh"
     - if: steps.install.outputs.need-go == 'true'
       uses: ` + SetupGo + `
@@ -94,7 +105,7 @@ func Readme(spec *action.Spec, example string) string {
 	}
 	fmt.Fprintf(&b, "The same command runs locally as `gantry %s --<input> <value>`; outputs are printed as `name=value`.\n\n", spec.Name)
 	b.WriteString("## Inputs\n\n| Name | Type | Required | Default | Description |\n|---|---|---|---|---|\n")
-	for _, in := range spec.Inputs {
+	for _, in := range slices.Concat(spec.Inputs, InstallInputs) {
 		def := actionDefault(in)
 		if def != "" {
 			def = action.Code(def)

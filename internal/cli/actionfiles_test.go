@@ -54,6 +54,11 @@ func TestSpecs(t *testing.T) {
 	t.Parallel()
 	for name, c := range Commands() {
 		seen := map[string]bool{}
+		for _, in := range actionyml.InstallInputs {
+			if _, ok := c.Spec.Input(in.Name); ok {
+				t.Errorf("%s: input %s is also an input of the install step (actionyml.InstallInputs)", name, in.Name)
+			}
+		}
 		for _, in := range c.Spec.Inputs {
 			if seen[in.Name] {
 				t.Errorf("%s: input %s declared twice", name, in.Name)

@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"maps"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -21,6 +22,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v4"
 )
 
 const (
@@ -28,27 +31,41 @@ const (
 	linuxAsset = "gantry_linux_amd64.tar.gz"
 	// standIn is the "gantry" executable inside the test release archives.
 	standIn = "#!/bin/sh\necho \"gantry stand-in $*\"\n"
-	// secretToken must never reach a server other than github.com, nor the log.
+	// secretToken must never reach a server other than github.com, nor the
+	// log, nor a command line.
 	secretToken = "ghs_testtoken0123456789"
+	// release is the version the test checkouts' VERSION files name.
+	release = "v1.2.3"
+	// warningPrefix starts the one line of a fallback warning.
+	warningPrefix = "::warning title=gantry install::"
+	errorPrefix   = "::error title=gantry install::"
+	// unresolvable is a host no resolver knows (RFC 6761 reserves .invalid).
+	unresolvable = "http://gantry-release-mirror.invalid"
 )
 
 // releaseServer serves GitHub-style release downloads,
-// /<owner>/<repo>/releases/download/<tag>/<asset>, and records what was asked.
+// /<owner>/<repo>/releases/download/<tag>/<asset>, and records what was
+// asked. Like GitHub's immutable releases it has no moving release (v1, v1.2
+// are git tags only) and a published release never changes: publish refuses
+// a tag twice, and only tamper (a mirror or proxy altering a download)
+// changes a served file.
 type releaseServer struct {
 	*httptest.Server
 	mu     sync.Mutex
 	files  map[string][]byte // "<tag>/<asset>" → content
-	status int               // when non-zero, every request gets this status
-	flaky  int               // this many requests get 503 before any succeeds
-	// afterServe, when set, runs (with the lock held) after each served file.
-	afterServe func(path string)
-	requests   []string
-	authSeen   []string
+	tags   map[string]bool
+	status int // when non-zero, every request gets this status
+	flaky  int // this many requests get 503 before any succeeds
+	// prefix is the path the server serves releases under ("" or a mirror's
+	// /sub/path).
+	prefix   string
+	requests []string
+	authSeen []string
 }
 
 func newReleaseServer(t *testing.T) *releaseServer {
 	t.Helper()
-	s := &releaseServer{files: map[string][]byte{}}
+	s := &releaseServer{files: map[string][]byte{}, tags: map[string]bool{}}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(s.Close)
 	return s
@@ -70,7 +87,7 @@ func (s *releaseServer) serve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "injected transient failure", http.StatusServiceUnavailable)
 		return
 	}
-	prefix := "/" + repository + "/releases/download/"
+	prefix := s.prefix + "/" + repository + "/releases/download/"
 	body, ok := s.files[strings.TrimPrefix(r.URL.Path, prefix)]
 	if !strings.HasPrefix(r.URL.Path, prefix) || !ok {
 		http.NotFound(w, r)
@@ -78,17 +95,18 @@ func (s *releaseServer) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	_, _ = w.Write(body)
-	if s.afterServe != nil {
-		s.afterServe(r.URL.Path)
-	}
 }
 
-// publish adds a release with one archive per asset name and a checksums.txt
-// listing them all.
+// publish adds an immutable release with one archive per asset name and a
+// checksums.txt listing them all.
 func (s *releaseServer) publish(t *testing.T, tag string, assets ...string) {
 	t.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.tags[tag] {
+		t.Fatalf("release %s is already published; releases are immutable", tag)
+	}
+	s.tags[tag] = true
 	var sums strings.Builder
 	for _, name := range assets {
 		var body []byte
@@ -104,7 +122,9 @@ func (s *releaseServer) publish(t *testing.T, tag string, assets ...string) {
 	s.files[tag+"/checksums.txt"] = []byte(sums.String())
 }
 
-func (s *releaseServer) set(path string, body []byte) {
+// tamper replaces what the server sends for path: a mirror or proxy that
+// alters a download, which a real immutable release never does.
+func (s *releaseServer) tamper(path string, body []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.files[path] = body
@@ -178,6 +198,71 @@ func zipArchive(t *testing.T, name, content string) []byte {
 	return buf.Bytes()
 }
 
+// hangingServer accepts connections and never answers: a proxy or mirror
+// that hangs. It returns its base URL.
+func hangingServer(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return "http://" + l.Addr().String()
+}
+
+// closedPort returns the base URL of a loopback port nothing listens on.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return "http://" + addr
+}
+
+// newSrc returns a gantry checkout for GANTRY_SRC_DIR: a go.mod and, when
+// versionFile is not nil, a VERSION file with exactly that content.
+func newSrc(t *testing.T, versionFile *string) string {
+	t.Helper()
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "go.mod"), []byte("module github.com/gantry-dev/gantry\n\ngo 1.26.0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if versionFile != nil {
+		if err := os.WriteFile(filepath.Join(src, "VERSION"), []byte(*versionFile), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return src
+}
+
+// file returns a pointer to content, for newSrc.
+func file(content string) *string { return &content }
+
 // runner is one simulated job: its own temp dir, outputs and PATH file, and a
 // tool cache that may be shared with later jobs.
 type runner struct {
@@ -215,6 +300,7 @@ func newRunner(t *testing.T, s *releaseServer, toolCache string) *runner {
 		}
 	}
 	r.env = map[string]string{
+		"GITHUB_ACTIONS":           "true",
 		"RUNNER_OS":                "Linux",
 		"RUNNER_ARCH":              "X64",
 		"RUNNER_TOOL_CACHE":        r.toolCache,
@@ -242,8 +328,17 @@ func (r *runner) newJob(t *testing.T, s *releaseServer) *runner {
 	return next
 }
 
+// baseURL is the release base URL the runner's install step is given.
+func (r *runner) baseURL() string {
+	if u := r.env["GANTRY_INPUT_RELEASE_BASE_URL"]; u != "" {
+		return u
+	}
+	return r.env["GANTRY_RELEASE_BASE_URL"]
+}
+
 // run executes install.sh with the runner's environment (anything the test
-// process has from a real runner removed) and returns its log and outputs.
+// process has from a real runner, and any proxy, removed) and returns its
+// log and outputs.
 func (r *runner) run(t *testing.T, args ...string) (string, map[string]string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
@@ -251,7 +346,8 @@ func (r *runner) run(t *testing.T, args ...string) (string, map[string]string, e
 	cmd := exec.CommandContext(ctx, "bash", append([]string{r.script}, args...)...)
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "GITHUB_") || strings.HasPrefix(k, "RUNNER_") || strings.HasPrefix(k, "GANTRY_") {
+		if strings.HasPrefix(k, "GITHUB_") || strings.HasPrefix(k, "RUNNER_") || strings.HasPrefix(k, "GANTRY_") ||
+			strings.HasPrefix(k, "GH_") || strings.HasSuffix(strings.ToLower(k), "_proxy") {
 			continue
 		}
 		cmd.Env = append(cmd.Env, kv)
@@ -291,6 +387,120 @@ func (r *runner) pathEntries(t *testing.T) []string {
 	return strings.Fields(string(b))
 }
 
+// withPath puts dir first on the runner's PATH.
+func (r *runner) withPath(dir string) {
+	r.env["PATH"] = dir + string(os.PathListSeparator) + os.Getenv("PATH")
+}
+
+// minimalPath gives the runner a PATH of only the tools install.sh uses, so
+// that no gh is on it whatever the machine has.
+func (r *runner) minimalPath(t *testing.T) {
+	t.Helper()
+	dir := t.TempDir()
+	for _, tool := range []string{"bash", "cat", "tr", "awk", "sort", "grep", "head", "tail", "wc", "mktemp", "rm", "mkdir", "mv", "chmod", "dirname", "tar", "gzip", "sha256sum", "curl", "go", "unzip"} {
+		p, err := exec.LookPath(tool)
+		if err != nil {
+			if tool == "go" || tool == "unzip" {
+				continue
+			}
+			t.Fatalf("%s is not on PATH", tool)
+		}
+		if err := os.Symlink(p, filepath.Join(dir, tool)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.env["PATH"] = dir
+}
+
+// fakeGH is a stand-in gh on PATH: it records each call's argv and the
+// environment gh reads, and answers `attestation verify` with pass or fail.
+type fakeGH struct{ dir string }
+
+// newFakeGH writes the stand-in; mode is "pass", "fail" or "old" (a gh
+// without the attestation command).
+func newFakeGH(t *testing.T, r *runner, mode string) *fakeGH {
+	t.Helper()
+	g := &fakeGH{dir: t.TempDir()}
+	bin := filepath.Join(g.dir, "bin")
+	if err := os.Mkdir(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	script := fmt.Sprintf(`#!/bin/sh
+log=%[1]q
+mode=%[2]q
+for a in "$@"; do printf '%%s\n' "$a"; done >>"$log/argv"
+echo "--" >>"$log/argv"
+if [ "$1" = attestation ] && [ "$mode" = old ]; then
+	echo 'unknown command "attestation" for "gh"' >&2
+	exit 1
+fi
+case "$*" in
+"attestation verify --help") exit 0 ;;
+"attestation verify "*)
+	printf 'GH_TOKEN=%%s\nGH_HOST=%%s\n' "$GH_TOKEN" "$GH_HOST" >"$log/env"
+	sha256sum <"$3" | cut -d' ' -f1 >"$log/verified-sum"
+	if [ "$mode" = fail ]; then
+		echo 'Loaded digest sha256:0000 for file://x'
+		echo 'Error: verifying with issuer "sigstore.dev": no attestations matched the policy' >&2
+		exit 1
+	fi
+	echo 'Verification succeeded!'
+	exit 0
+	;;
+esac
+exit 2
+`, g.dir, mode)
+	if err := os.WriteFile(filepath.Join(bin, "gh"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r.withPath(bin)
+	return g
+}
+
+// calls returns the argv of every call, in order.
+func (g *fakeGH) calls(t *testing.T) [][]string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(g.dir, "argv"))
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls [][]string
+	var cur []string
+	for _, l := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
+		if l == "--" {
+			calls = append(calls, cur)
+			cur = nil
+			continue
+		}
+		cur = append(cur, l)
+	}
+	return calls
+}
+
+// verifyCalls returns the calls that verified a file (not the --help probe).
+func (g *fakeGH) verifyCalls(t *testing.T) [][]string {
+	t.Helper()
+	var v [][]string
+	for _, c := range g.calls(t) {
+		if len(c) > 2 && c[0] == "attestation" && c[1] == "verify" && c[2] != "--help" {
+			v = append(v, c)
+		}
+	}
+	return v
+}
+
+func (g *fakeGH) read(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(g.dir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
 // runBinary runs an installed gantry and returns its output.
 func runBinary(t *testing.T, bin string, args ...string) string {
 	t.Helper()
@@ -301,10 +511,14 @@ func runBinary(t *testing.T, bin string, args ...string) string {
 	return strings.TrimSpace(string(out))
 }
 
+func sha256Hex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
 func cacheKey(t *testing.T, s *releaseServer, tag, asset string) string {
 	t.Helper()
-	sum := sha256.Sum256(s.get(tag + "/" + asset))
-	return tag + "-" + hex.EncodeToString(sum[:])[:12]
+	return tag + "-" + sha256Hex(s.get(tag + "/" + asset))[:12]
 }
 
 func checksumsPath(tag string) string {
@@ -330,36 +544,67 @@ func assertNothingInstalled(t *testing.T, r *runner) {
 	}
 }
 
+// linesWith returns the log lines that start with prefix.
+func linesWith(log, prefix string) []string {
+	var got []string
+	for _, l := range strings.Split(log, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			got = append(got, l)
+		}
+	}
+	return got
+}
+
+// built are the outputs of a run that leaves gantry to be built from the
+// checkout (its VERSION stamped in).
+var built = map[string]string{"need-build": "true", "need-go": "false", "bin": "{temp}/gantry-src-build/gantry", "version": release}
+
+// fallbackWarning is what every download-failure warning says besides the
+// URL and the failure.
+var fallbackWarning = []string{
+	"building gantry " + release + " from this action's own source instead",
+	"set the action's release-base-url input (or the GANTRY_RELEASE_BASE_URL variable)",
+	"/" + repository + "/releases/download/" + release + "/",
+}
+
 func TestInstall(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name string
-		// ref is GANTRY_ACTION_REF; env adds or overrides variables.
-		ref  string
-		env  map[string]string
-		args []string
+		// ref is GANTRY_ACTION_REF; versionFile the checkout's VERSION
+		// (nil: none); env adds or overrides variables.
+		ref         string
+		versionFile *string
+		env         map[string]string
+		args        []string
 		// setup publishes releases and may run earlier jobs; it returns the
 		// runner for the run under test.
 		setup func(t *testing.T, s *releaseServer, r *runner) *runner
-		// wantErr is a substring of the log of a run that must fail.
+		// wantErr is a substring of the one ::error line of a run that must
+		// fail (and write no outputs).
 		wantErr string
 		// want are outputs the run must write; "{cache}" and "{temp}" stand
 		// for the runner's tool cache and temp dir.
 		want         map[string]string
 		wantRequests []string
-		check        func(t *testing.T, s *releaseServer, r *runner, log string, out map[string]string)
+		// wantWarning are substrings of the run's one ::warning line
+		// ("{base}": the release base URL); nil: no warning at all.
+		wantWarning []string
+		check       func(t *testing.T, s *releaseServer, r *runner, log string, out map[string]string)
 	}{
+		// --- the exact version of a release commit ---------------------------
 		{
-			name: "release ref downloads, verifies and installs",
-			ref:  "v1.2.3",
+			name:        "release commit at v1.2.3 downloads, verifies and installs v1.2.3",
+			ref:         "v1.2.3",
+			versionFile: file("v1.2.3\n"),
 			setup: func(t *testing.T, s *releaseServer, r *runner) *runner {
-				s.publish(t, "v1.2.3", linuxAsset, "gantry_windows_amd64.zip")
+				s.publish(t, release, linuxAsset, "gantry_windows_amd64.zip")
 				return r
 			},
-			want:         map[string]string{"need-build": "false", "need-go": "false", "version": "v1.2.3"},
-			wantRequests: []string{checksumsPath("v1.2.3"), assetPath("v1.2.3", linuxAsset)},
+			want:         map[string]string{"need-build": "false", "need-go": "false", "version": release},
+			wantRequests: []string{checksumsPath(release), assetPath(release, linuxAsset)},
 			check: func(t *testing.T, s *releaseServer, r *runner, log string, out map[string]string) {
-				wantBin := filepath.Join(r.toolCache, "gantry", cacheKey(t, s, "v1.2.3", linuxAsset), "amd64", "gantry")
+				wantBin := filepath.Join(r.toolCache, "gantry", cacheKey(t, s, release, linuxAsset), "amd64", "gantry")
 				if out["bin"] != wantBin {
 					t.Errorf("bin = %q, want %q", out["bin"], wantBin)
 				}
@@ -375,269 +620,85 @@ func TestInstall(t *testing.T) {
 			},
 		},
 		{
-			name: "full version cached by an earlier job is re-hashed against checksums.txt",
-			ref:  "v1.2.3",
-			setup: func(t *testing.T, s *releaseServer, r *runner) *runner {
-				s.publish(t, "v1.2.3", linuxAsset)
-				if log, _, err := r.run(t); err != nil {
-					t.Fatalf("first install: %v\n%s", err, log)
-				}
-				s.takeRequests()
-				return r.newJob(t, s)
-			},
-			want:         map[string]string{"need-build": "false", "version": "v1.2.3"},
-			wantRequests: []string{checksumsPath("v1.2.3")},
-			check: func(t *testing.T, s *releaseServer, r *runner, log string, out map[string]string) {
-				if !strings.Contains(log, "cache hit") || !strings.Contains(log, "re-hashed against sha256") || !strings.Contains(log, "only checksums.txt downloaded") {
-					t.Errorf("log does not report the cache hit:\n%s", log)
-				}
-				if got := runBinary(t, out["bin"]); got != "gantry stand-in" {
-					t.Errorf("cached binary printed %q", got)
-				}
-			},
+			name:         "major tag v1 installs the exact release its commit names",
+			ref:          "v1",
+			versionFile:  file("v1.2.3\n"),
+			setup:        publish(release, linuxAsset),
+			want:         map[string]string{"need-build": "false", "version": release},
+			wantRequests: []string{checksumsPath(release), assetPath(release, linuxAsset)},
+			check:        logHas("action ref v1 is release v1.2.3 (its VERSION file)"),
 		},
 		{
-			name: "a replaced cached binary is downloaded again",
-			ref:  "v1.2.3",
+			name:         "minor tag v1.2 installs the exact release its commit names",
+			ref:          "v1.2",
+			versionFile:  file("v1.2.3\n"),
+			setup:        publish(release, linuxAsset),
+			want:         map[string]string{"need-build": "false", "version": release},
+			wantRequests: []string{checksumsPath(release), assetPath(release, linuxAsset)},
+		},
+		{
+			name:         "full SHA of a release commit installs its release",
+			ref:          "0123456789abcdef0123456789abcdef01234567",
+			versionFile:  file("v1.2.3"), // no final newline: also one line
+			setup:        publish(release, linuxAsset),
+			want:         map[string]string{"need-build": "false", "version": release},
+			wantRequests: []string{checksumsPath(release), assetPath(release, linuxAsset)},
+		},
+		{
+			name:         "pre-release commit installs its pre-release",
+			ref:          "v2.0.0-rc.1",
+			versionFile:  file("v2.0.0-rc.1\n"),
+			setup:        publish("v2.0.0-rc.1", linuxAsset),
+			want:         map[string]string{"need-build": "false", "version": "v2.0.0-rc.1"},
+			wantRequests: []string{checksumsPath("v2.0.0-rc.1"), assetPath("v2.0.0-rc.1", linuxAsset)},
+		},
+		{
+			name:        "ref and repository derived from the action path",
+			ref:         "",
+			versionFile: file("v1.2.3\n"),
+			env:         map[string]string{"GANTRY_ACTION_REPOSITORY": ""},
 			setup: func(t *testing.T, s *releaseServer, r *runner) *runner {
-				s.publish(t, "v1.2.3", linuxAsset)
-				if log, _, err := r.run(t); err != nil {
-					t.Fatalf("first install: %v\n%s", err, log)
-				}
-				s.takeRequests()
-				bin := filepath.Join(r.toolCache, "gantry", cacheKey(t, s, "v1.2.3", linuxAsset), "amd64", "gantry")
-				if err := os.WriteFile(bin, []byte("#!/bin/sh\necho evil\n"), 0o755); err != nil {
+				s.publish(t, release, linuxAsset)
+				// The runner unpacks uses: acme/gantry/actions/deploy@v1
+				// into _actions/acme/gantry/v1.
+				root := filepath.Join(t.TempDir(), "_actions", "acme", "gantry", "v1")
+				script := filepath.Join(root, "scripts", "install.sh")
+				if err := os.MkdirAll(filepath.Dir(script), 0o755); err != nil {
 					t.Fatal(err)
 				}
-				return r.newJob(t, s)
-			},
-			want:         map[string]string{"need-build": "false", "version": "v1.2.3"},
-			wantRequests: []string{checksumsPath("v1.2.3"), assetPath("v1.2.3", linuxAsset)},
-			check: func(t *testing.T, s *releaseServer, r *runner, log string, out map[string]string) {
-				if !strings.Contains(log, "is not the one in its release archive") || !strings.Contains(log, "downloading it again") {
-					t.Errorf("log does not report the failed re-hash:\n%s", log)
-				}
-				if got := runBinary(t, out["bin"]); got != "gantry stand-in" {
-					t.Errorf("binary printed %q, want the release's", got)
-				}
-			},
-		},
-		{
-			name: "a replaced binary resolved earlier in the same job is downloaded again",
-			ref:  "v1",
-			setup: func(t *testing.T, s *releaseServer, r *runner) *runner {
-				s.publish(t, "v1", linuxAsset)
-				log, out, err := r.run(t)
+				b, err := os.ReadFile(r.script)
 				if err != nil {
-					t.Fatalf("first install: %v\n%s", err, log)
-				}
-				s.takeRequests()
-				if err := os.WriteFile(out["bin"], []byte("#!/bin/sh\necho evil\n"), 0o755); err != nil {
 					t.Fatal(err)
 				}
+				if err := os.WriteFile(script, b, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(root, "VERSION"), []byte(release+"\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				delete(r.env, "GANTRY_SRC_DIR")
+				r.script = script
 				return r
 			},
-			want:         map[string]string{"need-build": "false", "version": "v1"},
-			wantRequests: []string{checksumsPath("v1"), assetPath("v1", linuxAsset)},
-			check: func(t *testing.T, s *releaseServer, r *runner, log string, out map[string]string) {
-				if got := runBinary(t, out["bin"]); got != "gantry stand-in" {
-					t.Errorf("binary printed %q, want the release's", got)
-				}
-			},
+			want:         map[string]string{"need-build": "false", "version": release},
+			wantRequests: []string{checksumsPath(release), assetPath(release, linuxAsset)},
+			check:        logHas("action ref v1 of acme/gantry taken from the action path", "action ref v1 is release v1.2.3"),
 		},
-		{
-			name: "moving tag resolved earlier in the same job downloads nothing",
-			ref:  "v1",
-			setup: func(t *testing.T, s *releaseServer, r *runner) *runner {
-				s.publish(t, "v1", linuxAsset)
-				if log, _, err := r.run(t); err != nil {
-					t.Fatalf("first install: %v\n%s", err, log)
-				}
-				s.takeRequests()
-				return r
-			},
-			want:         map[string]string{"need-build": "false", "version": "v1"},
-			wantRequests: nil,
-			check: func(t *testing.T, s *releaseServer, r *runner, log string, out map[string]string) {
-				if !strings.Contains(log, "cache hit") {
-					t.Errorf("log does not report the cache hit:\n%s", log)
-				}
-			},
-		},
-		{
-			name: "moving tag in a later job checks only checksums.txt",
-			ref:  "v1",
-			setup: func(t *testing.T, s *releaseServer, r *runner) *runner {
-				s.publish(t, "v1", linuxAsset)
-				if log, _, err := r.run(t); err != nil {
-					t.Fatalf("first install: %v\n%s", err, log)
-				}
-				s.takeRequests()
-				return r.newJob(t, s)
-			},
-			want:         map[string]string{"need-build": "false", "version": "v1"},
-			wantRequests: []string{checksumsPath("v1")},
-			check: func(t *testing.T, s *releaseServer, r *runner, log string, out map[string]string) {
-				if !strings.Contains(log, "cache hit") {
-					t.Errorf("log does not report the cache hit:\n%s", log)
-				}
-			},
-		},
-		{
-			name: "moving tag that moved downloads the new binary",
-			ref:  "v1",
-			setup: func(t *testing.T, s *releaseServer, r *runner) *runner {
-				s.publish(t, "v1", linuxAsset)
-				if log, _, err := r.run(t); err != nil {
-					t.Fatalf("first install: %v\n%s", err, log)
-				}
-				s.takeRequests()
-				s.set("v1/"+linuxAsset, tarArchive(t, "gantry", "#!/bin/sh\necho moved\n"))
-				sum := sha256.Sum256(s.get("v1/" + linuxAsset))
-				s.set("v1/checksums.txt", []byte(hex.EncodeToString(sum[:])+"  "+linuxAsset+"\n"))
-				return r.newJob(t, s)
-			},
-			want:         map[string]string{"need-build": "false", "version": "v1"},
-			wantRequests: []string{checksumsPath("v1"), assetPath("v1", linuxAsset)},
-			check: func(t *testing.T, s *releaseServer, r *runner, log string, out map[string]string) {
-				if got := runBinary(t, out["bin"]); got != "moved" {
-					t.Errorf("binary printed %q, want the moved tag's binary", got)
-				}
-			},
-		},
-		{
-			name: "checksum mismatch fails and installs nothing",
-			ref:  "v1.2.3",
-			setup: func(t *testing.T, s *releaseServer, r *runner) *runner {
-				s.publish(t, "v1.2.3", linuxAsset)
-				s.set("v1.2.3/"+linuxAsset, tarArchive(t, "gantry", "#!/bin/sh\necho tampered\n"))
-				return r
-			},
-			wantErr:      "checksum mismatch for " + linuxAsset + " of gantry v1.2.3",
-			wantRequests: []string{checksumsPath("v1.2.3"), assetPath("v1.2.3", linuxAsset)},
-			check: func(t *testing.T, s *releaseServer, r *runner, log string, out map[string]string) {
-				assertNothingInstalled(t, r)
-				if len(out) != 0 {
-					t.Errorf("outputs written on failure: %v", out)
-				}
-			},
-		},
-		{
-			name: "moving tag mismatch is retried and then fails",
-			ref:  "v1",
-			env:  map[string]string{"GANTRY_INSTALL_RETRY_SECONDS": "0"},
-			setup: func(t *testing.T, s *releaseServer, r *runner) *runner {
-				s.publish(t, "v1", linuxAsset)
-				s.set("v1/"+linuxAsset, tarArchive(t, "gantry", "#!/bin/sh\necho tampered\n"))
-				return r
-			},
-			wantErr: "checksum mismatch for " + linuxAsset + " of gantry v1",
-			wantRequests: []string{
-				checksumsPath("v1"), assetPath("v1", linuxAsset),
-				checksumsPath("v1"), assetPath("v1", linuxAsset),
-				checksumsPath("v1"), assetPath("v1", linuxAsset),
-			},
-			check: func(t *testing.T, s *releaseServer, r *runner, log string, out map[string]string) {
-				assertNothingInstalled(t, r)
-			},
-		},
-		{
-			name: "moving tag caught mid-update installs once checksums.txt catches up",
-			ref:  "v1",
-			env:  map[string]string{"GANTRY_INSTALL_RETRY_SECONDS": "0"},
-			setup: func(t *testing.T, s *releaseServer, r *runner) *runner {
-				// The release workflow has uploaded the new archive but
-				// not yet the new checksums.txt.
-				s.publish(t, "v1", linuxAsset)
-				newArchive := tarArchive(t, "gantry", "#!/bin/sh\necho new\n")
-				sum := sha256.Sum256(newArchive)
-				s.set("v1/"+linuxAsset, newArchive)
-				s.mu.Lock()
-				s.afterServe = func(path string) {
-					if path == assetPath("v1", linuxAsset) {
-						s.files["v1/checksums.txt"] = []byte(hex.EncodeToString(sum[:]) + "  " + linuxAsset + "\n")
-					}
-				}
-				s.mu.Unlock()
-				return r
-			},
-			want: map[string]string{"need-build": "false"},
-			wantRequests: []string{
-				checksumsPath("v1"), assetPath("v1", linuxAsset),
-				checksumsPath("v1"), assetPath("v1", linuxAsset),
-			},
-			check: func(t *testing.T, s *releaseServer, r *runner, log string, out map[string]string) {
-				if got := runBinary(t, out["bin"]); got != "new" {
-					t.Errorf("binary printed %q, want the new one", got)
-				}
-				if !strings.Contains(log, "retrying") {
-					t.Errorf("log does not mention the retry:\n%s", log)
-				}
-			},
-		},
-		{
-			name: "missing checksum entry fails before downloading the archive",
-			ref:  "v1.2.3",
-			setup: func(t *testing.T, s *releaseServer, r *runner) *runner {
-				s.publish(t, "v1.2.3", linuxAsset, "gantry_darwin_arm64.tar.gz")
-				sums := string(s.get("v1.2.3/checksums.txt"))
-				var kept []string
-				for _, l := range strings.SplitAfter(sums, "\n") {
-					if !strings.Contains(l, linuxAsset) {
-						kept = append(kept, l)
-					}
-				}
-				s.set("v1.2.3/checksums.txt", []byte(strings.Join(kept, "")))
-				return r
-			},
-			wantErr:      "checksums.txt of gantry v1.2.3 (acme/gantry) has no entry for " + linuxAsset,
-			wantRequests: []string{checksumsPath("v1.2.3")},
-			check: func(t *testing.T, s *releaseServer, r *runner, log string, out map[string]string) {
-				assertNothingInstalled(t, r)
-			},
-		},
-		{
-			name: "server error is a hard failure, not a source build",
-			ref:  "v1.2.3",
-			setup: func(t *testing.T, s *releaseServer, r *runner) *runner {
-				s.failWith(http.StatusForbidden)
-				return r
-			},
-			wantErr:      "could not download " + "http://", // the server URL follows
-			wantRequests: []string{checksumsPath("v1.2.3")},
-			check: func(t *testing.T, s *releaseServer, r *runner, log string, out map[string]string) {
-				if !strings.Contains(log, "HTTP 403") {
-					t.Errorf("log does not name the HTTP status:\n%s", log)
-				}
-				assertNothingInstalled(t, r)
-			},
-		},
-		{
-			name: "transient server errors are retried",
-			ref:  "v1.2.3",
-			setup: func(t *testing.T, s *releaseServer, r *runner) *runner {
-				s.publish(t, "v1.2.3", linuxAsset)
-				s.mu.Lock()
-				s.flaky = 2
-				s.mu.Unlock()
-				return r
-			},
-			want: map[string]string{"need-build": "false"},
-			wantRequests: []string{
-				checksumsPath("v1.2.3"), checksumsPath("v1.2.3"), checksumsPath("v1.2.3"),
-				assetPath("v1.2.3", linuxAsset),
-			},
-		},
+
+		// --- no VERSION: build from source -----------------------------------
 		{
 			name:         "branch ref builds from source",
 			ref:          "main",
 			want:         map[string]string{"need-build": "true", "need-go": "false", "bin": "{temp}/gantry-src-build/gantry", "version": "main"},
 			wantRequests: nil,
-			check: func(t *testing.T, s *releaseServer, r *runner, log string, out map[string]string) {
-				if !strings.Contains(log, "ref main is not a release tag") {
-					t.Errorf("log does not say why it builds:\n%s", log)
-				}
-			},
+			check:        logHas("ref main is not a release commit (no VERSION file"),
+		},
+		{
+			name:         "a tag without VERSION builds from source: v1 has no release to download",
+			ref:          "v1",
+			setup:        publish(release, linuxAsset),
+			want:         map[string]string{"need-build": "true", "version": "v1"},
+			wantRequests: nil,
 		},
 		{
 			name:         "commit SHA ref builds from source",
@@ -651,112 +712,418 @@ func TestInstall(t *testing.T) {
 			env:          map[string]string{"GANTRY_ACTION_REPOSITORY": ""},
 			want:         map[string]string{"need-build": "true", "bin": "{temp}/gantry-src-build/gantry", "version": "dev"},
 			wantRequests: nil,
+			check:        logHas("no VERSION file and no action ref"),
+		},
+		{
+			name:         "unknown architecture builds from source without asking the server",
+			ref:          "v1",
+			versionFile:  file("v1.2.3\n"),
+			env:          map[string]string{"RUNNER_ARCH": "ARM"},
+			setup:        publish(release, linuxAsset),
+			want:         built,
+			wantRequests: nil,
+			check:        logHas("no release binary for Linux/ARM"),
+		},
+		{
+			name:  "need-go when the go on PATH is older than go.mod",
+			ref:   "main",
+			setup: fakeGo("go1.20.14"),
+			want:  map[string]string{"need-build": "true", "need-go": "true"},
+		},
+
+		// --- a VERSION file that is not one release line ------------------------
+		{name: "VERSION naming a major tag is refused", ref: "v1", versionFile: file("v1\n"), wantErr: "holds 'v1', not one line vX.Y.Z"},
+		{name: "VERSION without the v is refused", ref: "v1", versionFile: file("1.2.3\n"), wantErr: "holds '1.2.3', not one line vX.Y.Z"},
+		{name: "VERSION of two lines is refused", ref: "v1", versionFile: file("v1.2.3\nv1.2.4\n"), wantErr: "not one line vX.Y.Z"},
+		{name: "VERSION with a CR is refused", ref: "v1", versionFile: file("v1.2.3\r\n"), wantErr: "holds 'v1.2.3?', not one line vX.Y.Z"},
+		{name: "VERSION with a blank line is refused", ref: "v1", versionFile: file("v1.2.3\n\n"), wantErr: "not one line vX.Y.Z"},
+		{name: "VERSION with spaces is refused", ref: "v1", versionFile: file(" v1.2.3\n"), wantErr: "not one line vX.Y.Z"},
+		{name: "empty VERSION is refused", ref: "v1", versionFile: file(""), wantErr: "holds '', not one line vX.Y.Z"},
+		{name: "VERSION with a path is refused", ref: "v1", versionFile: file("v1.2.3/../../x\n"), wantErr: "not one line vX.Y.Z"},
+		{name: "oversized VERSION is refused", ref: "v1", versionFile: file(strings.Repeat("v1.2.3", 20)), wantErr: "holds 120 bytes"},
+
+		// --- the tool cache -----------------------------------------------------
+		{
+			name:        "release cached by an earlier job is re-hashed against checksums.txt",
+			ref:         "v1",
+			versionFile: file("v1.2.3\n"),
+			setup: func(t *testing.T, s *releaseServer, r *runner) *runner {
+				s.publish(t, release, linuxAsset)
+				mustRun(t, r)
+				s.takeRequests()
+				return r.newJob(t, s)
+			},
+			want:         map[string]string{"need-build": "false", "version": release},
+			wantRequests: []string{checksumsPath(release)},
 			check: func(t *testing.T, s *releaseServer, r *runner, log string, out map[string]string) {
-				if !strings.Contains(log, "no action ref") {
-					t.Errorf("log does not say why it builds:\n%s", log)
+				for _, want := range []string{"cache hit", "re-hashed against sha256", "only checksums.txt downloaded"} {
+					if !strings.Contains(log, want) {
+						t.Errorf("log does not say %q:\n%s", want, log)
+					}
+				}
+				if got := runBinary(t, out["bin"]); got != "gantry stand-in" {
+					t.Errorf("cached binary printed %q", got)
 				}
 			},
 		},
 		{
-			name:         "release that does not exist builds from source",
-			ref:          "v9.9.9",
-			want:         map[string]string{"need-build": "true", "bin": "{temp}/gantry-src-build/gantry", "version": "v9.9.9"},
-			wantRequests: []string{checksumsPath("v9.9.9")},
-			check: func(t *testing.T, s *releaseServer, r *runner, log string, out map[string]string) {
-				if !strings.Contains(log, "release v9.9.9 of acme/gantry not found") {
-					t.Errorf("log does not say why it builds:\n%s", log)
+			name:        "a replaced cached binary is downloaded again",
+			ref:         "v1",
+			versionFile: file("v1.2.3\n"),
+			setup: func(t *testing.T, s *releaseServer, r *runner) *runner {
+				s.publish(t, release, linuxAsset)
+				mustRun(t, r)
+				s.takeRequests()
+				bin := filepath.Join(r.toolCache, "gantry", cacheKey(t, s, release, linuxAsset), "amd64", "gantry")
+				if err := os.WriteFile(bin, []byte("#!/bin/sh\necho evil\n"), 0o755); err != nil {
+					t.Fatal(err)
 				}
+				return r.newJob(t, s)
+			},
+			want:         map[string]string{"need-build": "false", "version": release},
+			wantRequests: []string{checksumsPath(release), assetPath(release, linuxAsset)},
+			check: func(t *testing.T, s *releaseServer, r *runner, log string, out map[string]string) {
+				if !strings.Contains(log, "is not the one in its release archive") || !strings.Contains(log, "downloading it again") {
+					t.Errorf("log does not report the failed re-hash:\n%s", log)
+				}
+				if got := runBinary(t, out["bin"]); got != "gantry stand-in" {
+					t.Errorf("binary printed %q, want the release's", got)
+				}
+			},
+		},
+		{
+			name:        "a poisoned cache (archive and binary replaced together) is downloaded again",
+			ref:         "v1",
+			versionFile: file("v1.2.3\n"),
+			setup: func(t *testing.T, s *releaseServer, r *runner) *runner {
+				s.publish(t, release, linuxAsset)
+				mustRun(t, r)
+				s.takeRequests()
+				dir := filepath.Join(r.toolCache, "gantry", cacheKey(t, s, release, linuxAsset), "amd64")
+				evil := "#!/bin/sh\necho evil\n"
+				if err := os.WriteFile(dir+".tar.gz", tarArchive(t, "gantry", evil), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(dir, "gantry"), []byte(evil), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				return r.newJob(t, s)
+			},
+			want:         map[string]string{"need-build": "false", "version": release},
+			wantRequests: []string{checksumsPath(release), assetPath(release, linuxAsset)},
+			check: func(t *testing.T, s *releaseServer, r *runner, log string, out map[string]string) {
+				if !strings.Contains(log, "does not match checksums.txt (its archive has sha256") {
+					t.Errorf("log does not report the failed re-hash:\n%s", log)
+				}
+				if got := runBinary(t, out["bin"]); got != "gantry stand-in" {
+					t.Errorf("binary printed %q, want the release's", got)
+				}
+			},
+		},
+		{
+			name:        "a replaced binary resolved earlier in the same job is downloaded again",
+			ref:         "v1",
+			versionFile: file("v1.2.3\n"),
+			setup: func(t *testing.T, s *releaseServer, r *runner) *runner {
+				s.publish(t, release, linuxAsset)
+				out := mustRun(t, r)
+				s.takeRequests()
+				if err := os.WriteFile(out["bin"], []byte("#!/bin/sh\necho evil\n"), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				return r
+			},
+			want:         map[string]string{"need-build": "false", "version": release},
+			wantRequests: []string{checksumsPath(release), assetPath(release, linuxAsset)},
+			check: func(t *testing.T, s *releaseServer, r *runner, log string, out map[string]string) {
+				if got := runBinary(t, out["bin"]); got != "gantry stand-in" {
+					t.Errorf("binary printed %q, want the release's", got)
+				}
+			},
+		},
+		{
+			name:        "a release resolved earlier in the same job downloads nothing",
+			ref:         "v1",
+			versionFile: file("v1.2.3\n"),
+			setup: func(t *testing.T, s *releaseServer, r *runner) *runner {
+				s.publish(t, release, linuxAsset)
+				mustRun(t, r)
+				s.takeRequests()
+				return r
+			},
+			want:         map[string]string{"need-build": "false", "version": release},
+			wantRequests: nil,
+			check:        logHas("cache hit", "resolved earlier in this job, nothing downloaded"),
+		},
+
+		// --- tampering: fail, never build around it ------------------------------
+		{
+			name:        "checksum mismatch fails at once, installs and builds nothing",
+			ref:         "v1",
+			versionFile: file("v1.2.3\n"),
+			setup: func(t *testing.T, s *releaseServer, r *runner) *runner {
+				s.publish(t, release, linuxAsset)
+				s.tamper(release+"/"+linuxAsset, tarArchive(t, "gantry", "#!/bin/sh\necho tampered\n"))
+				return r
+			},
+			wantErr:      "checksum mismatch for " + linuxAsset + " of gantry v1.2.3: expected sha256 ",
+			wantRequests: []string{checksumsPath(release), assetPath(release, linuxAsset)},
+			check: func(t *testing.T, s *releaseServer, r *runner, log string, out map[string]string) {
+				assertNothingInstalled(t, r)
+				if !strings.Contains(log, "nothing installed and nothing built") {
+					t.Errorf("the error does not say nothing was built:\n%s", log)
+				}
+			},
+		},
+		{
+			name:        "missing checksum entry fails before downloading the archive",
+			ref:         "v1",
+			versionFile: file("v1.2.3\n"),
+			setup: func(t *testing.T, s *releaseServer, r *runner) *runner {
+				s.publish(t, release, "gantry_darwin_arm64.tar.gz")
+				return r
+			},
+			wantErr:      "checksums.txt of gantry v1.2.3 (acme/gantry) has no entry for " + linuxAsset,
+			wantRequests: []string{checksumsPath(release)},
+			check: func(t *testing.T, s *releaseServer, r *runner, log string, out map[string]string) {
 				assertNothingInstalled(t, r)
 			},
 		},
 		{
-			name: "platform without a release asset builds from source",
-			ref:  "v1.2.3",
-			env:  map[string]string{"RUNNER_OS": "macOS", "RUNNER_ARCH": "X64"},
+			name:        "malformed sum in checksums.txt fails",
+			ref:         "v1",
+			versionFile: file("v1.2.3\n"),
 			setup: func(t *testing.T, s *releaseServer, r *runner) *runner {
-				s.publish(t, "v1.2.3", linuxAsset, "gantry_darwin_arm64.tar.gz")
-				s.set("v1.2.3/checksums.txt", append(s.get("v1.2.3/checksums.txt"), "0000000000000000000000000000000000000000000000000000000000000000  gantry_darwin_amd64.tar.gz\n"...))
+				s.publish(t, release)
+				s.tamper(release+"/checksums.txt", []byte("abc%0A::set-output  "+linuxAsset+"\n"))
 				return r
 			},
-			want:         map[string]string{"need-build": "true"},
-			wantRequests: []string{checksumsPath("v1.2.3"), assetPath("v1.2.3", "gantry_darwin_amd64.tar.gz")},
+			wantErr:      "checksums.txt of gantry v1.2.3 (acme/gantry) has a malformed sum for " + linuxAsset + ": abc%250a::set-output",
+			wantRequests: []string{checksumsPath(release)},
 		},
 		{
-			name: "unknown architecture builds from source without asking the server",
-			ref:  "v1.2.3",
-			env:  map[string]string{"RUNNER_ARCH": "ARM"},
+			name:        "an asset listed twice with different sums fails",
+			ref:         "v1",
+			versionFile: file("v1.2.3\n"),
 			setup: func(t *testing.T, s *releaseServer, r *runner) *runner {
-				s.publish(t, "v1.2.3", linuxAsset)
+				s.publish(t, release, linuxAsset)
+				sums := string(s.get(release + "/checksums.txt"))
+				s.tamper(release+"/checksums.txt", []byte(sums+strings.Repeat("0", 64)+"  "+linuxAsset+"\n"))
 				return r
 			},
-			want:         map[string]string{"need-build": "true"},
-			wantRequests: nil,
+			wantErr:      "lists " + linuxAsset + " more than once with different sums",
+			wantRequests: []string{checksumsPath(release)},
+		},
+
+		// --- the release cannot be downloaded: build from source, warn -----------
+		{
+			name:        "DNS failure builds from source with a warning",
+			ref:         "v1",
+			versionFile: file("v1.2.3\n"),
+			env:         map[string]string{"GANTRY_RELEASE_BASE_URL": unresolvable, "GANTRY_INSTALL_RETRIES": "0"},
+			want:        built,
+			wantWarning: []string{"could not download gantry v1.2.3 from {base}/acme/gantry/releases/download/v1.2.3/checksums.txt: ", "gantry-release-mirror.invalid (curl exit 6)"},
 		},
 		{
-			name: "explicit GANTRY_VERSION wins over the action ref",
-			ref:  "main",
-			env:  map[string]string{"GANTRY_VERSION": "1.2.3"},
+			name:        "connection refused builds from source with a warning",
+			ref:         "v1",
+			versionFile: file("v1.2.3\n"),
+			env:         map[string]string{"GANTRY_INSTALL_RETRIES": "0"},
 			setup: func(t *testing.T, s *releaseServer, r *runner) *runner {
-				s.publish(t, "v1.2.3", linuxAsset)
+				r.env["GANTRY_RELEASE_BASE_URL"] = closedPort(t)
 				return r
 			},
-			want:         map[string]string{"need-build": "false", "version": "v1.2.3"},
-			wantRequests: []string{checksumsPath("v1.2.3"), assetPath("v1.2.3", linuxAsset)},
+			want:        built,
+			wantWarning: []string{"could not download gantry v1.2.3 from {base}/acme/gantry/releases/download/v1.2.3/checksums.txt: ", "(curl exit 7)"},
 		},
 		{
-			name:         "explicit GANTRY_VERSION that does not exist fails",
+			name:        "a server that never answers times out and builds from source",
+			ref:         "v1",
+			versionFile: file("v1.2.3\n"),
+			env:         map[string]string{"GANTRY_INSTALL_RETRIES": "0", "GANTRY_INSTALL_MAX_TIME": "1"},
+			setup: func(t *testing.T, s *releaseServer, r *runner) *runner {
+				r.env["GANTRY_RELEASE_BASE_URL"] = hangingServer(t)
+				return r
+			},
+			want:        built,
+			wantWarning: []string{"could not download gantry v1.2.3 from {base}/acme/gantry/releases/download/v1.2.3/checksums.txt: ", "timed out", "(curl exit 28)"},
+		},
+		{
+			name:         "HTTP 5xx is retried, then builds from source",
+			ref:          "v1",
+			versionFile:  file("v1.2.3\n"),
+			env:          map[string]string{"GANTRY_INSTALL_RETRIES": "1"},
+			setup:        failWith(http.StatusBadGateway),
+			want:         built,
+			wantRequests: []string{checksumsPath(release), checksumsPath(release)},
+			wantWarning:  []string{"could not download gantry v1.2.3 from {base}/acme/gantry/releases/download/v1.2.3/checksums.txt: HTTP 502;"},
+		},
+		{
+			name:         "HTTP 403 (rate limit, blocked) builds from source",
+			ref:          "v1",
+			versionFile:  file("v1.2.3\n"),
+			setup:        failWith(http.StatusForbidden),
+			want:         built,
+			wantRequests: []string{checksumsPath(release)},
+			wantWarning:  []string{"checksums.txt: HTTP 403;"},
+		},
+		{
+			name:         "a release missing from the server (HTTP 404) builds from source",
+			ref:          "v1",
+			versionFile:  file("v1.2.3\n"),
+			want:         built,
+			wantRequests: []string{checksumsPath(release)},
+			wantWarning:  []string{"could not download gantry v1.2.3 from {base}/acme/gantry/releases/download/v1.2.3/checksums.txt: HTTP 404;"},
+			check: func(t *testing.T, s *releaseServer, r *runner, log string, out map[string]string) {
+				assertNothingInstalled(t, r)
+			},
+		},
+		{
+			name:        "an archive missing from the release (HTTP 404) builds from source",
+			ref:         "v1",
+			versionFile: file("v1.2.3\n"),
+			env:         map[string]string{"RUNNER_OS": "macOS", "RUNNER_ARCH": "X64"},
+			setup: func(t *testing.T, s *releaseServer, r *runner) *runner {
+				s.publish(t, release, linuxAsset, "gantry_darwin_arm64.tar.gz")
+				s.tamper(release+"/checksums.txt", append(s.get(release+"/checksums.txt"), strings.Repeat("0", 64)+"  gantry_darwin_amd64.tar.gz\n"...))
+				return r
+			},
+			want:         built,
+			wantRequests: []string{checksumsPath(release), assetPath(release, "gantry_darwin_amd64.tar.gz")},
+			wantWarning:  []string{"from {base}/acme/gantry/releases/download/v1.2.3/gantry_darwin_amd64.tar.gz: HTTP 404;"},
+		},
+		{
+			name:        "transient server errors are retried and then install",
+			ref:         "v1",
+			versionFile: file("v1.2.3\n"),
+			setup: func(t *testing.T, s *releaseServer, r *runner) *runner {
+				s.publish(t, release, linuxAsset)
+				s.mu.Lock()
+				s.flaky = 2
+				s.mu.Unlock()
+				return r
+			},
+			want: map[string]string{"need-build": "false"},
+			wantRequests: []string{
+				checksumsPath(release), checksumsPath(release), checksumsPath(release),
+				assetPath(release, linuxAsset),
+			},
+		},
+		{
+			name:        "the warning escapes % so it stays the runner's data",
+			ref:         "v1",
+			versionFile: file("v1.2.3\n"),
+			env:         map[string]string{"GANTRY_INSTALL_RETRIES": "0"},
+			setup: func(t *testing.T, s *releaseServer, r *runner) *runner {
+				r.env["GANTRY_RELEASE_BASE_URL"] = s.URL + "/mirror%0A::error::x"
+				return r
+			},
+			want:         built,
+			wantRequests: []string{"/mirror\n::error::x" + checksumsPath(release)},
+			wantWarning:  []string{"/mirror%250A::error::x/acme/gantry/releases/download/v1.2.3/checksums.txt: HTTP 404;"},
+		},
+
+		// --- an explicit version ------------------------------------------------
+		{
+			name:         "explicit GANTRY_VERSION wins over the checkout's VERSION",
+			ref:          "v1",
+			versionFile:  file("v1.2.3\n"),
+			env:          map[string]string{"GANTRY_VERSION": "1.2.4"},
+			setup:        publish("v1.2.4", linuxAsset),
+			want:         map[string]string{"need-build": "false", "version": "v1.2.4"},
+			wantRequests: []string{checksumsPath("v1.2.4"), assetPath("v1.2.4", linuxAsset)},
+		},
+		{
+			name:         "explicit GANTRY_VERSION installs on a branch",
+			ref:          "main",
+			env:          map[string]string{"GANTRY_VERSION": "v1.2.3"},
+			setup:        publish(release, linuxAsset),
+			want:         map[string]string{"need-build": "false", "version": release},
+			wantRequests: []string{checksumsPath(release), assetPath(release, linuxAsset)},
+		},
+		{
+			name:         "explicit GANTRY_VERSION that does not exist fails, builds nothing",
 			ref:          "main",
 			env:          map[string]string{"GANTRY_VERSION": "v7.7.7"},
-			wantErr:      "release v7.7.7 of acme/gantry not found",
+			wantErr:      "could not download gantry v7.7.7 from http://",
 			wantRequests: []string{checksumsPath("v7.7.7")},
+			check:        logHas("checksums.txt: HTTP 404; nothing installed: GANTRY_VERSION (the version input) asks for that release's binary"),
 		},
 		{
-			name:         "GANTRY_VERSION that is not a version fails",
-			env:          map[string]string{"GANTRY_VERSION": "main; rm -rf /"},
-			wantErr:      "is not a release version",
-			wantRequests: nil,
+			name:        "explicit GANTRY_VERSION without a route to the server fails",
+			ref:         "v1",
+			versionFile: file("v1.2.3\n"),
+			env:         map[string]string{"GANTRY_VERSION": "v1.2.4", "GANTRY_RELEASE_BASE_URL": unresolvable, "GANTRY_INSTALL_RETRIES": "0"},
+			wantErr:     "could not download gantry v1.2.4 from " + unresolvable,
 		},
 		{
-			name: "ref and repository derived from the action path",
-			ref:  "",
-			env:  map[string]string{"GANTRY_ACTION_REPOSITORY": ""},
+			name:         "GANTRY_VERSION equal to the checkout's VERSION builds it when it cannot be downloaded",
+			ref:          "v1",
+			versionFile:  file("v1.2.3\n"),
+			env:          map[string]string{"GANTRY_VERSION": "v1.2.3"},
+			want:         built,
+			wantRequests: []string{checksumsPath(release)},
+			wantWarning:  []string{"HTTP 404;"},
+		},
+		{
+			name:    "GANTRY_VERSION naming a moving tag is refused",
+			ref:     "main",
+			env:     map[string]string{"GANTRY_VERSION": "v1"},
+			wantErr: "GANTRY_VERSION 'v1' is not a release version: want one such as v1.2.3 (v1 and v1.2 are moving git tags",
+		},
+		{
+			name:    "GANTRY_VERSION that is not a version fails",
+			env:     map[string]string{"GANTRY_VERSION": "main; rm -rf /"},
+			wantErr: "is not a release version",
+		},
+
+		// --- where releases come from -------------------------------------------
+		{
+			name:        "release-base-url input wins over GANTRY_RELEASE_BASE_URL",
+			ref:         "v1",
+			versionFile: file("v1.2.3\n"),
+			env:         map[string]string{"GANTRY_RELEASE_BASE_URL": unresolvable},
 			setup: func(t *testing.T, s *releaseServer, r *runner) *runner {
-				s.publish(t, "v1.2.3", linuxAsset)
-				// The runner unpacks uses: acme/gantry/actions/deploy@v1.2.3
-				// into _actions/acme/gantry/v1.2.3.
-				root := filepath.Join(t.TempDir(), "_actions", "acme", "gantry", "v1.2.3")
-				script := filepath.Join(root, "scripts", "install.sh")
-				if err := os.MkdirAll(filepath.Dir(script), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				b, err := os.ReadFile(r.script)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(script, b, 0o755); err != nil {
-					t.Fatal(err)
-				}
-				r.script = script
+				s.publish(t, release, linuxAsset)
+				r.env["GANTRY_INPUT_RELEASE_BASE_URL"] = s.URL + "/"
 				return r
 			},
-			want:         map[string]string{"need-build": "false", "version": "v1.2.3"},
-			wantRequests: []string{checksumsPath("v1.2.3"), assetPath("v1.2.3", linuxAsset)},
-			check: func(t *testing.T, s *releaseServer, r *runner, log string, out map[string]string) {
-				if !strings.Contains(log, "action ref v1.2.3 of acme/gantry taken from the action path") {
-					t.Errorf("log does not say where the ref came from:\n%s", log)
-				}
-			},
+			want:         map[string]string{"need-build": "false", "version": release},
+			wantRequests: []string{checksumsPath(release), assetPath(release, linuxAsset)},
 		},
 		{
-			name: "--add-path appends the binary's directory to GITHUB_PATH",
-			ref:  "v1.2.3",
-			args: []string{"--add-path"},
+			name:        "a mirror under a path serves the release",
+			ref:         "v1",
+			versionFile: file("v1.2.3\n"),
 			setup: func(t *testing.T, s *releaseServer, r *runner) *runner {
-				s.publish(t, "v1.2.3", linuxAsset)
+				s.publish(t, release, linuxAsset)
+				s.prefix = "/github-mirror"
+				r.env["GANTRY_INPUT_RELEASE_BASE_URL"] = s.URL + "/github-mirror"
 				return r
 			},
+			want:         map[string]string{"need-build": "false", "version": release},
+			wantRequests: []string{"/github-mirror" + checksumsPath(release), "/github-mirror" + assetPath(release, linuxAsset)},
+		},
+		{name: "release-base-url that is not http(s) is refused", ref: "v1", versionFile: file("v1.2.3\n"), env: map[string]string{"GANTRY_INPUT_RELEASE_BASE_URL": "ftp://mirror.example.com"}, wantErr: "the release-base-url input 'ftp://mirror.example.com' is not an http:// or https:// URL"},
+		{name: "release-base-url without a scheme is refused", ref: "v1", versionFile: file("v1.2.3\n"), env: map[string]string{"GANTRY_INPUT_RELEASE_BASE_URL": "mirror.example.com"}, wantErr: "is not an http:// or https:// URL"},
+		{name: "release-base-url with a space is refused", ref: "v1", versionFile: file("v1.2.3\n"), env: map[string]string{"GANTRY_INPUT_RELEASE_BASE_URL": "https://mirror.example.com/a b"}, wantErr: "is not an http:// or https:// URL"},
+		{name: "release-base-url with a line break is refused on one line", ref: "v1", versionFile: file("v1.2.3\n"), env: map[string]string{"GANTRY_INPUT_RELEASE_BASE_URL": "https://mirror.example.com\n::error::x"}, wantErr: "'https://mirror.example.com?::error::x' is not an http:// or https:// URL"},
+		{name: "release-base-url without a host is refused", ref: "v1", versionFile: file("v1.2.3\n"), env: map[string]string{"GANTRY_INPUT_RELEASE_BASE_URL": "https://"}, wantErr: "is not an http:// or https:// URL"},
+		{name: "GANTRY_RELEASE_BASE_URL is checked too", ref: "v1", versionFile: file("v1.2.3\n"), env: map[string]string{"GANTRY_RELEASE_BASE_URL": "file:///etc"}, wantErr: "GANTRY_RELEASE_BASE_URL 'file:///etc' is not an http:// or https:// URL"},
+		{name: "a timeout that is not a number is refused", ref: "v1", versionFile: file("v1.2.3\n"), env: map[string]string{"GANTRY_INSTALL_MAX_TIME": "1m"}, wantErr: "GANTRY_INSTALL_MAX_TIME '1m' is not a number of seconds above zero"},
+		{name: "a zero connect timeout is refused", ref: "v1", versionFile: file("v1.2.3\n"), env: map[string]string{"GANTRY_INSTALL_CONNECT_TIMEOUT": "0"}, wantErr: "GANTRY_INSTALL_CONNECT_TIMEOUT '0' is not a number of seconds above zero"},
+		{name: "too many retries are refused", ref: "v1", versionFile: file("v1.2.3\n"), env: map[string]string{"GANTRY_INSTALL_RETRIES": "11"}, wantErr: "GANTRY_INSTALL_RETRIES '11' is not a whole number from 0 to 10"},
+		{name: "an unknown attestation mode is refused", ref: "v1", versionFile: file("v1.2.3\n"), env: map[string]string{"GANTRY_VERIFY_ATTESTATION": "maybe"}, wantErr: "GANTRY_VERIFY_ATTESTATION 'maybe' is not auto, always or never"},
+
+		// --- everything else ----------------------------------------------------
+		{
+			name:         "--add-path appends the binary's directory to GITHUB_PATH",
+			ref:          "v1",
+			versionFile:  file("v1.2.3\n"),
+			args:         []string{"--add-path"},
+			setup:        publish(release, linuxAsset),
 			want:         map[string]string{"need-build": "false"},
-			wantRequests: []string{checksumsPath("v1.2.3"), assetPath("v1.2.3", linuxAsset)},
+			wantRequests: []string{checksumsPath(release), assetPath(release, linuxAsset)},
 			check: func(t *testing.T, s *releaseServer, r *runner, log string, out map[string]string) {
 				want := []string{filepath.Dir(out["bin"])}
 				if got := r.pathEntries(t); !slices.Equal(got, want) {
@@ -765,9 +1132,10 @@ func TestInstall(t *testing.T) {
 			},
 		},
 		{
-			name: "windows gets the zip and gantry.exe",
-			ref:  "v1.2.3",
-			env:  map[string]string{"RUNNER_OS": "Windows"},
+			name:        "windows gets the zip and gantry.exe",
+			ref:         "v1",
+			versionFile: file("v1.2.3\n"),
+			env:         map[string]string{"RUNNER_OS": "Windows"},
 			setup: func(t *testing.T, s *releaseServer, r *runner) *runner {
 				if _, err := exec.LookPath("unzip"); err != nil {
 					if os.Getenv("CI") == "true" {
@@ -775,13 +1143,13 @@ func TestInstall(t *testing.T) {
 					}
 					t.Skip("unzip is not installed (apt-get install unzip)")
 				}
-				s.publish(t, "v1.2.3", linuxAsset, "gantry_windows_amd64.zip")
+				s.publish(t, release, linuxAsset, "gantry_windows_amd64.zip")
 				return r
 			},
 			want:         map[string]string{"need-build": "false"},
-			wantRequests: []string{checksumsPath("v1.2.3"), assetPath("v1.2.3", "gantry_windows_amd64.zip")},
+			wantRequests: []string{checksumsPath(release), assetPath(release, "gantry_windows_amd64.zip")},
 			check: func(t *testing.T, s *releaseServer, r *runner, log string, out map[string]string) {
-				want := filepath.Join(r.toolCache, "gantry", cacheKey(t, s, "v1.2.3", "gantry_windows_amd64.zip"), "amd64", "gantry.exe")
+				want := filepath.Join(r.toolCache, "gantry", cacheKey(t, s, release, "gantry_windows_amd64.zip"), "amd64", "gantry.exe")
 				if out["bin"] != want {
 					t.Errorf("bin = %q, want %q", out["bin"], want)
 				}
@@ -790,20 +1158,6 @@ func TestInstall(t *testing.T) {
 				}
 			},
 		},
-		{
-			name: "need-go when the go on PATH is older than go.mod",
-			ref:  "main",
-			setup: func(t *testing.T, s *releaseServer, r *runner) *runner {
-				bin := t.TempDir()
-				fake := "#!/bin/sh\nif [ \"$1 $2\" = \"env GOVERSION\" ]; then echo go1.20.14; exit 0; fi\nexit 1\n"
-				if err := os.WriteFile(filepath.Join(bin, "go"), []byte(fake), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				r.env["PATH"] = bin + string(os.PathListSeparator) + os.Getenv("PATH")
-				return r
-			},
-			want: map[string]string{"need-build": "true", "need-go": "true"},
-		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -811,25 +1165,15 @@ func TestInstall(t *testing.T) {
 			s := newReleaseServer(t)
 			r := newRunner(t, s, "")
 			r.env["GANTRY_ACTION_REF"] = tc.ref
-			for k, v := range tc.env {
-				r.env[k] = v
-			}
+			r.env["GANTRY_SRC_DIR"] = newSrc(t, tc.versionFile)
+			maps.Copy(r.env, tc.env)
 			if tc.setup != nil {
 				r = tc.setup(t, s, r)
 			}
 			s.takeRequests()
 
 			log, out, err := r.run(t, tc.args...)
-			if tc.wantErr != "" {
-				if err == nil {
-					t.Fatalf("install.sh succeeded, want failure %q\n%s", tc.wantErr, log)
-				}
-				if !strings.Contains(log, tc.wantErr) {
-					t.Errorf("log does not contain %q:\n%s", tc.wantErr, log)
-				}
-			} else if err != nil {
-				t.Fatalf("install.sh: %v\n%s", err, log)
-			}
+			checkRun(t, r, log, out, err, tc.wantErr, tc.wantWarning)
 			for k, v := range tc.want {
 				v = strings.ReplaceAll(v, "{cache}", r.toolCache)
 				v = strings.ReplaceAll(v, "{temp}", r.temp)
@@ -843,13 +1187,312 @@ func TestInstall(t *testing.T) {
 			if len(s.authSeen) > 0 {
 				t.Errorf("the token reached a server other than github.com: %q", s.authSeen)
 			}
-			if strings.Contains(log, secretToken) {
-				t.Errorf("the token appears in the log:\n%s", log)
-			}
 			if tc.check != nil {
 				tc.check(t, s, r, log, out)
 			}
 		})
+	}
+}
+
+// checkRun checks what every run must: a failure is one ::error line (with
+// wantErr) and writes no outputs; a download failure is one ::warning line
+// (with each of wantWarning and how to mirror) and no other run warns; the
+// token is never logged.
+func checkRun(t *testing.T, r *runner, log string, out map[string]string, err error, wantErr string, wantWarning []string) {
+	t.Helper()
+	errs := linesWith(log, errorPrefix)
+	if wantErr != "" {
+		if err == nil {
+			t.Fatalf("install.sh succeeded, want failure %q\n%s", wantErr, log)
+		}
+		if len(errs) != 1 || !strings.Contains(errs[0], wantErr) {
+			t.Errorf("want one %s line with %q, got %q:\n%s", errorPrefix, wantErr, errs, log)
+		}
+		if len(out) != 0 {
+			t.Errorf("outputs written on failure: %v", out)
+		}
+	} else if err != nil {
+		t.Fatalf("install.sh: %v\n%s", err, log)
+	}
+	warnings := linesWith(log, warningPrefix)
+	if wantWarning == nil {
+		if strings.Contains(log, "::warning") {
+			t.Errorf("unexpected warning:\n%s", log)
+		}
+	} else if len(warnings) != 1 {
+		t.Errorf("want one %s line, got %q:\n%s", warningPrefix, warnings, log)
+	} else {
+		for _, w := range append(slices.Clone(fallbackWarning), wantWarning...) {
+			w = strings.ReplaceAll(w, "{base}", strings.TrimSuffix(r.baseURL(), "/"))
+			if !strings.Contains(warnings[0], w) {
+				t.Errorf("warning does not say %q:\n%s", w, warnings[0])
+			}
+		}
+	}
+	if strings.Contains(log, secretToken) {
+		t.Errorf("the token appears in the log:\n%s", log)
+	}
+}
+
+// mustRun runs an earlier job's install and returns its outputs.
+func mustRun(t *testing.T, r *runner) map[string]string {
+	t.Helper()
+	log, out, err := r.run(t)
+	if err != nil {
+		t.Fatalf("earlier install: %v\n%s", err, log)
+	}
+	return out
+}
+
+// publish returns a setup that publishes release tag with assets.
+func publish(tag string, assets ...string) func(*testing.T, *releaseServer, *runner) *runner {
+	return func(t *testing.T, s *releaseServer, r *runner) *runner {
+		s.publish(t, tag, assets...)
+		return r
+	}
+}
+
+// failWith returns a setup that makes the server answer every request with
+// status.
+func failWith(status int) func(*testing.T, *releaseServer, *runner) *runner {
+	return func(t *testing.T, s *releaseServer, r *runner) *runner {
+		s.failWith(status)
+		return r
+	}
+}
+
+// fakeGo returns a setup that puts a go reporting version first on PATH.
+func fakeGo(version string) func(*testing.T, *releaseServer, *runner) *runner {
+	return func(t *testing.T, s *releaseServer, r *runner) *runner {
+		bin := t.TempDir()
+		fake := "#!/bin/sh\nif [ \"$1 $2\" = \"env GOVERSION\" ]; then echo " + version + "; exit 0; fi\nexit 1\n"
+		if err := os.WriteFile(filepath.Join(bin, "go"), []byte(fake), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		r.withPath(bin)
+		return r
+	}
+}
+
+// logHas returns a check that the log says each of want.
+func logHas(want ...string) func(*testing.T, *releaseServer, *runner, string, map[string]string) {
+	return func(t *testing.T, s *releaseServer, r *runner, log string, out map[string]string) {
+		t.Helper()
+		for _, w := range want {
+			if !strings.Contains(log, w) {
+				t.Errorf("log does not say %q:\n%s", w, log)
+			}
+		}
+	}
+}
+
+// TestInstallAttestation checks the provenance step with a stand-in gh: the
+// arguments and the token's path (environment only), that a failed
+// verification refuses the install, and that without gh the log says what
+// was checked instead.
+func TestInstallAttestation(t *testing.T) {
+	t.Parallel()
+	signer := repository + "/.github/workflows/release.yml"
+	tests := []struct {
+		name string
+		// gh is the stand-in's mode ("pass", "fail", "old"), "" for none on
+		// PATH at all.
+		gh      string
+		env     map[string]string
+		wantErr string
+		// wantVerify: gh verified the archive (and the install went on
+		// unless wantErr).
+		wantVerify bool
+		wantLog    []string
+	}{
+		{
+			name:       "always: gh verifies the archive with the repository and signer workflow",
+			gh:         "pass",
+			env:        map[string]string{"GANTRY_VERIFY_ATTESTATION": "always", "GITHUB_TOKEN": "", "GANTRY_GITHUB_TOKEN": secretToken},
+			wantVerify: true,
+			wantLog:    []string{"verified the provenance of " + linuxAsset + ": an attestation signed by " + signer},
+		},
+		{
+			name:       "GH_TOKEN goes first",
+			gh:         "pass",
+			env:        map[string]string{"GANTRY_VERIFY_ATTESTATION": "always", "GH_TOKEN": secretToken, "GITHUB_TOKEN": "ghs_other", "GANTRY_GITHUB_TOKEN": "ghs_third"},
+			wantVerify: true,
+		},
+		{
+			name:       "a failed verification refuses the install",
+			gh:         "fail",
+			env:        map[string]string{"GANTRY_VERIFY_ATTESTATION": "always"},
+			wantVerify: true,
+			wantErr:    "provenance check failed for " + linuxAsset + " of gantry v1.2.3: gh attestation verify --repo " + repository + " --signer-workflow " + signer + " exited 1 (Error: verifying with issuer \"sigstore.dev\": no attestations matched the policy); nothing installed",
+		},
+		{
+			name:    "no gh on PATH: the log says only the sha256 was checked",
+			gh:      "",
+			wantLog: []string{"provenance not verified (no gh (GitHub CLI) on PATH); checked: sha256 {sum} of " + linuxAsset + " equals its entry in checksums.txt of the same release ({base}/acme/gantry/releases/download/v1.2.3/checksums.txt)"},
+		},
+		{
+			name:    "a gh without the attestation command: checksum only",
+			gh:      "old",
+			wantLog: []string{"provenance not verified (the gh on PATH has no attestation command", "checked: sha256 {sum} of " + linuxAsset},
+		},
+		{
+			name:    "auto with a mirror does not verify, and says so",
+			gh:      "pass",
+			wantLog: []string{"provenance not verified (releases come from the mirror {base} (GANTRY_VERIFY_ATTESTATION=always verifies them", "checked: sha256 {sum}"},
+		},
+		{
+			name:    "never: checksum only, gh is not asked",
+			gh:      "pass",
+			env:     map[string]string{"GANTRY_VERIFY_ATTESTATION": "never"},
+			wantLog: []string{"provenance not verified (GANTRY_VERIFY_ATTESTATION=never); checked: sha256 {sum}"},
+		},
+		{
+			name:    "always without gh refuses the install",
+			gh:      "",
+			env:     map[string]string{"GANTRY_VERIFY_ATTESTATION": "always"},
+			wantErr: "cannot verify the provenance of " + linuxAsset + " of gantry v1.2.3: no gh (GitHub CLI) on PATH; GANTRY_VERIFY_ATTESTATION=always refuses",
+		},
+		{
+			name:    "always without a token refuses the install",
+			gh:      "pass",
+			env:     map[string]string{"GANTRY_VERIFY_ATTESTATION": "always", "GITHUB_TOKEN": ""},
+			wantErr: "no GH_TOKEN, GITHUB_TOKEN or GANTRY_GITHUB_TOKEN for gh",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := newReleaseServer(t)
+			s.publish(t, release, linuxAsset)
+			sum := sha256Hex(s.get(release + "/" + linuxAsset))
+			r := newRunner(t, s, "")
+			r.env["GANTRY_ACTION_REF"] = "v1"
+			r.env["GANTRY_SRC_DIR"] = newSrc(t, file(release+"\n"))
+			maps.Copy(r.env, tc.env)
+			var gh *fakeGH
+			if tc.gh == "" {
+				r.minimalPath(t)
+			} else {
+				gh = newFakeGH(t, r, tc.gh)
+			}
+
+			log, out, err := r.run(t)
+			checkRun(t, r, log, out, err, tc.wantErr, nil)
+			if tc.wantErr == "" && out["need-build"] != "false" {
+				t.Errorf("need-build = %q, want the release installed", out["need-build"])
+			}
+			if tc.wantErr != "" {
+				assertNothingInstalled(t, r)
+			}
+			for _, w := range tc.wantLog {
+				w = strings.ReplaceAll(w, "{sum}", sum)
+				w = strings.ReplaceAll(w, "{base}", r.baseURL())
+				if !strings.Contains(log, w) {
+					t.Errorf("log does not say %q:\n%s", w, log)
+				}
+			}
+			if gh == nil {
+				return
+			}
+			for _, c := range gh.calls(t) {
+				if slices.ContainsFunc(c, func(a string) bool { return strings.Contains(a, secretToken) }) {
+					t.Errorf("the token is on gh's command line: %q", c)
+				}
+			}
+			verified := gh.verifyCalls(t)
+			if !tc.wantVerify {
+				if len(verified) != 0 {
+					t.Errorf("gh verified %q, want no verification", verified)
+				}
+				return
+			}
+			if len(verified) != 1 {
+				t.Fatalf("gh verify calls = %q, want one", verified)
+			}
+			c := verified[0]
+			if len(c) != 7 || filepath.Base(c[2]) != linuxAsset || !slices.Equal(c[3:], []string{"--repo", repository, "--signer-workflow", signer}) {
+				t.Errorf("gh called with %q, want attestation verify <dir>/%s --repo %s --signer-workflow %s", c, linuxAsset, repository, signer)
+			}
+			if got := gh.read(t, "verified-sum"); got != sum {
+				t.Errorf("gh verified a file with sha256 %s, want the release archive's %s", got, sum)
+			}
+			if got, want := gh.read(t, "env"), "GH_TOKEN="+secretToken+"\nGH_HOST=github.com"; got != want {
+				t.Errorf("gh's environment:\n%s\nwant:\n%s", got, want)
+			}
+		})
+	}
+}
+
+// TestActionsPassWhatInstallReads checks that the install step of the root
+// action.yml and of every actions/*/action.yml passes install.sh the
+// variables it reads, the release-base-url input among them.
+func TestActionsPassWhatInstallReads(t *testing.T) {
+	t.Parallel()
+	root := filepath.Join("..", "..")
+	files, err := filepath.Glob(filepath.Join(root, "actions", "*", "action.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = append(files, filepath.Join(root, "action.yml"))
+	if len(files) < 10 {
+		t.Fatalf("found only %q", files)
+	}
+	script, err := os.ReadFile(filepath.Join(root, "scripts", "install.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"GANTRY_ACTION_REF":             "${{ github.action_ref }}",
+		"GANTRY_ACTION_REPOSITORY":      "${{ github.action_repository }}",
+		"GANTRY_INPUT_RELEASE_BASE_URL": "${{ inputs.release-base-url }}",
+		"GANTRY_GITHUB_TOKEN":           "${{ github.token }}",
+	}
+	for name := range want {
+		if !strings.Contains(string(script), "${"+name) {
+			t.Errorf("install.sh does not read %s", name)
+		}
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var a struct {
+			Inputs map[string]struct {
+				Default string `yaml:"default"`
+			} `yaml:"inputs"`
+			Runs struct {
+				Steps []struct {
+					ID  string            `yaml:"id"`
+					Env map[string]string `yaml:"env"`
+					Run string            `yaml:"run"`
+				} `yaml:"steps"`
+			} `yaml:"runs"`
+		}
+		if err := yaml.Unmarshal(b, &a); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if in, ok := a.Inputs["release-base-url"]; !ok || in.Default != "" {
+			t.Errorf("%s: want a release-base-url input with an empty default, got %+v (present %v)", f, in, ok)
+		}
+		var install int
+		for _, st := range a.Runs.Steps {
+			if st.ID != "install" {
+				continue
+			}
+			install++
+			if !strings.Contains(st.Run, "scripts/install.sh") || strings.Contains(st.Run, "--build") {
+				t.Errorf("%s: install step runs %q", f, st.Run)
+			}
+			for name, v := range want {
+				if st.Env[name] != v {
+					t.Errorf("%s: install step passes %s=%q, want %q", f, name, st.Env[name], v)
+				}
+			}
+		}
+		if install != 1 {
+			t.Errorf("%s: %d steps with id install, want 1", f, install)
+		}
 	}
 }
 
@@ -860,35 +1503,39 @@ func TestBuild(t *testing.T) {
 	if _, err := exec.LookPath("go"); err != nil {
 		t.Fatal("go is not on PATH")
 	}
-	src := t.TempDir()
-	files := map[string]string{
-		"go.mod":                      "module github.com/gantry-dev/gantry\n\ngo 1.26.0\n",
-		"internal/version/version.go": "// Package version holds the stamped version.\npackage version\n\n// Version is set at link time.\nvar Version = \"unset\"\n",
-		"cmd/gantry/main.go":          "package main\n\nimport (\n\t\"fmt\"\n\n\t\"github.com/gantry-dev/gantry/internal/version\"\n)\n\nfunc main() { fmt.Println(\"gantry\", version.Version) }\n",
-	}
-	for name, body := range files {
-		p := filepath.Join(src, filepath.FromSlash(name))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-
 	tests := []struct {
 		name, ref   string
+		versionFile *string
 		wantVersion string
 	}{
-		{"branch", "main", "main"},
-		{"local action", "", "dev"},
+		{"branch", "main", nil, "main"},
+		{"local action", "", nil, "dev"},
+		// A release commit whose release cannot be downloaded: what an
+		// offline runner builds.
+		{"release commit offline", "v1", file("v1.2.3\n"), "v1.2.3"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
+			src := newSrc(t, tc.versionFile)
+			files := map[string]string{
+				"internal/version/version.go": "// Package version holds the stamped version.\npackage version\n\n// Version is set at link time.\nvar Version = \"unset\"\n",
+				"cmd/gantry/main.go":          "package main\n\nimport (\n\t\"fmt\"\n\n\t\"github.com/gantry-dev/gantry/internal/version\"\n)\n\nfunc main() { fmt.Println(\"gantry\", version.Version) }\n",
+			}
+			for name, body := range files {
+				p := filepath.Join(src, filepath.FromSlash(name))
+				if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
 			r := newRunner(t, nil, "")
 			r.env["GANTRY_SRC_DIR"] = src
 			r.env["GANTRY_ACTION_REF"] = tc.ref
+			r.env["GANTRY_RELEASE_BASE_URL"] = unresolvable
+			r.env["GANTRY_INSTALL_RETRIES"] = "0"
 			log, planned, err := r.run(t)
 			if err != nil {
 				t.Fatalf("install.sh: %v\n%s", err, log)
@@ -917,12 +1564,8 @@ func TestBuild(t *testing.T) {
 // TestBuildFailure reports a compile error as a failed step.
 func TestBuildFailure(t *testing.T) {
 	t.Parallel()
-	src := t.TempDir()
-	if err := os.WriteFile(filepath.Join(src, "go.mod"), []byte("module github.com/gantry-dev/gantry\n\ngo 1.26.0\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	r := newRunner(t, nil, "")
-	r.env["GANTRY_SRC_DIR"] = src
+	r.env["GANTRY_SRC_DIR"] = newSrc(t, nil)
 	log, _, err := r.run(t, "--build")
 	if err == nil {
 		t.Fatalf("install.sh --build succeeded without ./cmd/gantry\n%s", log)
