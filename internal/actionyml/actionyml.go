@@ -14,6 +14,10 @@ import (
 // gantry from source.
 const SetupGo = "actions/setup-go@b7ad1dad31e06c5925ef5d2fc7ad053ef454303e # v7.0.0"
 
+// UploadArtifact is the pinned actions/upload-artifact (a node24 release) the
+// loadtest action uploads its results with.
+const UploadArtifact = "actions/upload-artifact@bbbca2ddaa5d8feaa63e36b76fdaad77386f024f # v7.0.0"
+
 // Render returns the action.yml for spec.
 func Render(spec *action.Spec) string {
 	var b strings.Builder
