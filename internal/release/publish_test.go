@@ -187,7 +187,11 @@ func TestPublishImmutable(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	_, _, err = w.client.Repositories.UploadReleaseAssetFromRelease(ctx, rel, &github.UploadOptions{Name: "late.txt"}, f, 1)
+	st, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = w.client.Repositories.UploadReleaseAssetFromRelease(ctx, rel, &github.UploadOptions{Name: "late.txt"}, f, st.Size())
 	if !strings.Contains(errString(err), githubfake.MessageImmutableUpload) {
 		t.Errorf("upload to the published release: %v, want %q", err, githubfake.MessageImmutableUpload)
 	}
