@@ -14,10 +14,10 @@ import (
 	"time"
 
 	"github.com/gantry-dev/gantry/internal/action"
+	"github.com/gantry-dev/gantry/internal/actionyml"
 	"github.com/gantry-dev/gantry/internal/githubapi"
 	"github.com/gantry-dev/gantry/internal/loadtest"
 	"github.com/gantry-dev/gantry/internal/loadtest/k6run"
-	"github.com/gantry-dev/gantry/internal/actionyml"
 	"github.com/gantry-dev/gantry/internal/loadtest/report"
 	"github.com/gantry-dev/gantry/internal/prcomment"
 )
