@@ -176,3 +176,37 @@ func TestReleaseTree(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+func TestPinInternalUses(t *testing.T) {
+	t.Parallel()
+	sha := strings.Repeat("c", 40)
+	third := "actions/checkout@" + strings.Repeat("a", 40) + " # v7.0.1"
+	for _, tc := range []struct{ name, in, want string }{
+		{"step", "      - uses: gantry-dev/gantry/actions/guard@v1\n", "      - uses: gantry-dev/gantry/actions/guard@" + sha + "\n"},
+		{"job, quoted, comment", "    uses: 'gantry-dev/gantry/.github/workflows/deploy.yml@v1' # reusable\n", "    uses: 'gantry-dev/gantry/.github/workflows/deploy.yml@" + sha + "' # reusable\n"},
+		{"root action, other case, CRLF", "      - uses: Gantry-Dev/Gantry@main\r\n", "      - uses: Gantry-Dev/Gantry@" + sha + "\r\n"},
+		{"third party untouched", "      - uses: " + third + "\n", "      - uses: " + third + "\n"},
+		{"similar name untouched", "      - uses: gantry-dev/gantry-extra/x@v1\n", "      - uses: gantry-dev/gantry-extra/x@v1\n"},
+		{"comment untouched", "#       uses: gantry-dev/gantry/.github/workflows/deploy.yml@v1\n", "#       uses: gantry-dev/gantry/.github/workflows/deploy.yml@v1\n"},
+		{"run text untouched", "        run: echo uses: gantry-dev/gantry/actions/guard@v1\n", "        run: echo uses: gantry-dev/gantry/actions/guard@v1\n"},
+	} {
+		dir := t.TempDir()
+		path := filepath.Join(dir, ".github", "workflows", "w.yml")
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(tc.in), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := PinInternalUses(dir, testRepo, sha); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := os.ReadFile(path)
+		if string(got) != tc.want {
+			t.Errorf("%s: got %q, want %q", tc.name, got, tc.want)
+		}
+	}
+	if _, err := PinInternalUses(t.TempDir(), testRepo, "v1"); err == nil {
+		t.Error("PinInternalUses accepted the ref v1 as a SHA")
+	}
+}
