@@ -23,6 +23,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/gantry-dev/gantry/internal/actionyml"
 	"github.com/gantry-dev/gantry/internal/fakes/awsfake"
 	"github.com/gantry-dev/gantry/internal/fakes/ecsfake"
 	"github.com/gantry-dev/gantry/internal/fakes/githubfake"
@@ -306,7 +307,7 @@ func TestExampleLoadtest(t *testing.T) {
 	uploaded := t.TempDir()
 	inputs := map[string]string{"url": srv.URL + "/health", "rate": "20", "duration": "2s"}
 	args := append([]string{"-W", ".github/workflows/loadtest.yml",
-		"--local-repository", "actions/upload-artifact@ea165f8d65b6e75b540449e92b4886f43607fa02=" + uploadStandIn(t, uploaded),
+		"--local-repository", uploadArtifactRef + "=" + uploadStandIn(t, uploaded),
 		// act workaround: in host mode a job's PATH is act's own; k6 at its
 		// pinned version on PATH is what a runner's tool cache would give.
 		"--env", "PATH=" + filepath.Dir(k6) + string(os.PathListSeparator) + os.Getenv("PATH"),
@@ -322,6 +323,10 @@ func TestExampleLoadtest(t *testing.T) {
 		}
 	}
 }
+
+// uploadArtifactRef is the actions/upload-artifact reference the loadtest
+// action uses, which act resolves to uploadStandIn.
+var uploadArtifactRef = strings.Fields(actionyml.UploadArtifact)[0]
 
 // uploadStandIn is a local action standing in for actions/upload-artifact
 // (act workaround: act reaches no GitHub here): it copies what it is given

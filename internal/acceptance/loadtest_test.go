@@ -54,7 +54,7 @@ func TestLoadtestActionUnderAct(t *testing.T) {
 			// the files the real upload would get.
 			uploaded := t.TempDir()
 			wf := strings.NewReplacer("@K6DIR@", filepath.Dir(k6), "@URL@", srv.URL+"/").Replace(loadtestWorkflow)
-			r := runAct(t, repoCopy(t, wf), "--local-repository", "actions/upload-artifact@ea165f8d65b6e75b540449e92b4886f43607fa02="+uploadStandIn(t, uploaded))
+			r := runAct(t, repoCopy(t, wf), "--local-repository", uploadArtifactRef+"="+uploadStandIn(t, uploaded))
 			if r.OK() != tc.ok {
 				t.Fatalf("job succeeded=%v, want %v:\n%s", r.OK(), tc.ok, r)
 			}

@@ -22,6 +22,10 @@ var InstallInputs = []action.Input{{
 	Description: "Base URL gantry's release binary is downloaded from, serving `<owner>/<repo>/releases/download/<version>/` (a mirror for GHES or air-gapped runners); empty: the GANTRY_RELEASE_BASE_URL variable, else https://github.com (also on GHES). When the download fails, gantry is built from this action's source, with a warning.",
 }}
 
+// UploadArtifact is the pinned actions/upload-artifact (a node24 release) the
+// loadtest action uploads its results with.
+const UploadArtifact = "actions/upload-artifact@bbbca2ddaa5d8feaa63e36b76fdaad77386f024f # v7.0.0"
+
 // Render returns the action.yml for spec.
 func Render(spec *action.Spec) string {
 	var b strings.Builder

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/gantry-dev/gantry/internal/action"
+	"github.com/gantry-dev/gantry/internal/actionyml"
 	"github.com/gantry-dev/gantry/internal/githubapi"
 	"github.com/gantry-dev/gantry/internal/loadtest"
 	"github.com/gantry-dev/gantry/internal/loadtest/k6run"
@@ -24,7 +25,7 @@ import (
 
 // uploadArtifact is the pinned actions/upload-artifact the loadtest action
 // uploads its results with.
-const uploadArtifact = "actions/upload-artifact@ea165f8d65b6e75b540449e92b4886f43607fa02 # v4.6.2"
+const uploadArtifact = actionyml.UploadArtifact
 
 func loadtestSpec() *action.Spec {
 	return &action.Spec{

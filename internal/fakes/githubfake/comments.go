@@ -20,6 +20,8 @@ type repository struct {
 	comments    []comment // by ID, ascending
 	refs        map[string]string
 	deployments []*deployment // by ID, ascending
+	releases    []*release    // oldest first
+	usedTags    []string      // tags of deleted immutable releases: never again a release's
 }
 
 type comment struct {

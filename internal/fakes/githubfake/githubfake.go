@@ -1,6 +1,7 @@
 // Package githubfake is an in-process fake of the GitHub endpoints gantry talks to: the Actions
 // OIDC token endpoint, and the parts of the REST API gantry calls (issue comments on pull requests,
-// deployments and their statuses, the authenticated user), answering with go-github's own types.
+// deployments and their statuses, the authenticated user, releases and git references), answering
+// with go-github's own types.
 package githubfake
 
 import (
@@ -54,6 +55,13 @@ type Options struct {
 	// APIPrefix is the path the REST API is served under: "" as on api.github.com, "/api/v3" as on
 	// GitHub Enterprise Server.
 	APIPrefix string
+
+	// GitDir is a bare git repository standing in for the repository's git data: the git
+	// references API reads and writes its refs, and releases tag its commits (see InitGitDir).
+	GitDir string
+	// ImmutableReleases turns on GitHub's immutable releases: a published release's assets and
+	// tag are frozen.
+	ImmutableReleases bool
 }
 
 // Issued is one OIDC token the fake handed out.

@@ -75,6 +75,19 @@ var opScopes = map[string][]string{
 	OpListDeploymentStatuses: {"deployments"},
 	OpCreateDeploymentStatus: {"deployments"},
 	OpGetDeploymentStatus:    {"deployments"},
+	OpListReleases:           {"contents"},
+	OpCreateRelease:          {"contents"},
+	OpGetRelease:             {"contents"},
+	OpGetReleaseByTag:        {"contents"},
+	OpUpdateRelease:          {"contents"},
+	OpDeleteRelease:          {"contents"},
+	OpListReleaseAssets:      {"contents"},
+	OpUploadReleaseAsset:     {"contents"},
+	OpDeleteReleaseAsset:     {"contents"},
+	OpGetRef:                 {"contents"},
+	OpCreateRef:              {"contents"},
+	OpUpdateRef:              {"contents"},
+	OpDeleteRef:              {"contents"},
 }
 
 const (
@@ -263,6 +276,7 @@ func (s *Server) registerREST() {
 	s.route(OpListDeploymentStatuses, s.listDeploymentStatuses)
 	s.route(OpCreateDeploymentStatus, s.createDeploymentStatus)
 	s.route(OpGetDeploymentStatus, s.getDeploymentStatus)
+	s.registerReleases()
 	// Anything else under the API answers as GitHub does for an unknown path.
 	s.route("", func(rq *request) response { return rq.notFound() })
 }
@@ -270,9 +284,19 @@ func (s *Server) registerREST() {
 // route serves op (or, for "", every other path under the API prefix): it checks the token,
 // applies injected faults, checks the token's permission and calls h under the server's lock.
 func (s *Server) route(op string, h func(*request) response) {
+	path := ""
+	if op != "" {
+		_, path, _ = strings.Cut(op, " ")
+	}
+	s.routeAt(op, path, h)
+}
+
+// routeAt is route with the path pattern given, for an operation whose own path would conflict
+// with another's in http.ServeMux.
+func (s *Server) routeAt(op, path string, h func(*request) response) {
 	pattern := s.opts.APIPrefix + "/"
 	if op != "" {
-		method, path, _ := strings.Cut(op, " ")
+		method, _, _ := strings.Cut(op, " ")
 		pattern = method + " " + s.opts.APIPrefix + path
 	}
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
