@@ -5,12 +5,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gantry-dev/gantry/internal/loadtest/k6run"
 )
 
 // K6Majors are the k6 major versions gantry supports, the default pin's
@@ -50,9 +51,6 @@ func (k K6Build) PathDir(t testing.TB) string {
 	return dir
 }
 
-// k6VersionRE reads the first line of "k6 version": k6 v2.2.0 (...).
-var k6VersionRE = regexp.MustCompile(`(?m)^k6 v([0-9]+)\.([0-9]+\.[0-9]+)`)
-
 // k6Versions remembers each executable's version ("" when unreadable), so a
 // test process asks every k6 once.
 var k6Versions sync.Map
@@ -66,10 +64,7 @@ func k6Version(path string) string {
 	cmd := exec.CommandContext(ctx, path, "version")
 	cmd.Env = append(os.Environ(), "K6_NO_USAGE_REPORT=true")
 	out, _ := cmd.Output()
-	v := ""
-	if m := k6VersionRE.FindSubmatch(out); m != nil {
-		v = string(m[1]) + "." + string(m[2])
-	}
+	v := k6run.ParseVersion(out)
 	k6Versions.Store(path, v)
 	return v
 }

@@ -198,14 +198,18 @@ func k6OnPath(ctx context.Context, o *Options) (p, got string, ok bool) {
 	if err != nil {
 		return p, "", true
 	}
-	return p, parseVersion(out), true
+	return p, ParseVersion(out), true
 }
 
-// k6VersionRE matches the first line of "k6 version": k6 v1.8.1 (go1.26.8,
-// linux/amd64), k6 v2.2.0 (commit/devel, go1.26.8, linux/amd64).
-var k6VersionRE = regexp.MustCompile(`(?m)^k6 v([0-9]+\.[0-9]+\.[0-9]+(?:-[0-9A-Za-z.]+)?)`)
+// k6VersionRE matches the first line of "k6 version", which starts with
+// the name of k6's executable (after symlinks): k6 v1.8.1 (go1.26.8,
+// linux/amd64), k6 v2.2.0 (commit/devel, go1.26.8, linux/amd64), or
+// k6-v1 v1.8.1 (...) for a k6 installed under that name.
+var k6VersionRE = regexp.MustCompile(`\A\S+ v([0-9]+\.[0-9]+\.[0-9]+(?:-[0-9A-Za-z.]+)?)[ \n]`)
 
-func parseVersion(out []byte) string {
+// ParseVersion reads the version (2.2.0) from the output of "k6 version";
+// "" when it is not there.
+func ParseVersion(out []byte) string {
 	m := k6VersionRE.FindSubmatch(out)
 	if m == nil {
 		return ""

@@ -467,3 +467,22 @@ func TestFindOnPathEachMajor(t *testing.T) {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+func TestParseVersion(t *testing.T) {
+	t.Parallel()
+	for out, want := range map[string]string{
+		"k6 v1.8.1 (go1.26.8, linux/amd64)\n":                      "1.8.1",
+		"k6 v2.2.0 (commit/devel, go1.26.8, linux/amd64)\n":        "2.2.0",
+		"k6-v1 v1.8.1 (commit/devel, go1.26.8, linux/amd64)\n":     "1.8.1", // installed under another name
+		"k6 v2.3.0-rc1 (commit/0123abcd, go1.26.8, linux/amd64)\n": "2.3.0-rc1",
+		"k6 v2.2.0\nExtensions:\n  k6/x/foo v0.1.0\n":              "2.2.0",
+		"k6 v2.2\n":            "",
+		"k6 version unknown\n": "",
+		"\nk6 v2.2.0 (...)\n":  "", // not the first line
+		"":                     "",
+	} {
+		if got := k6run.ParseVersion([]byte(out)); got != want {
+			t.Errorf("ParseVersion(%q) = %q; want %q", out, got, want)
+		}
+	}
+}
