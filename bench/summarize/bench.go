@@ -38,7 +38,9 @@ type bench struct {
 
 func newBench(ctx context.Context, c config, root, tmp string) (*bench, error) {
 	b := &bench{c: c, root: root, tmp: tmp, bin: map[string]string{}}
-	b.bin["k6"] = filepath.Join(root, ".bin", "k6")
+	// k6 1.x: the comparison (and its text) is with k6 v1.8.1 and the
+	// xk6-dashboard release that embeds it.
+	b.bin["k6"] = filepath.Join(root, ".bin", "k6-v1")
 	if _, err := os.Stat(b.bin["k6"]); err != nil {
 		return nil, fmt.Errorf("%s not found; run ./scripts/tools.sh bench", b.bin["k6"])
 	}

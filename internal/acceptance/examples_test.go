@@ -300,7 +300,7 @@ func TestExampleManualDeployWrongConfirm(t *testing.T) {
 // summary and the caller's outputs, and the report files go to the
 // artifact.
 func TestExampleLoadtest(t *testing.T) {
-	k6 := testenv.K6(t)
+	k6Dir := testenv.K6Of(t, testenv.K6Majors[0]).PathDir(t)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte(`{"status":"ok"}`)) }))
 	defer srv.Close()
 	c := newConsumer(t, appFiles(t, exampleFiles(t, "2-ecr-ecs")))
@@ -310,7 +310,7 @@ func TestExampleLoadtest(t *testing.T) {
 		"--local-repository", uploadArtifactRef + "=" + uploadStandIn(t, uploaded),
 		// act workaround: in host mode a job's PATH is act's own; k6 at its
 		// pinned version on PATH is what a runner's tool cache would give.
-		"--env", "PATH=" + filepath.Dir(k6) + string(os.PathListSeparator) + os.Getenv("PATH"),
+		"--env", "PATH=" + k6Dir + string(os.PathListSeparator) + os.Getenv("PATH"),
 	}, flags("--input", inputs)...)
 	r := c.Expect(t, "load test", true, "workflow_dispatch", args...)
 	expectRun(t, "loadtest.yml", r, nil, "**✅ api behind the ALB passed: all 2 thresholds passed")

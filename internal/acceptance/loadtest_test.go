@@ -34,7 +34,7 @@ jobs:
 // would against a local server: k6 from PATH, the outputs in the next step,
 // the job summary, and the result files handed to the artifact upload.
 func TestLoadtestActionUnderAct(t *testing.T) {
-	k6 := testenv.K6(t)
+	k6Dir := testenv.K6Of(t, testenv.K6Majors[0]).PathDir(t)
 	for _, tc := range []struct {
 		name    string
 		status  int
@@ -53,7 +53,7 @@ func TestLoadtestActionUnderAct(t *testing.T) {
 			// local action that copies what it is given, so the test sees exactly
 			// the files the real upload would get.
 			uploaded := t.TempDir()
-			wf := strings.NewReplacer("@K6DIR@", filepath.Dir(k6), "@URL@", srv.URL+"/").Replace(loadtestWorkflow)
+			wf := strings.NewReplacer("@K6DIR@", k6Dir, "@URL@", srv.URL+"/").Replace(loadtestWorkflow)
 			r := runAct(t, repoCopy(t, wf), "--local-repository", uploadArtifactRef+"="+uploadStandIn(t, uploaded))
 			if r.OK() != tc.ok {
 				t.Fatalf("job succeeded=%v, want %v:\n%s", r.OK(), tc.ok, r)

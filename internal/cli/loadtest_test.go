@@ -59,12 +59,17 @@ func startLoadTarget(t *testing.T) *loadTarget {
 	return lt
 }
 
-// loadtestEnv is the environment of a loadtest step: the pinned k6 on PATH
-// and an empty tool cache, so nothing is downloaded.
+// loadtestEnv is the environment of a loadtest step: the default pinned k6
+// on PATH and an empty tool cache, so nothing is downloaded.
 func loadtestEnv(t *testing.T, extra map[string]string) map[string]string {
-	k6 := testenv.K6(t)
+	return loadtestEnvWith(t, testenv.K6Of(t, testenv.K6Majors[0]), extra)
+}
+
+// loadtestEnvWith is loadtestEnv with k6 on PATH; a k6 other than the
+// default also needs k6Version's arguments.
+func loadtestEnvWith(t *testing.T, k6 testenv.K6Build, extra map[string]string) map[string]string {
 	env := map[string]string{
-		"PATH":              filepath.Dir(k6) + string(os.PathListSeparator) + os.Getenv("PATH"),
+		"PATH":              k6.PathDir(t) + string(os.PathListSeparator) + os.Getenv("PATH"),
 		"RUNNER_TOOL_CACHE": t.TempDir(),
 		"RUNNER_TEMP":       t.TempDir(),
 		"GITHUB_ACTIONS":    "true",
@@ -74,6 +79,13 @@ func loadtestEnv(t *testing.T, extra map[string]string) map[string]string {
 	}
 	return env
 }
+
+// k6Version is the loadtest arguments that choose k6's version.
+func k6Version(k6 testenv.K6Build) []string { return []string{"--k6-version", k6.Version} }
+
+// disagreement is the start of the warning gantry gives when k6's own verdict
+// on the script's thresholds differs from its evaluation.
+const disagreement = "k6 says the script's thresholds"
 
 const checksScript = `
 import http from 'k6/http';
@@ -129,39 +141,47 @@ func TestLoadtest(t *testing.T) {
 			[]string{"--script", "broken.js"}, 1, "error",
 			[]string{"error", "broken.js", "Unexpected token"}, []string{"::error title=loadtest::", "Line 2:40 Unexpected token"}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			r := runCLI(t, loadtestEnv(t, nil), nil, append([]string{"loadtest", "--artifact-name", ""}, tt.args...)...)
-			if r.code != tt.code || r.outputs["verdict"] != tt.verdict {
-				t.Fatalf("exit %d verdict %q, want %d %q\n%s\n%s", r.code, r.outputs["verdict"], tt.code, tt.verdict, r.log, r.summary)
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(r.summary, w) {
-					t.Errorf("summary lacks %q:\n%s", w, r.summary)
+	// How k6 exits (99, 107) and what it logs differs by version: each
+	// case runs against each major.
+	testenv.EachK6(t, func(t *testing.T, k6 testenv.K6Build) {
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				args := append(append([]string{"loadtest", "--artifact-name", ""}, k6Version(k6)...), tt.args...)
+				r := runCLI(t, loadtestEnvWith(t, k6, nil), nil, args...)
+				if r.code != tt.code || r.outputs["verdict"] != tt.verdict {
+					t.Fatalf("exit %d verdict %q, want %d %q\n%s\n%s", r.code, r.outputs["verdict"], tt.code, tt.verdict, r.log, r.summary)
 				}
-			}
-			for _, w := range tt.wantLog {
-				if !strings.Contains(r.log, w) {
-					t.Errorf("log lacks %q:\n%s", w, r.log)
+				if strings.Contains(r.log, disagreement) {
+					t.Errorf("gantry reports a disagreement with k6:\n%s", r.log)
 				}
-			}
-			if tt.verdict == "error" {
-				return
-			}
-			for _, f := range []string{"summary-path", "report-path"} {
-				if st, err := os.Stat(r.outputs[f]); err != nil || st.Size() == 0 {
-					t.Errorf("%s %q: %v", f, r.outputs[f], err)
+				for _, w := range tt.want {
+					if !strings.Contains(r.summary, w) {
+						t.Errorf("summary lacks %q:\n%s", w, r.summary)
+					}
 				}
-			}
-			if _, err := os.Stat(filepath.Join(r.outputs["output-dir"], "raw.json.gz")); err != nil {
-				t.Errorf("raw output: %v", err)
-			}
-			// The log fences k6's output: a script cannot issue workflow commands.
-			if !strings.Contains(r.log, "::stop-commands::") {
-				t.Errorf("k6's output is not fenced by ::stop-commands::\n%s", r.log)
-			}
-		})
-	}
+				for _, w := range tt.wantLog {
+					if !strings.Contains(r.log, w) {
+						t.Errorf("log lacks %q:\n%s", w, r.log)
+					}
+				}
+				if tt.verdict == "error" {
+					return
+				}
+				for _, f := range []string{"summary-path", "report-path"} {
+					if st, err := os.Stat(r.outputs[f]); err != nil || st.Size() == 0 {
+						t.Errorf("%s %q: %v", f, r.outputs[f], err)
+					}
+				}
+				if _, err := os.Stat(filepath.Join(r.outputs["output-dir"], "raw.json.gz")); err != nil {
+					t.Errorf("raw output: %v", err)
+				}
+				// The log fences k6's output: a script cannot issue workflow commands.
+				if !strings.Contains(r.log, "::stop-commands::") {
+					t.Errorf("k6's output is not fenced by ::stop-commands::\n%s", r.log)
+				}
+			})
+		}
+	})
 
 	t.Run("error rate output matches what the server failed", func(t *testing.T) {
 		before := lt.flaky.Load()
@@ -287,15 +307,53 @@ func TestLoadtestPullRequestComment(t *testing.T) {
 	}
 }
 
+// backgroundScript loads __ENV.TARGET at 50 requests a second until
+// stopped, with a threshold of its own that a failing window breaks.
+const backgroundScript = `
+import http from 'k6/http';
+import { check } from 'k6';
+export const options = {
+  scenarios: { s: { executor: 'constant-arrival-rate', rate: 50, timeUnit: '1s', duration: '2m', preAllocatedVUs: 5, maxVUs: 20 } },
+  thresholds: { http_req_failed: ['rate<0.01'] },
+};
+export default function () {
+  const res = http.get(__ENV.TARGET + '/');
+  check(res, { 'status is 2xx/3xx': (r) => r.status >= 200 && r.status < 400 });
+}
+`
+
 // TestLoadtestBackground: start mode leaves k6 running while "a deploy"
 // makes the server fail for a while; stop mode ends it and counts the
-// failed requests inside that window, as the server saw them.
+// failed requests inside that window, as the server saw them. A script
+// with a threshold runs against each k6 major (stopping k6 is k6's
+// behaviour: SIGINT, exit 105 whatever its thresholds say), the smoke test
+// against the default one.
 func TestLoadtestBackground(t *testing.T) {
 	testenv.K6(t)
 	bin := filepath.Join(t.TempDir(), "gantry")
 	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/gantry").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
+	workspace(t, map[string]string{"bg.js": backgroundScript})
+	testenv.EachK6(t, func(t *testing.T, k6 testenv.K6Build) {
+		t.Run("script with a threshold", func(t *testing.T) {
+			loadtestBackground(t, bin, k6, func(url string) []string { return []string{"--script", "bg.js", "--env", "TARGET=" + url} })
+		})
+		if k6.Major == testenv.K6Majors[0] {
+			t.Run("smoke test", func(t *testing.T) {
+				loadtestBackground(t, bin, k6, func(url string) []string { return []string{"--url", url + "/", "--rate", "50", "--duration", "2m"} })
+			})
+		}
+	})
+	if again := runCLI(t, loadtestEnv(t, map[string]string{"GANTRY_SELF": bin}), nil, "loadtest", "--mode", "stop", "--output-dir", filepath.Join(t.TempDir(), "nothing")); again.code != 1 || !strings.Contains(again.log, "no background load test") {
+		t.Errorf("stop without a start: exit %d\n%s", again.code, again.log)
+	}
+}
+
+// loadtestBackground starts a background load test of what (given the
+// server's URL) with the gantry binary bin and k6, fails the server for a
+// while, stops the test and checks its verdict and window.
+func loadtestBackground(t *testing.T, bin string, k6 testenv.K6Build, what func(url string) []string) {
 	var failing atomic.Bool
 	var served, failedServed atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -306,10 +364,9 @@ func TestLoadtestBackground(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	dir := workspace(t, nil)
-	env := loadtestEnv(t, map[string]string{"GANTRY_SELF": bin})
-	out := filepath.Join(dir, "results")
-	start := runCLI(t, env, nil, "loadtest", "--mode", "start", "--url", srv.URL+"/", "--rate", "50", "--duration", "2m", "--output-dir", out)
+	env := loadtestEnvWith(t, k6, map[string]string{"GANTRY_SELF": bin})
+	out := filepath.Join(t.TempDir(), "results")
+	start := runCLI(t, env, nil, append(append([]string{"loadtest", "--mode", "start", "--output-dir", out}, k6Version(k6)...), what(srv.URL)...)...)
 	if start.code != 0 || start.outputs["output-dir"] != out {
 		t.Fatalf("start: exit %d %v\n%s", start.code, start.outputs, start.log)
 	}
@@ -331,7 +388,11 @@ func TestLoadtestBackground(t *testing.T) {
 	stop := runCLI(t, env, nil, "loadtest", "--mode", "stop", "--output-dir", out,
 		"--window-from", from.Format(time.RFC3339Nano), "--window-to", to.Format(time.RFC3339Nano))
 	if stop.code != 1 || stop.outputs["verdict"] != "fail" {
-		t.Fatalf("stop: exit %d %v (a 502 fails the smoke test's check)\n%s\n%s", stop.code, stop.outputs, stop.log, stop.summary)
+		t.Fatalf("stop: exit %d %v (a 502 fails the check)\n%s\n%s", stop.code, stop.outputs, stop.log, stop.summary)
+	}
+	// k6 stopped by SIGINT exits 105, not 99: that is no disagreement.
+	if strings.Contains(stop.log, disagreement) {
+		t.Errorf("stop: gantry reports a disagreement with a stopped k6:\n%s", stop.log)
 	}
 	// Stop mode prints the background k6's log fenced, as run mode does.
 	if n, outside := fencedLines(stop.log, "execution: local"); n == 0 || outside > 0 {
@@ -350,9 +411,6 @@ func TestLoadtestBackground(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
 			t.Errorf("%s: %v", f, err)
 		}
-	}
-	if again := runCLI(t, env, nil, "loadtest", "--mode", "stop", "--output-dir", filepath.Join(dir, "nothing")); again.code != 1 || !strings.Contains(again.log, "no background load test") {
-		t.Errorf("stop without a start: exit %d\n%s", again.code, again.log)
 	}
 }
 
@@ -374,4 +432,59 @@ func fencedLines(log, marker string) (n, outside int) {
 		}
 	}
 	return n, outside
+}
+
+// readmeLoadtestThresholds returns the thresholds of the README's loadtest
+// example (the yaml block that uses actions/loadtest), one a line.
+func readmeLoadtestThresholds(t *testing.T) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, block := range strings.Split(string(data), "```yaml")[1:] {
+		block, _, _ = strings.Cut(block, "```")
+		if !strings.Contains(block, "/actions/loadtest@") {
+			continue
+		}
+		var lines []string
+		indent := -1
+		for _, l := range strings.Split(block, "\n") {
+			trimmed := strings.TrimLeft(l, " ")
+			switch {
+			case indent < 0 && strings.HasPrefix(trimmed, "thresholds: |"):
+				indent = len(l) - len(trimmed)
+			case indent >= 0 && trimmed != "" && len(l)-len(trimmed) > indent:
+				lines = append(lines, strings.TrimSpace(l))
+			case indent >= 0:
+				indent = -2 // the block scalar ended
+			}
+		}
+		if len(lines) > 0 {
+			return strings.Join(lines, "\n")
+		}
+	}
+	t.Fatal("README.md has no yaml example using actions/loadtest with a thresholds: | block")
+	return ""
+}
+
+// TestLoadtestReadmeExampleThresholds runs the README's loadtest example
+// (its smoke test and thresholds) against a target that fails 10% of
+// requests with each k6 major: a threshold fails, and gantry does not claim
+// that k6 disagrees, since k6 was never given the input's thresholds. (A
+// script's own thresholds beside the input's: TestLoadtest.)
+func TestLoadtestReadmeExampleThresholds(t *testing.T) {
+	thresholds := readmeLoadtestThresholds(t)
+	lt := startLoadTarget(t)
+	testenv.EachK6(t, func(t *testing.T, k6 testenv.K6Build) {
+		args := append([]string{"loadtest", "--artifact-name", "", "--url", lt.URL + "/flaky", "--rate", "20", "--duration", "2s",
+			"--fail-on", "thresholds", "--thresholds", thresholds}, k6Version(k6)...)
+		r := runCLI(t, loadtestEnvWith(t, k6, nil), nil, args...)
+		if r.code != 1 || r.outputs["verdict"] != "fail" || !strings.Contains(r.summary, "rate<0.01") {
+			t.Fatalf("exit %d verdict %q; want a failed http_req_failed:rate<0.01 (10%% of requests fail)\n%s\n%s", r.code, r.outputs["verdict"], r.log, r.summary)
+		}
+		if strings.Contains(r.log, disagreement) || strings.Contains(r.log, "please report this") {
+			t.Errorf("gantry reports a disagreement with k6, which was never given the input's thresholds:\n%s", r.log)
+		}
+	})
 }

@@ -37,11 +37,18 @@ export default function () {
 }
 `
 
-// TestSummarizeRealK6Run runs k6 against a server that answers every fifth
-// request with a 500 and compares the summary with what the server saw.
+// TestSummarizeRealK6Run runs k6 of each major version against a server
+// that answers every fifth request with a 500 and compares the summary with
+// what the server saw.
 func TestSummarizeRealK6Run(t *testing.T) {
 	t.Parallel()
-	k6 := testenv.K6(t)
+	testenv.EachK6(t, func(t *testing.T, k6 testenv.K6Build) {
+		t.Parallel()
+		summarizeRealK6Run(t, k6.Path)
+	})
+}
+
+func summarizeRealK6Run(t *testing.T, k6 string) {
 
 	var mu sync.Mutex
 	var served, failed int
@@ -67,7 +74,7 @@ func TestSummarizeRealK6Run(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(dir, "out.json.gz")
-	cmd := exec.CommandContext(t.Context(), k6, "run", "--quiet", "--out", "json="+out, script)
+	cmd := exec.CommandContext(t.Context(), k6, "run", "--quiet", "--address=", "--out", "json="+out, script)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "K6_NO_USAGE_REPORT=true", "TARGET="+srv.URL+"/hello")
 	if output, err := cmd.CombinedOutput(); err != nil {

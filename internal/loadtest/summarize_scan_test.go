@@ -408,8 +408,9 @@ func jsonFloat(v float64) string {
 	return string(b)
 }
 
-// k6Differential sends requests with query strings (which k6 escapes),
-// named ones with Unicode, custom tags, groups and checks, some failing.
+// k6Differential sends requests with query strings (k6 1.x escapes their
+// & < > in its JSON output, 2.x does not), named ones with Unicode, custom
+// tags (one with quotes, which both escape), groups and checks, some failing.
 const k6Differential = `
 import http from 'k6/http';
 import { check, group } from 'k6';
@@ -427,15 +428,21 @@ export default function () {
     check(res, { 'status is 200': (r) => r.status === 200 });
   });
   http.get(__ENV.TARGET + '/login', { tags: { name: 'Grüße — ログイン' } });
-  http.post(__ENV.TARGET + '/orders', '{}', { tags: { custom: 'a&b' } });
+  http.post(__ENV.TARGET + '/orders', '{}', { tags: { custom: 'a&b "quoted"' } });
 }
 `
 
 // TestSummarizeScannerMatchesEncodingJSONOnK6 summarizes a real k6 output
-// both ways.
+// of each major version both ways.
 func TestSummarizeScannerMatchesEncodingJSONOnK6(t *testing.T) {
 	t.Parallel()
-	k6 := testenv.K6(t)
+	testenv.EachK6(t, func(t *testing.T, k6b testenv.K6Build) {
+		t.Parallel()
+		summarizeK6BothWays(t, k6b.Path)
+	})
+}
+
+func summarizeK6BothWays(t *testing.T, k6 string) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Get("fail") != "" {
 			http.Error(w, "injected failure", http.StatusServiceUnavailable)
@@ -450,7 +457,7 @@ func TestSummarizeScannerMatchesEncodingJSONOnK6(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(dir, "out.json")
-	cmd := exec.CommandContext(t.Context(), k6, "run", "--quiet", "--out", "json="+out, script)
+	cmd := exec.CommandContext(t.Context(), k6, "run", "--quiet", "--address=", "--out", "json="+out, script)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "K6_NO_USAGE_REPORT=true", "TARGET="+srv.URL)
 	if output, err := cmd.CombinedOutput(); err != nil {

@@ -22,9 +22,9 @@ import (
 
 // runK6 runs k6 with args in dir and returns its exit code and output; an
 // error other than a non-zero exit fails the test.
-func runK6(t *testing.T, dir string, env []string, args ...string) (int, string) {
+func runK6(t *testing.T, k6, dir string, env []string, args ...string) (int, string) {
 	t.Helper()
-	cmd := exec.CommandContext(t.Context(), testenv.K6(t), args...)
+	cmd := exec.CommandContext(t.Context(), k6, args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), append(env, "K6_NO_USAGE_REPORT=true")...)
 	out, err := cmd.CombinedOutput()
@@ -35,12 +35,18 @@ func runK6(t *testing.T, dir string, env []string, args ...string) (int, string)
 	return cmd.ProcessState.ExitCode(), string(out)
 }
 
-// TestValidateThresholdsAgreesWithK6 asks k6 whether each threshold of
-// validationCases is valid: k6 exits with 104 for an invalid one before
-// running anything.
+// TestValidateThresholdsAgreesWithK6 asks k6 of each major version whether
+// each threshold of validationCases is valid: k6 exits with 104 for an
+// invalid one before running anything.
 func TestValidateThresholdsAgreesWithK6(t *testing.T) {
 	t.Parallel()
-	testenv.K6(t)
+	testenv.EachK6(t, func(t *testing.T, k6 testenv.K6Build) {
+		t.Parallel()
+		validateThresholdsWithK6(t, k6)
+	})
+}
+
+func validateThresholdsWithK6(t *testing.T, k6 testenv.K6Build) {
 	dir := t.TempDir()
 	script := `export const options = { iterations: 1, thresholds: JSON.parse(__ENV.TH) };
 export default function () {}
@@ -55,13 +61,14 @@ export default function () {}
 			if err != nil {
 				t.Fatal(err)
 			}
-			code, out := runK6(t, dir, []string{"TH=" + string(th)},
-				"run", "--quiet", "--summary-mode=disabled", "--address=127.0.0.1:0", "script.js")
+			code, out := runK6(t, k6.Path, dir, []string{"TH=" + string(th)},
+				"run", "--quiet", "--summary-mode=disabled", "--address=", "script.js")
 			if code != 0 && code != 99 && code != 104 {
 				t.Fatalf("k6 exited with %d; want 0, 99 or 104\n%s", code, out)
 			}
-			if k6Valid := code != 104; k6Valid != tt.k6Valid {
-				t.Errorf("k6 says valid = %v; the test table says %v\n%s", k6Valid, tt.k6Valid, out)
+			want := tt.k6Valid || k6.Major == 1 && k6V1Accepts[tt.expr]
+			if k6Valid := code != 104; k6Valid != want {
+				t.Errorf("k6 %s says valid = %v; the test table says %v\n%s", k6.Version, k6Valid, want, out)
 			}
 		})
 	}
@@ -110,12 +117,18 @@ export default function () {
 }
 `
 
-// TestThresholdsAgreeWithK6 runs real k6 with thresholds and checks that
-// every threshold passes or fails in the summary as in k6's verdict, and
-// that the observed values agree.
+// TestThresholdsAgreeWithK6 runs real k6 of each major version with
+// thresholds and checks that every threshold passes or fails in the summary
+// as in k6's verdict, and that the observed values agree.
 func TestThresholdsAgreeWithK6(t *testing.T) {
 	t.Parallel()
-	testenv.K6(t)
+	testenv.EachK6(t, func(t *testing.T, k6 testenv.K6Build) {
+		t.Parallel()
+		thresholdsAgreeWithK6(t, k6.Path)
+	})
+}
+
+func thresholdsAgreeWithK6(t *testing.T, k6 string) {
 	var flaky atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
@@ -139,7 +152,7 @@ func TestThresholdsAgreeWithK6(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "script.js"), []byte(agreementScript), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	code, out := runK6(t, dir, nil, "inspect", "script.js")
+	code, out := runK6(t, k6, dir, nil, "inspect", "script.js")
 	if code != 0 {
 		t.Fatalf("k6 inspect exited with %d\n%s", code, out)
 	}
@@ -151,8 +164,8 @@ func TestThresholdsAgreeWithK6(t *testing.T) {
 		t.Fatalf("thresholds of http_req_duration from k6 inspect = %q; want 8 ending with the object form's p(99.9)<=1000", got)
 	}
 
-	code, out = runK6(t, dir, []string{"TARGET=" + srv.URL},
-		"run", "--quiet", "--address=127.0.0.1:0", "--out", "json=out.json.gz", "--summary-export=export.json",
+	code, out = runK6(t, k6, dir, []string{"TARGET=" + srv.URL},
+		"run", "--quiet", "--address=", "--out", "json=out.json.gz", "--summary-export=export.json",
 		"--summary-trend-stats=avg,min,med,max,p(50),p(90),p(95),p(99.9)", "script.js")
 	if code != 99 {
 		t.Fatalf("k6 run exited with %d; want 99, as some thresholds fail\n%s", code, out)

@@ -5,12 +5,15 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/gantry-dev/gantry/internal/loadtest/k6run"
 )
 
 // How the peers below are installed; scripts/tools.sh pins each version.
 const (
 	ComposeInstall = "scripts/tools.sh (builds github.com/docker/compose/v2@v2.40.3 into .bin/docker-compose and ~/.docker/cli-plugins/docker-compose)"
-	K6Install      = "scripts/tools.sh (go install go.k6.io/k6@v1.8.1)"
+	K6Install      = "scripts/tools.sh (builds go.k6.io/k6/v2@v" + k6run.DefaultVersion + " into .bin/k6)"
+	K6V1Install    = "scripts/tools.sh (builds go.k6.io/k6@v1.8.1 into .bin/k6-v1)"
 	CaddyInstall   = "scripts/tools.sh (builds edge/cmd/gantry-edge, Caddy v2.11.9 with gantry's upstreams module, as .bin/caddy)"
 )
 
@@ -51,11 +54,11 @@ func Compose(t testing.TB) string {
 	return bin
 }
 
-// K6 returns the path of the pinned k6 (GANTRY_K6_BIN overrides it). Run it
-// with K6_NO_USAGE_REPORT=true.
+// K6 returns the path of the default pinned k6, the newest major (see
+// K6Of). Run it with K6_NO_USAGE_REPORT=true.
 func K6(t testing.TB) string {
 	t.Helper()
-	return Tool(t, "k6", "GANTRY_K6_BIN", K6Install)
+	return K6Of(t, K6Majors[0]).Path
 }
 
 // Caddy returns the path of the pinned, statically linked caddy

@@ -26,8 +26,9 @@ import (
 	"time"
 )
 
-// DefaultVersion is the k6 release gantry installs unless told otherwise.
-const DefaultVersion = "1.8.1"
+// DefaultVersion is the k6 release gantry installs unless told otherwise;
+// k6 1.x (1.8.1 is tested) still works when chosen.
+const DefaultVersion = "2.2.0"
 
 // DefaultBaseURL is where k6's GitHub releases are downloaded from: public
 // assets, fetched without a token.
@@ -60,7 +61,7 @@ func (e *InputError) Error() string { return e.Input + ": " + e.Msg }
 
 // Options says which k6 Find wants and where it may look.
 type Options struct {
-	// Version is the k6 release, as 1.8.1 or v1.8.1; empty means
+	// Version is the k6 release, as 2.2.0 or v2.2.0; empty means
 	// DefaultVersion.
 	Version string
 	// BaseURL replaces DefaultBaseURL; the archive is fetched from
@@ -95,7 +96,7 @@ func (o *Options) logf(format string, args ...any) {
 // versionRE is a k6 release version without its leading v.
 var versionRE = regexp.MustCompile(`^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.]+)?$`)
 
-// NormalizeVersion returns v without a leading "v" (1.8.1 for v1.8.1), or
+// NormalizeVersion returns v without a leading "v" (2.2.0 for v2.2.0), or
 // an InputError for k6-version when it is not a release version.
 func NormalizeVersion(v string) (string, error) {
 	v = strings.TrimPrefix(strings.TrimSpace(v), "v")
@@ -197,13 +198,18 @@ func k6OnPath(ctx context.Context, o *Options) (p, got string, ok bool) {
 	if err != nil {
 		return p, "", true
 	}
-	return p, parseVersion(out), true
+	return p, ParseVersion(out), true
 }
 
-// k6VersionRE matches the first line of "k6 version": k6 v1.8.1 (go1.26.8, linux/amd64).
-var k6VersionRE = regexp.MustCompile(`(?m)^k6 v([0-9]+\.[0-9]+\.[0-9]+(?:-[0-9A-Za-z.]+)?)`)
+// k6VersionRE matches the first line of "k6 version", which starts with
+// the name of k6's executable (after symlinks): k6 v1.8.1 (go1.26.8,
+// linux/amd64), k6 v2.2.0 (commit/devel, go1.26.8, linux/amd64), or
+// k6-v1 v1.8.1 (...) for a k6 installed under that name.
+var k6VersionRE = regexp.MustCompile(`\A\S+ v([0-9]+\.[0-9]+\.[0-9]+(?:-[0-9A-Za-z.]+)?)[ \n]`)
 
-func parseVersion(out []byte) string {
+// ParseVersion reads the version (2.2.0) from the output of "k6 version";
+// "" when it is not there.
+func ParseVersion(out []byte) string {
 	m := k6VersionRE.FindSubmatch(out)
 	if m == nil {
 		return ""

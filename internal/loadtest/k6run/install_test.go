@@ -439,3 +439,50 @@ func fileSum(t *testing.T, p string) string {
 	sum := sha256.Sum256(data)
 	return hex.EncodeToString(sum[:])
 }
+
+// TestFindOnPathEachMajor: a k6 of each supported major version on PATH is
+// taken when it is the wanted version ("k6 version" reads the same) and not
+// when another version is wanted.
+func TestFindOnPathEachMajor(t *testing.T) {
+	t.Parallel()
+	testenv.EachK6(t, func(t *testing.T, k6 testenv.K6Build) {
+		t.Parallel()
+		dir := k6.PathDir(t)
+		var log syncBuffer
+		env := map[string]string{"PATH": dir, "RUNNER_TOOL_CACHE": t.TempDir()}
+		got, err := k6run.Find(t.Context(), k6run.Options{Version: "v" + k6.Version, Getenv: func(k string) string { return env[k] }, Logf: log.logf})
+		if err != nil || got != filepath.Join(dir, "k6") || !strings.Contains(log.String(), "k6 "+k6.Version+" on PATH") {
+			t.Fatalf("Find = %q, %v; want the k6 %s on PATH\n%s", got, err, k6.Version, log.String())
+		}
+		// Another version is looked for in the tool cache, here offline.
+		_, err = k6run.Find(t.Context(), k6run.Options{Version: "0.1.0", Getenv: func(k string) string { return env[k] }, Logf: log.logf,
+			Transport: roundTripFunc(func(*http.Request) (*http.Response, error) { return nil, errors.New("offline") })})
+		if err == nil || !strings.Contains(log.String(), "is "+k6.Version+", want 0.1.0") {
+			t.Errorf("Find of another version: %v; want a miss on PATH\n%s", err, log.String())
+		}
+	})
+}
+
+// roundTripFunc is an http.RoundTripper from a function.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+func TestParseVersion(t *testing.T) {
+	t.Parallel()
+	for out, want := range map[string]string{
+		"k6 v1.8.1 (go1.26.8, linux/amd64)\n":                      "1.8.1",
+		"k6 v2.2.0 (commit/devel, go1.26.8, linux/amd64)\n":        "2.2.0",
+		"k6-v1 v1.8.1 (commit/devel, go1.26.8, linux/amd64)\n":     "1.8.1", // installed under another name
+		"k6 v2.3.0-rc1 (commit/0123abcd, go1.26.8, linux/amd64)\n": "2.3.0-rc1",
+		"k6 v2.2.0\nExtensions:\n  k6/x/foo v0.1.0\n":              "2.2.0",
+		"k6 v2.2\n":            "",
+		"k6 version unknown\n": "",
+		"\nk6 v2.2.0 (...)\n":  "", // not the first line
+		"":                     "",
+	} {
+		if got := k6run.ParseVersion([]byte(out)); got != want {
+			t.Errorf("ParseVersion(%q) = %q; want %q", out, got, want)
+		}
+	}
+}

@@ -233,8 +233,9 @@ func start(ctx context.Context, o RunOptions) (*process, error) {
 		return nil, fmt.Errorf("k6 run: %w", err)
 	}
 
-	// --address= turns k6's REST API off: nothing uses it, and parallel
-	// runs would fight over its port.
+	// --address= turns k6 1.x's REST API off (2.x starts it only when
+	// given an address): nothing uses it, and parallel runs would fight
+	// over its port. Every other argument means the same to both majors.
 	args := []string{"run", "--address=", "--out", "json=" + raw}
 	shown := slices.Clone(args)
 	for _, k := range keys {

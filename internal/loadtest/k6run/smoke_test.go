@@ -79,62 +79,65 @@ type inspected struct {
 // options, so each is valid JavaScript that k6 understands as intended.
 func TestSmokeScriptOptions(t *testing.T) {
 	t.Parallel()
-	k6 := testenv.K6(t)
-	tests := []struct {
-		name                   string
-		opts                   k6run.SmokeOptions
-		executor, duration     string
-		rate, pre, maxVUs, vus int
-		check                  string
-		wantMethod, wantName   string
-	}{
-		{"rate only", k6run.SmokeOptions{Rate: 50, Duration: 30 * time.Second}, "constant-arrival-rate", "30s", 50, 5, 50, 0, "'status is 2xx/3xx'", "GET", "https://app.example/health"},
-		{"low rate", k6run.SmokeOptions{Rate: 1, Duration: 90 * time.Second}, "constant-arrival-rate", "1m30s", 1, 1, 1, 0, "'status is 2xx/3xx'", "GET", "https://app.example/health"},
-		{"high rate capped vus", k6run.SmokeOptions{Rate: 20000, Duration: time.Minute}, "constant-arrival-rate", "1m0s", 20000, 2000, 2000, 0, "'status is 2xx/3xx'", "GET", "https://app.example/health"},
-		{"rate and vus", k6run.SmokeOptions{Rate: 100, VUs: 7, Duration: 1500 * time.Millisecond, Method: "head"}, "constant-arrival-rate", "1.5s", 100, 7, 7, 0, "'status is 2xx/3xx'", "HEAD", "https://app.example/health"},
-		{"vus only", k6run.SmokeOptions{VUs: 3, Duration: 10 * time.Second, ExpectStatus: 204, Method: "DELETE"}, "constant-vus", "10s", 0, 0, 0, 3, "'status is 204'", "DELETE", "https://app.example/health"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			o := tc.opts
-			o.URL = "https://user:pw@app.example/health?token=abc#frag"
-			s, err := k6run.SmokeScript(o)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if want := map[string]string{k6run.EnvURL: o.URL, k6run.EnvMethod: tc.wantMethod, k6run.EnvName: tc.wantName}; !maps.Equal(s.Env, want) {
-				t.Errorf("Env = %v; want %v", s.Env, want)
-			}
-			if !strings.Contains(s.Source, tc.check) {
-				t.Errorf("the script has no check %s:\n%s", tc.check, s.Source)
-			}
-			script := writeScript(t, t.TempDir(), s.Source)
-			cmd := exec.CommandContext(t.Context(), k6, "inspect", "-e", k6run.EnvURL+"="+o.URL, script)
-			cmd.Env = append(os.Environ(), "K6_NO_USAGE_REPORT=true")
-			out, err := cmd.Output()
-			if err != nil {
-				t.Fatalf("k6 inspect: %v\n%s", err, out)
-			}
-			var got inspected
-			if err := json.Unmarshal(out, &got); err != nil {
-				t.Fatalf("k6 inspect: %v\n%s", err, out)
-			}
-			sc, ok := got.Scenarios[k6run.SmokeScenario]
-			if len(got.Scenarios) != 1 || !ok {
-				t.Fatalf("scenarios %+v; want only %s", got.Scenarios, k6run.SmokeScenario)
-			}
-			if sc.Executor != tc.executor || sc.Duration != tc.duration || sc.Rate != tc.rate || sc.PreAllocatedVUs != tc.pre || sc.MaxVUs != tc.maxVUs || sc.VUs != tc.vus {
-				t.Errorf("scenario %+v; want %s for %s, rate %d, %d to %d VUs (vus %d)", sc, tc.executor, tc.duration, tc.rate, tc.pre, tc.maxVUs, tc.vus)
-			}
-			if tc.rate > 0 && sc.TimeUnit != "1s" {
-				t.Errorf("timeUnit %q; want 1s", sc.TimeUnit)
-			}
-			if !got.DiscardResponseBodies {
-				t.Error("discardResponseBodies is off")
-			}
-		})
-	}
+	testenv.EachK6(t, func(t *testing.T, k6b testenv.K6Build) {
+		t.Parallel()
+		k6 := k6b.Path
+		tests := []struct {
+			name                   string
+			opts                   k6run.SmokeOptions
+			executor, duration     string
+			rate, pre, maxVUs, vus int
+			check                  string
+			wantMethod, wantName   string
+		}{
+			{"rate only", k6run.SmokeOptions{Rate: 50, Duration: 30 * time.Second}, "constant-arrival-rate", "30s", 50, 5, 50, 0, "'status is 2xx/3xx'", "GET", "https://app.example/health"},
+			{"low rate", k6run.SmokeOptions{Rate: 1, Duration: 90 * time.Second}, "constant-arrival-rate", "1m30s", 1, 1, 1, 0, "'status is 2xx/3xx'", "GET", "https://app.example/health"},
+			{"high rate capped vus", k6run.SmokeOptions{Rate: 20000, Duration: time.Minute}, "constant-arrival-rate", "1m0s", 20000, 2000, 2000, 0, "'status is 2xx/3xx'", "GET", "https://app.example/health"},
+			{"rate and vus", k6run.SmokeOptions{Rate: 100, VUs: 7, Duration: 1500 * time.Millisecond, Method: "head"}, "constant-arrival-rate", "1.5s", 100, 7, 7, 0, "'status is 2xx/3xx'", "HEAD", "https://app.example/health"},
+			{"vus only", k6run.SmokeOptions{VUs: 3, Duration: 10 * time.Second, ExpectStatus: 204, Method: "DELETE"}, "constant-vus", "10s", 0, 0, 0, 3, "'status is 204'", "DELETE", "https://app.example/health"},
+		}
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				t.Parallel()
+				o := tc.opts
+				o.URL = "https://user:pw@app.example/health?token=abc#frag"
+				s, err := k6run.SmokeScript(o)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want := map[string]string{k6run.EnvURL: o.URL, k6run.EnvMethod: tc.wantMethod, k6run.EnvName: tc.wantName}; !maps.Equal(s.Env, want) {
+					t.Errorf("Env = %v; want %v", s.Env, want)
+				}
+				if !strings.Contains(s.Source, tc.check) {
+					t.Errorf("the script has no check %s:\n%s", tc.check, s.Source)
+				}
+				script := writeScript(t, t.TempDir(), s.Source)
+				cmd := exec.CommandContext(t.Context(), k6, "inspect", "-e", k6run.EnvURL+"="+o.URL, script)
+				cmd.Env = append(os.Environ(), "K6_NO_USAGE_REPORT=true")
+				out, err := cmd.Output()
+				if err != nil {
+					t.Fatalf("k6 inspect: %v\n%s", err, out)
+				}
+				var got inspected
+				if err := json.Unmarshal(out, &got); err != nil {
+					t.Fatalf("k6 inspect: %v\n%s", err, out)
+				}
+				sc, ok := got.Scenarios[k6run.SmokeScenario]
+				if len(got.Scenarios) != 1 || !ok {
+					t.Fatalf("scenarios %+v; want only %s", got.Scenarios, k6run.SmokeScenario)
+				}
+				if sc.Executor != tc.executor || sc.Duration != tc.duration || sc.Rate != tc.rate || sc.PreAllocatedVUs != tc.pre || sc.MaxVUs != tc.maxVUs || sc.VUs != tc.vus {
+					t.Errorf("scenario %+v; want %s for %s, rate %d, %d to %d VUs (vus %d)", sc, tc.executor, tc.duration, tc.rate, tc.pre, tc.maxVUs, tc.vus)
+				}
+				if tc.rate > 0 && sc.TimeUnit != "1s" {
+					t.Errorf("timeUnit %q; want 1s", sc.TimeUnit)
+				}
+				if !got.DiscardResponseBodies {
+					t.Error("discardResponseBodies is off")
+				}
+			})
+		}
+	})
 }
 
 // TestSmokeScriptKeepsUserTextOutOfTheSource gives URLs built to break out
