@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gantry-dev/gantry/internal/clock"
+	"github.com/gantry-dev/gantry/internal/composefile"
 	"github.com/gantry-dev/gantry/internal/edge"
 	"github.com/gantry-dev/gantry/internal/history"
 	"github.com/gantry-dev/gantry/internal/verify"
@@ -67,7 +68,7 @@ func (dp *deployer) replace(ctx context.Context, svc string) error {
 		return dp.d.Remove(ctx, IDs(dead)...)
 	})
 	if err != nil {
-		return dp.restoreFiles(ctx, err)
+		return dp.restartEdge(ctx, dp.restoreFiles(ctx, err))
 	}
 	replicas := max(spec.Replicas, 1)
 	if dp.o.Strategy == Rolling && len(r.old) > 0 {
@@ -450,4 +451,21 @@ func without(cs []Container, x Container) []Container {
 		}
 	}
 	return out
+}
+
+// restartEdge starts the previous edge again, with the files restoreFiles
+// put back, when a new edge that did not start replaced it; the routing it
+// resumes is in its volumes. It returns err, saying what became of the edge.
+func (dp *deployer) restartEdge(ctx context.Context, err error) error {
+	if !dp.edgeReplaced {
+		return err
+	}
+	dp.edgeReplaced = false
+	if !dp.restored || dp.d.NoOverride {
+		return fmt.Errorf("%w; the previous edge was removed and no previous files are left to start it again", err)
+	}
+	if _, uerr := dp.d.Compose(context.WithoutCancel(ctx), "up", "--detach", "--no-deps", composefile.EdgeService); uerr != nil {
+		return fmt.Errorf("%w; starting the previous edge again also failed: %v", err, uerr)
+	}
+	return fmt.Errorf("%w; the previous edge was started again", err)
 }

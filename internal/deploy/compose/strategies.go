@@ -315,12 +315,20 @@ func (dp *deployer) edgeClient(ctx context.Context) (*edge.Client, Container, er
 // startEdge starts the edge when it is not running and waits briefly for
 // its admin API.
 func (dp *deployer) startEdge(ctx context.Context) (*edge.Client, Container, error) {
-	if _, err := dp.d.Compose(ctx, "up", "--detach", "--no-deps", composefile.EdgeService); err != nil {
-		return nil, Container{}, fmt.Errorf("start the edge: %w", err)
-	}
-	cs, err := dp.d.Containers(ctx, composefile.EdgeService)
+	before, err := dp.d.Containers(ctx, composefile.EdgeService)
 	if err != nil {
 		return nil, Container{}, err
+	}
+	_, upErr := dp.d.Compose(ctx, "up", "--detach", "--no-deps", composefile.EdgeService)
+	cs, err := dp.d.Containers(ctx, composefile.EdgeService)
+	if err != nil {
+		return nil, Container{}, errors.Join(upErr, err)
+	}
+	if err := dp.checkEdgeStarted(ctx, before, cs); err != nil {
+		return nil, Container{}, err
+	}
+	if upErr != nil {
+		return nil, Container{}, fmt.Errorf("start the edge: %w", upErr)
 	}
 	if err := dp.waitStarted(ctx, cs); err != nil {
 		return nil, Container{}, fmt.Errorf("edge: %w", err)
@@ -342,6 +350,11 @@ func (dp *deployer) startEdge(ctx context.Context) (*edge.Client, Container, err
 		if errors.Is(err, edge.ErrNoStdioCommand) {
 			return nil, Container{}, err
 		}
+		if now, ierr := dp.d.Inspect(ctx, cs[0].ID); ierr == nil {
+			if serr := dp.checkEdgeStarted(ctx, before, now); serr != nil {
+				return nil, Container{}, serr
+			}
+		}
 		if time.Now().After(deadline) {
 			return nil, Container{}, fmt.Errorf("edge admin API in container %s: %w", cs[0].Name, err)
 		}
@@ -350,5 +363,76 @@ func (dp *deployer) startEdge(ctx context.Context) (*edge.Client, Container, err
 			return nil, Container{}, ctx.Err()
 		case <-time.After(200 * time.Millisecond):
 		}
+	}
+}
+
+// checkEdgeStarted fails when an edge container is not running after
+// docker compose up: it removes the containers this deploy created (never
+// one that was there before) and names the engine's reason, in one line.
+// A running edge that up replaced is marked for a restart with the previous
+// files (dp.edgeReplaced).
+func (dp *deployer) checkEdgeStarted(ctx context.Context, before, now []Container) error {
+	var down []Container
+	for _, c := range now {
+		if !c.Running || c.Restarting {
+			down = append(down, c)
+		}
+	}
+	if len(down) == 0 {
+		return nil
+	}
+	c := down[0]
+	why := edgeReason(c)
+	if logs := dp.d.Logs(context.WithoutCancel(ctx), c.ID, 10); logs != "" && c.Status != "created" {
+		why += "; last output: " + verify.Text(strings.Join(strings.Fields(lastLines(logs, 5)), " "), 400)
+	}
+	existed := map[string]bool{}
+	for _, b := range before {
+		existed[b.ID] = true
+	}
+	var created []Container
+	for _, c := range down {
+		if !existed[c.ID] {
+			created = append(created, c)
+		}
+	}
+	for _, b := range before {
+		if b.Running && !contains(IDs(now), b.ID) {
+			dp.edgeReplaced = true
+		}
+	}
+	cleanup := ""
+	if len(created) > 0 {
+		if err := dp.d.Remove(context.WithoutCancel(ctx), IDs(created)...); err != nil {
+			cleanup = fmt.Sprintf("; removing it also failed: %v", err)
+		} else {
+			cleanup = "; it was removed"
+		}
+	}
+	return fmt.Errorf("the edge container %s of project %s did not start: %s%s; check edge-image (%s): it must hold gantry-edge as %s and run %s (build one with gantry edge-image, see edge/README.md)",
+		c.Name, dp.o.Project, why, cleanup, dp.o.EdgeImage, edge.ImageBinary, strings.Join(edge.ImageEntrypoint(), " "))
+}
+
+// edgeReason is the engine's reason a container is not running, without
+// the runtime's layers of prefixes: exec: "caddy": executable file not found
+// in $PATH.
+func edgeReason(c Container) string {
+	msg := strings.Join(strings.Fields(c.Error), " ")
+	for _, marker := range []string{"unable to start container process: ", "OCI runtime create failed: "} {
+		if i := strings.LastIndex(msg, marker); i >= 0 {
+			msg = msg[i+len(marker):]
+			break
+		}
+	}
+	msg = strings.TrimSuffix(msg, ": unknown")
+	switch {
+	case msg != "":
+		return msg
+	case c.Restarting:
+		return fmt.Sprintf("it keeps exiting (exit code %d)", c.ExitCode)
+	case c.Status == "exited" || c.Status == "dead":
+		return fmt.Sprintf("it exited with code %d", c.ExitCode)
+	default:
+		return "it is " + c.Status
 	}
 }
