@@ -108,7 +108,14 @@ func readEdgeImage(a *action.Action, in *action.Inputs) (edge.ImageBuild, name.R
 	b.Labels = labels
 	if in.Err() == nil {
 		if err := b.Check(); err != nil {
-			in.Fail("edge-dir", "%v", err)
+			input := "edge-dir"
+			switch {
+			case strings.HasPrefix(err.Error(), "binary "):
+				input = "binary"
+			case strings.HasPrefix(err.Error(), "platform "):
+				input = "platforms"
+			}
+			in.Fail(input, "%v", err)
 		}
 	}
 	return b, repo, tags

@@ -92,7 +92,7 @@ func (b ImageBuild) Check() error {
 			found = found || p.String() == key
 		}
 		if !found {
-			return fmt.Errorf("a binary is given for %s, which is not among the platforms built (%s)", key, platformList(b.platforms()))
+			return fmt.Errorf("binary for %s: that platform is not among those built (%s)", key, platformList(b.platforms()))
 		}
 	}
 	return nil
@@ -125,7 +125,7 @@ func checkModule(dir string) error {
 			}
 		}
 	}
-	return fmt.Errorf("%s is not gantry-edge's source (no go.mod for module %s); run from gantry's checkout or point the edge directory at its edge/", dir, EdgeModule)
+	return fmt.Errorf("%q is not gantry-edge's source (no go.mod for module %s); run from gantry's checkout or point the edge directory at its edge/", dir, EdgeModule)
 }
 
 // checkBinary reports a prebuilt binary that cannot be gantry-edge for p.

@@ -66,7 +66,7 @@ func TestImageBuildCheck(t *testing.T) {
 		{"other architecture", edge.ImageBuild{Binaries: map[string]string{"linux/amd64": armRelay}}, "not linux/amd64"},
 		{"dynamically linked", edge.ImageBuild{Binaries: map[string]string{"linux/amd64": "/bin/true"}}, "dynamically linked"},
 		{"not gantry-edge", edge.ImageBuild{Binaries: map[string]string{"linux/amd64": other}}, "is not gantry-edge"},
-		{"binary for a platform not built", edge.ImageBuild{EdgeDir: "../../edge", Binaries: map[string]string{"linux/arm64": armRelay}}, "not among the platforms"},
+		{"binary for a platform not built", edge.ImageBuild{EdgeDir: "../../edge", Binaries: map[string]string{"linux/arm64": armRelay}}, "not among those built"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
