@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -154,7 +155,11 @@ func TestDeployComposeEdgeThatCannotStart(t *testing.T) {
 	v1 := h.app(t, sha1, "v1")
 	v2 := h.app(t, sha2, "v2")
 
-	deployBroken := func(t *testing.T, sha, app string) {
+	edgeIDs := func() string {
+		out, _ := exec.Command("docker", "ps", "-aq", "--filter", "label=com.docker.compose.project="+h.project, "--filter", "label=com.docker.compose.service=gantry-edge").Output()
+		return strings.TrimSpace(string(out))
+	}
+	deployBroken := func(t *testing.T, sha, app, want string) string {
 		t.Helper()
 		r := h.deploy(t, sha, app, "--edge-image", broken)
 		if r.code != 1 {
@@ -166,33 +171,92 @@ func TestDeployComposeEdgeThatCannotStart(t *testing.T) {
 				errs = append(errs, line)
 			}
 		}
-		want := fmt.Sprintf(`the edge container %s-gantry-edge-1 of project %s did not start: exec: "caddy": executable file not found in $PATH`, h.project, h.project)
 		if len(errs) != 1 || !strings.Contains(errs[0], want) || !strings.Contains(errs[0], broken) || strings.Contains(errs[0], "OCI runtime") {
-			t.Errorf("error lines %q, want one with %q and the image", errs, want)
+			t.Fatalf("error lines %q, want one with %q and the image", errs, want)
 		}
+		t.Logf("%s", errs[0])
 		for _, img := range h.images(t, "gantry-edge") {
 			if img == broken {
 				t.Errorf("an edge container of %s was left behind", broken)
 			}
 		}
+		return errs[0]
 	}
+	const reason = `did not start: exec: "caddy": executable file not found in $PATH`
 
 	t.Run("first deploy", func(t *testing.T) {
-		deployBroken(t, sha1, v1)
-		if imgs := h.images(t, "gantry-edge"); len(imgs) != 0 {
-			t.Errorf("edge containers left: %q", imgs)
+		deployBroken(t, sha1, v1, fmt.Sprintf("the edge container %s-gantry-edge-1 of project %s %s", h.project, h.project, reason))
+		if ids := edgeIDs(); ids != "" {
+			t.Errorf("edge containers left: %q", ids)
 		}
 	})
 	t.Run("an edge was serving", func(t *testing.T) {
 		if r := h.deploy(t, sha1, v1, "--edge-image", good); r.code != 0 {
 			t.Fatalf("deploy with a working edge: %s", r.log)
 		}
-		deployBroken(t, sha2, v2)
+		running := edgeIDs()
+		deployBroken(t, sha2, v2, fmt.Sprintf("the edge of project %s %s", h.project, strings.Replace(reason, "start:", "start with the new edge-image:", 1)))
+		if got := h.served(t); got != sha1 {
+			t.Errorf("serving %q after the failed deploy, want %s", got, sha1)
+		}
+		if ids := edgeIDs(); ids != running {
+			t.Errorf("edge containers %q, want the one that ran before, untouched (%s)", ids, running)
+		}
+		if out, err := exec.Command("docker", "ps", "-aq", "--filter", "name="+h.project+"-gantry-edge-try").Output(); err != nil || len(out) > 0 {
+			t.Errorf("the trial container was left behind: %q (%v)", out, err)
+		}
+	})
+	// An edge whose caddy starts, then exits: the one up created goes, and
+	// the previous edge runs again from its volumes.
+	t.Run("an edge that exits", func(t *testing.T) {
+		exits, _ := testenv.BuildImage(t, h.reg.Host, "gantry-test/edge-exits", "v1",
+			map[string][]byte{"/usr/bin/caddy": exitingBinary(t, "caddy: cannot load the configuration")}, nil, nil)
+		exits = digestRef(t, exits)
+		r := h.deploy(t, sha2, v2, "--edge-image", exits)
+		if r.code != 1 {
+			t.Fatalf("exit %d, want 1\n%s", r.code, r.log)
+		}
+		var errs []string
+		for _, line := range strings.Split(r.log, "\n") {
+			if strings.HasPrefix(line, "::error") {
+				errs = append(errs, line)
+			}
+		}
+		want := fmt.Sprintf("the edge container %s-gantry-edge-1 of project %s did not start: it ", h.project, h.project)
+		if len(errs) != 1 || !strings.Contains(errs[0], want) || !strings.Contains(errs[0], "cannot load the configuration") || !strings.Contains(errs[0], "the previous edge was started again") {
+			t.Fatalf("error lines %q, want one with %q, the last output and the previous edge started again", errs, want)
+		}
+		t.Logf("%s", errs[0])
 		if got := h.served(t); got != sha1 {
 			t.Errorf("serving %q after the failed deploy, want %s", got, sha1)
 		}
 		if imgs := h.images(t, "gantry-edge"); len(imgs) != 1 || imgs[0] != good {
-			t.Errorf("edge containers %q, want the previous one (%s)", imgs, good)
+			t.Errorf("edge containers run %q, want one of the previous image %s", imgs, good)
 		}
 	})
+}
+
+// exitingBinary compiles a static program that prints msg and exits 1,
+// whatever its arguments.
+func exitingBinary(t *testing.T, msg string) []byte {
+	t.Helper()
+	dir := t.TempDir()
+	src := fmt.Sprintf("package main\n\nimport \"os\"\n\nfunc main() {\n\tos.Stderr.WriteString(%q)\n\tos.Exit(1)\n}\n", msg+"\n")
+	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module exits\n\ngo 1.26\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("go", "build", "-trimpath", "-o", "exits", ".")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "exits"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/gantry-dev/gantry/internal/clock"
-	"github.com/gantry-dev/gantry/internal/composefile"
 	"github.com/gantry-dev/gantry/internal/edge"
 	"github.com/gantry-dev/gantry/internal/history"
 	"github.com/gantry-dev/gantry/internal/verify"
@@ -464,8 +463,10 @@ func (dp *deployer) restartEdge(ctx context.Context, err error) error {
 	if !dp.restored || dp.d.NoOverride {
 		return fmt.Errorf("%w; the previous edge was removed and no previous files are left to start it again", err)
 	}
-	if _, uerr := dp.d.Compose(context.WithoutCancel(ctx), "up", "--detach", "--no-deps", composefile.EdgeService); uerr != nil {
-		return fmt.Errorf("%w; starting the previous edge again also failed: %v", err, uerr)
+	// startEdge returns once the edge's admin API answers, which is after
+	// Caddy resumed its configuration and so its listeners.
+	if _, _, serr := dp.startEdge(context.WithoutCancel(ctx)); serr != nil {
+		return fmt.Errorf("%w; starting the previous edge again also failed: %v", err, serr)
 	}
 	return fmt.Errorf("%w; the previous edge was started again", err)
 }

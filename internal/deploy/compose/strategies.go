@@ -12,6 +12,7 @@ import (
 	"github.com/gantry-dev/gantry/internal/composefile"
 	"github.com/gantry-dev/gantry/internal/edge"
 	"github.com/gantry-dev/gantry/internal/history"
+	"github.com/gantry-dev/gantry/internal/remote"
 	"github.com/gantry-dev/gantry/internal/verify"
 )
 
@@ -319,6 +320,16 @@ func (dp *deployer) startEdge(ctx context.Context) (*edge.Client, Container, err
 	if err != nil {
 		return nil, Container{}, err
 	}
+	for _, c := range before {
+		if c.Running && c.Image != dp.o.EdgeImage {
+			// docker compose up will replace this edge: try the new image
+			// first, so an image that cannot start leaves it serving.
+			if err := dp.tryEdgeImage(ctx); err != nil {
+				return nil, Container{}, err
+			}
+			break
+		}
+	}
 	_, upErr := dp.d.Compose(ctx, "up", "--detach", "--no-deps", composefile.EdgeService)
 	cs, err := dp.d.Containers(ctx, composefile.EdgeService)
 	if err != nil {
@@ -330,12 +341,8 @@ func (dp *deployer) startEdge(ctx context.Context) (*edge.Client, Container, err
 	if upErr != nil {
 		return nil, Container{}, fmt.Errorf("start the edge: %w", upErr)
 	}
-	if err := dp.waitStarted(ctx, cs); err != nil {
-		return nil, Container{}, fmt.Errorf("edge: %w", err)
-	}
-	cs, err = dp.d.Inspect(ctx, IDs(cs)...)
-	if err != nil || len(cs) == 0 || cs[0].IP == "" {
-		return nil, Container{}, fmt.Errorf("edge container has no address (%v)", err)
+	if len(cs) == 0 || cs[0].IP == "" {
+		return nil, Container{}, fmt.Errorf("the edge container of project %s has no address on the project's network", dp.o.Project)
 	}
 	c := edge.ExecClient(dp.d.H, dp.d.Argv(append([]string{"exec", "-i", cs[0].ID}, edge.ExecArgv()...)...))
 	// The admin API answers once Caddy is up; wait briefly for it.
@@ -409,22 +416,62 @@ func (dp *deployer) checkEdgeStarted(ctx context.Context, before, now []Containe
 			cleanup = "; it was removed"
 		}
 	}
-	return fmt.Errorf("the edge container %s of project %s did not start: %s%s; check edge-image (%s): it must hold gantry-edge as %s and run %s (build one with gantry edge-image, see edge/README.md)",
-		c.Name, dp.o.Project, why, cleanup, dp.o.EdgeImage, edge.ImageBinary, strings.Join(edge.ImageEntrypoint(), " "))
+	return fmt.Errorf("the edge container %s of project %s did not start: %s%s; check edge-image (%s): %s",
+		c.Name, dp.o.Project, why, cleanup, dp.o.EdgeImage, edgeImageHint())
 }
 
-// edgeReason is the engine's reason a container is not running, without
-// the runtime's layers of prefixes: exec: "caddy": executable file not found
-// in $PATH.
-func edgeReason(c Container) string {
-	msg := strings.Join(strings.Fields(c.Error), " ")
+// tryEdgeImage runs the edge image's caddy once (caddy version), in a
+// container of its own with no network, and fails as checkEdgeStarted does
+// when it cannot.
+func (dp *deployer) tryEdgeImage(ctx context.Context) error {
+	name := dp.o.Project + "-gantry-edge-try"
+	_, err := dp.d.Run(ctx, "run", "--name", name, "--network", "none", "--entrypoint", "caddy", dp.o.EdgeImage, "version")
+	// The container stays when it could not start, even with --rm.
+	_, _ = dp.d.Run(context.WithoutCancel(ctx), "rm", "--force", name)
+	if err == nil {
+		return nil
+	}
+	// Only an engine error counts: caddy that ran and exited non-zero (a
+	// stand-in without "version") started, which is what this checks.
+	var ee *remote.ExitError
+	if !errors.As(err, &ee) {
+		return err
+	}
+	why := ""
+	for _, line := range strings.Split(ee.Stderr, "\n") {
+		if _, after, ok := strings.Cut(line, "Error response from daemon: "); ok {
+			why = engineReason(after)
+			break
+		}
+	}
+	if why == "" {
+		return nil
+	}
+	return fmt.Errorf("the edge of project %s did not start with the new edge-image: %s; the running edge was left as it was; check edge-image (%s): %s",
+		dp.o.Project, strings.Join(strings.Fields(why), " "), dp.o.EdgeImage, edgeImageHint())
+}
+
+// edgeImageHint says what an edge image needs.
+func edgeImageHint() string {
+	return fmt.Sprintf("it must hold gantry-edge as %s and run %s (build one with gantry edge-image, see edge/README.md)", edge.ImageBinary, strings.Join(edge.ImageEntrypoint(), " "))
+}
+
+// engineReason strips the runtime's layers of prefixes from an engine
+// error: exec: "caddy": executable file not found in $PATH.
+func engineReason(msg string) string {
+	msg = strings.Join(strings.Fields(msg), " ")
 	for _, marker := range []string{"unable to start container process: ", "OCI runtime create failed: "} {
 		if i := strings.LastIndex(msg, marker); i >= 0 {
 			msg = msg[i+len(marker):]
 			break
 		}
 	}
-	msg = strings.TrimSuffix(msg, ": unknown")
+	return strings.TrimSuffix(strings.TrimSuffix(msg, "."), ": unknown")
+}
+
+// edgeReason is the engine's reason a container is not running.
+func edgeReason(c Container) string {
+	msg := engineReason(c.Error)
 	switch {
 	case msg != "":
 		return msg
