@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -37,11 +38,22 @@ const (
 // configuration a deploy loaded.
 func ImageEntrypoint() []string { return []string{"caddy", "run", "--resume"} }
 
-// ImageEnv is the image's environment: the admin API inside the container
-// only, and Caddy's configuration and data under /config and /data (volumes
-// in a deploy).
+// ImageEnvironment is the edge's environment, in the image and in every
+// deploy's service definition: the admin API inside the container only, and
+// Caddy's configuration and data under /config and /data (volumes in a
+// deploy).
+func ImageEnvironment() map[string]string {
+	return map[string]string{"CADDY_ADMIN": AdminListen, "XDG_CONFIG_HOME": "/config", "XDG_DATA_HOME": "/data"}
+}
+
+// ImageEnv is ImageEnvironment as KEY=VALUE, sorted.
 func ImageEnv() []string {
-	return []string{"CADDY_ADMIN=" + AdminListen, "XDG_CONFIG_HOME=/config", "XDG_DATA_HOME=/data"}
+	var out []string
+	for k, v := range ImageEnvironment() {
+		out = append(out, k+"="+v)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // ImageBuild builds gantry-edge's image without a Docker engine: one layer

@@ -425,6 +425,8 @@ func (dp *deployer) checkEdgeStarted(ctx context.Context, before, now []Containe
 // when it cannot.
 func (dp *deployer) tryEdgeImage(ctx context.Context) error {
 	name := dp.o.Project + "-gantry-edge-try"
+	// A trial a killed deploy left behind would hold the name.
+	_, _ = dp.d.Run(ctx, "rm", "--force", name)
 	_, err := dp.d.Run(ctx, "run", "--name", name, "--network", "none", "--entrypoint", "caddy", dp.o.EdgeImage, "version")
 	// The container stays when it could not start, even with --rm.
 	_, _ = dp.d.Run(context.WithoutCancel(ctx), "rm", "--force", name)
