@@ -260,3 +260,39 @@ func exitingBinary(t *testing.T, msg string) []byte {
 	}
 	return b
 }
+
+// TestDeploySwarmEdgeThatCannotStart: on a Swarm, an edge image without
+// caddy fails the deploy with the task's reason in one line, and the new
+// edge service is removed.
+func TestDeploySwarmEdgeThatCannotStart(t *testing.T) {
+	h := startSwarmHost(t)
+	workspace(t, map[string]string{"compose.yml": edgeStackFile})
+	broken, _ := testenv.BuildImage(t, h.reg.Host, "gantry-test/edge-no-caddy", "v1",
+		map[string][]byte{"/usr/bin/gantry-edge": []byte("#!/bin/sh\n")}, []string{"gantry-edge", "run", "--resume"}, nil)
+	broken = digestRef(t, broken)
+	v1 := digestRef(t, testenv.AppImage(t, h.reg.Host, sha1, "v1"))
+	port := testenv.FreePort(t)
+	r := runCLI(t, map[string]string{"GITHUB_ACTOR": "tester", "GITHUB_ACTIONS": "true"}, nil, "deploy-swarm",
+		"--host", h.sshd.Host, "--port", fmt.Sprint(h.sshd.Port), "--user", h.sshd.User,
+		"--ssh-key", string(h.sshd.ClientKey), "--known-hosts", h.sshd.KnownHosts,
+		"--stack", h.stack, "--compose-file", "compose.yml", "--sha", sha1, "--images", "web="+v1,
+		"--edge-image", broken, "--edge-ports", fmt.Sprintf("%d:80", port),
+		"--url", fmt.Sprintf("http://127.0.0.1:%d/health", port), "--verify-timeout", "20s", "--timeout", "1m", "--lock-wait", "0s")
+	if r.code != 1 {
+		t.Fatalf("exit %d, want 1\n%s", r.code, r.log)
+	}
+	var errs []string
+	for _, line := range strings.Split(r.log, "\n") {
+		if strings.HasPrefix(line, "::error") {
+			errs = append(errs, line)
+		}
+	}
+	want := `new service gantry-edge does not start; task errors: failed: exec: "caddy": executable file not found in $PATH`
+	if len(errs) != 1 || !strings.Contains(errs[0], want) || !strings.Contains(errs[0], "check edge-image ("+broken+")") || strings.Contains(errs[0], "OCI runtime") {
+		t.Fatalf("error lines %q, want one with %q and the image", errs, want)
+	}
+	t.Logf("%s", errs[0])
+	if rs := replicasOf(t, h.stack+"_gantry-edge"); rs != "" {
+		t.Errorf("the edge service is left with %s replicas", rs)
+	}
+}

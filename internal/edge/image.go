@@ -56,6 +56,26 @@ func ImageEnv() []string {
 	return out
 }
 
+// ImageHint says what an image needs to serve as the edge, for errors about
+// the edge-image input.
+func ImageHint() string {
+	return fmt.Sprintf("it must hold gantry-edge as %s and run %s (build one with gantry edge-image, see edge/README.md)", ImageBinary, strings.Join(ImageEntrypoint(), " "))
+}
+
+// EngineReason strips the container runtime's layers of prefixes from a
+// Docker engine error about a container that could not start, leaving the
+// reason: exec: "caddy": executable file not found in $PATH.
+func EngineReason(msg string) string {
+	msg = strings.Join(strings.Fields(msg), " ")
+	for _, marker := range []string{"unable to start container process: ", "OCI runtime create failed: "} {
+		if i := strings.LastIndex(msg, marker); i >= 0 {
+			msg = msg[i+len(marker):]
+			break
+		}
+	}
+	return strings.TrimSuffix(strings.TrimSuffix(msg, "."), ": unknown")
+}
+
 // ImageBuild builds gantry-edge's image without a Docker engine: one layer
 // holding the static binary at ImageBinary, on scratch, per platform.
 type ImageBuild struct {

@@ -171,3 +171,19 @@ func layerFiles(t *testing.T, l v1.Layer) map[string]int64 {
 		}
 	}
 }
+
+func TestEngineReason(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ in, want string }{
+		{`failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: exec: "caddy": executable file not found in $PATH: unknown`, `exec: "caddy": executable file not found in $PATH`},
+		{"starting container failed: failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: exec format error: unknown.", "exec format error"},
+		{"driver failed programming external connectivity on endpoint x: Bind for 0.0.0.0:80 failed: port is already allocated", "driver failed programming external connectivity on endpoint x: Bind for 0.0.0.0:80 failed: port is already allocated"},
+		{"  two\nlines ", "two lines"},
+		{"", ""},
+	}
+	for _, tc := range tests {
+		if got := edge.EngineReason(tc.in); got != tc.want {
+			t.Errorf("EngineReason(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

@@ -417,7 +417,7 @@ func (dp *deployer) checkEdgeStarted(ctx context.Context, before, now []Containe
 		}
 	}
 	return fmt.Errorf("the edge container %s of project %s did not start: %s%s; check edge-image (%s): %s",
-		c.Name, dp.o.Project, why, cleanup, dp.o.EdgeImage, edgeImageHint())
+		c.Name, dp.o.Project, why, cleanup, dp.o.EdgeImage, edge.ImageHint())
 }
 
 // tryEdgeImage runs the edge image's caddy once (caddy version), in a
@@ -442,7 +442,7 @@ func (dp *deployer) tryEdgeImage(ctx context.Context) error {
 	why := ""
 	for _, line := range strings.Split(ee.Stderr, "\n") {
 		if _, after, ok := strings.Cut(line, "Error response from daemon: "); ok {
-			why = engineReason(after)
+			why = edge.EngineReason(after)
 			break
 		}
 	}
@@ -450,30 +450,12 @@ func (dp *deployer) tryEdgeImage(ctx context.Context) error {
 		return nil
 	}
 	return fmt.Errorf("the edge of project %s did not start with the new edge-image: %s; the running edge was left as it was; check edge-image (%s): %s",
-		dp.o.Project, strings.Join(strings.Fields(why), " "), dp.o.EdgeImage, edgeImageHint())
-}
-
-// edgeImageHint says what an edge image needs.
-func edgeImageHint() string {
-	return fmt.Sprintf("it must hold gantry-edge as %s and run %s (build one with gantry edge-image, see edge/README.md)", edge.ImageBinary, strings.Join(edge.ImageEntrypoint(), " "))
-}
-
-// engineReason strips the runtime's layers of prefixes from an engine
-// error: exec: "caddy": executable file not found in $PATH.
-func engineReason(msg string) string {
-	msg = strings.Join(strings.Fields(msg), " ")
-	for _, marker := range []string{"unable to start container process: ", "OCI runtime create failed: "} {
-		if i := strings.LastIndex(msg, marker); i >= 0 {
-			msg = msg[i+len(marker):]
-			break
-		}
-	}
-	return strings.TrimSuffix(strings.TrimSuffix(msg, "."), ": unknown")
+		dp.o.Project, strings.Join(strings.Fields(why), " "), dp.o.EdgeImage, edge.ImageHint())
 }
 
 // edgeReason is the engine's reason a container is not running.
 func edgeReason(c Container) string {
-	msg := engineReason(c.Error)
+	msg := edge.EngineReason(c.Error)
 	switch {
 	case msg != "":
 		return msg
