@@ -92,7 +92,7 @@ func TestEdgeImageRecipeServesDeploy(t *testing.T) {
 	recipe := readRecipe(t, filepath.Join(root, "edge", "README.md"))
 	t.Chdir(root)
 	args := strings.Fields(strings.ReplaceAll(recipe, "registry.internal:5000", h.reg.Host))
-	r := runCLI(t, map[string]string{"GITHUB_ACTIONS": "true"}, nil, args[1:]...)
+	r := runCLI(t, map[string]string{"GITHUB_ACTIONS": "true"}, nil, args[3:]...)
 	if r.code != 0 {
 		t.Fatalf("%s: exit %d\n%s", recipe, r.code, r.log)
 	}
@@ -121,8 +121,8 @@ func TestEdgeImageRecipeServesDeploy(t *testing.T) {
 	}
 }
 
-// readRecipe returns the one gantry edge-image command line of the README's
-// sh blocks.
+// readRecipe returns the one "go run ./cmd/gantry edge-image" line of the
+// README: the test runs its arguments through the same CLI in-process.
 func readRecipe(t *testing.T, readme string) string {
 	t.Helper()
 	data, err := os.ReadFile(readme)
@@ -131,12 +131,12 @@ func readRecipe(t *testing.T, readme string) string {
 	}
 	var found []string
 	for _, line := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(line, "gantry edge-image ") {
+		if strings.HasPrefix(line, "go run ./cmd/gantry edge-image ") {
 			found = append(found, strings.TrimSpace(line))
 		}
 	}
 	if len(found) != 1 {
-		t.Fatalf("%s has %d lines starting with gantry edge-image, want the one recipe: %q", readme, len(found), found)
+		t.Fatalf("%s has %d lines starting with go run ./cmd/gantry edge-image, want the one recipe: %q", readme, len(found), found)
 	}
 	return found[0]
 }
