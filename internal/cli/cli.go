@@ -28,9 +28,16 @@ func Commands() map[string]*Command {
 	return cmds
 }
 
+// cliCommands are commands of the gantry CLI that are no action: they work on
+// gantry's own checkout.
+func cliCommands() []*Command { return []*Command{edgeImageCommand()} }
+
 // Run runs the gantry CLI: gantry <command> [--input value ...].
 func Run(ctx context.Context, args []string, env action.Env) int {
 	cmds := Commands()
+	for _, c := range cliCommands() {
+		cmds[c.Spec.Name] = c
+	}
 	if len(args) == 0 || args[0] == "help" || args[0] == "--help" || args[0] == "-h" {
 		usage(env.Stdout, cmds)
 		if len(args) == 0 {

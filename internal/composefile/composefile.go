@@ -172,11 +172,11 @@ func Override(images map[string]string, e *Edge) ([]byte, error) {
 			"image": e.Image,
 			// Entrypoint, not command: it replaces whatever the image runs
 			// (the official image's Caddyfile, a test image's bootstrap).
-			"entrypoint": []string{"caddy", "run", "--resume"},
+			"entrypoint": edge.ImageEntrypoint(),
 			"ports":      e.Ports,
 			// The admin API listens inside the container only, where the
 			// deploy reaches it through docker exec; no other container can.
-			"environment": map[string]string{"CADDY_ADMIN": edge.AdminListen, "XDG_CONFIG_HOME": "/config", "XDG_DATA_HOME": "/data"},
+			"environment": edge.ImageEnvironment(),
 			"volumes":     []string{"gantry-edge-config:/config", "gantry-edge-data:/data"},
 			"restart":     "unless-stopped",
 			"labels":      map[string]string{"gantry.role": "edge"},

@@ -109,6 +109,9 @@ type deployer struct {
 	stored bool // files written to the host; restore them on failure
 	// restored is set once restoreFiles put a previous compose.yml back.
 	restored bool
+	// edgeReplaced is set when docker compose up removed a running edge for
+	// one that then did not start: the previous files start it again.
+	edgeReplaced bool
 	// current is the last successful deploy before this one, if any.
 	current *history.Entry
 	// phaseWarning, set by a step's function, marks that step's phase as done

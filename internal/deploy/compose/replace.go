@@ -67,7 +67,7 @@ func (dp *deployer) replace(ctx context.Context, svc string) error {
 		return dp.d.Remove(ctx, IDs(dead)...)
 	})
 	if err != nil {
-		return dp.restoreFiles(ctx, err)
+		return dp.restartEdge(ctx, dp.restoreFiles(ctx, err))
 	}
 	replicas := max(spec.Replicas, 1)
 	if dp.o.Strategy == Rolling && len(r.old) > 0 {
@@ -450,4 +450,23 @@ func without(cs []Container, x Container) []Container {
 		}
 	}
 	return out
+}
+
+// restartEdge starts the previous edge again, with the files restoreFiles
+// put back, when a new edge that did not start replaced it; the routing it
+// resumes is in its volumes. It returns err, saying what became of the edge.
+func (dp *deployer) restartEdge(ctx context.Context, err error) error {
+	if !dp.edgeReplaced {
+		return err
+	}
+	dp.edgeReplaced = false
+	if !dp.restored || dp.d.NoOverride {
+		return fmt.Errorf("%w; the previous edge was removed and no previous files are left to start it again", err)
+	}
+	// startEdge returns once the edge's admin API answers, which is after
+	// Caddy resumed its configuration and so its listeners.
+	if _, _, serr := dp.startEdge(context.WithoutCancel(ctx)); serr != nil {
+		return fmt.Errorf("%w; starting the previous edge again also failed: %v", err, serr)
+	}
+	return fmt.Errorf("%w; the previous edge was started again", err)
 }

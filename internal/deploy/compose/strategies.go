@@ -14,6 +14,7 @@ import (
 	"github.com/gantry-dev/gantry/internal/composefile"
 	"github.com/gantry-dev/gantry/internal/edge"
 	"github.com/gantry-dev/gantry/internal/history"
+	"github.com/gantry-dev/gantry/internal/remote"
 	"github.com/gantry-dev/gantry/internal/verify"
 )
 
@@ -301,19 +302,33 @@ func (dp *deployer) edgeClient(ctx context.Context) (*edge.Client, Container, er
 // startEdge starts the edge when it is not running and waits briefly for
 // its admin API.
 func (dp *deployer) startEdge(ctx context.Context) (*edge.Client, Container, error) {
-	if _, err := dp.d.Compose(ctx, "up", "--detach", "--no-deps", composefile.EdgeService); err != nil {
-		return nil, Container{}, fmt.Errorf("start the edge: %w", err)
-	}
-	cs, err := dp.d.Containers(ctx, composefile.EdgeService)
+	before, err := dp.d.Containers(ctx, composefile.EdgeService)
 	if err != nil {
 		return nil, Container{}, err
 	}
-	if err := dp.waitStarted(ctx, cs); err != nil {
-		return nil, Container{}, fmt.Errorf("edge: %w", err)
+	for _, c := range before {
+		if c.Running && c.Image != dp.o.EdgeImage {
+			// docker compose up will replace this edge: try the new image
+			// first, so an image that cannot start leaves it serving.
+			if err := dp.tryEdgeImage(ctx); err != nil {
+				return nil, Container{}, err
+			}
+			break
+		}
 	}
-	cs, err = dp.d.Inspect(ctx, IDs(cs)...)
-	if err != nil || len(cs) == 0 || cs[0].IP == "" {
-		return nil, Container{}, fmt.Errorf("edge container has no address (%v)", err)
+	_, upErr := dp.d.Compose(ctx, "up", "--detach", "--no-deps", composefile.EdgeService)
+	cs, err := dp.d.Containers(ctx, composefile.EdgeService)
+	if err != nil {
+		return nil, Container{}, errors.Join(upErr, err)
+	}
+	if err := dp.checkEdgeStarted(ctx, before, cs); err != nil {
+		return nil, Container{}, err
+	}
+	if upErr != nil {
+		return nil, Container{}, fmt.Errorf("start the edge: %w", upErr)
+	}
+	if len(cs) == 0 || cs[0].IP == "" {
+		return nil, Container{}, fmt.Errorf("the edge container of project %s has no address on the project's network", dp.o.Project)
 	}
 	c := edge.ExecClient(dp.d.H, dp.d.Argv(append([]string{"exec", "-i", cs[0].ID}, edge.ExecArgv()...)...))
 	// The admin API answers once Caddy is up; wait briefly for it.
@@ -328,6 +343,11 @@ func (dp *deployer) startEdge(ctx context.Context) (*edge.Client, Container, err
 		if errors.Is(err, edge.ErrNoStdioCommand) {
 			return nil, Container{}, err
 		}
+		if now, ierr := dp.d.Inspect(ctx, cs[0].ID); ierr == nil {
+			if serr := dp.checkEdgeStarted(ctx, before, now); serr != nil {
+				return nil, Container{}, serr
+			}
+		}
 		if time.Now().After(deadline) {
 			return nil, Container{}, fmt.Errorf("edge admin API in container %s: %w", cs[0].Name, err)
 		}
@@ -336,5 +356,100 @@ func (dp *deployer) startEdge(ctx context.Context) (*edge.Client, Container, err
 			return nil, Container{}, ctx.Err()
 		case <-time.After(200 * time.Millisecond):
 		}
+	}
+}
+
+// checkEdgeStarted fails when an edge container is not running after
+// docker compose up: it removes the containers this deploy created (never
+// one that was there before) and names the engine's reason, in one line.
+// A running edge that up replaced is marked for a restart with the previous
+// files (dp.edgeReplaced).
+func (dp *deployer) checkEdgeStarted(ctx context.Context, before, now []Container) error {
+	var down []Container
+	for _, c := range now {
+		if !c.Running || c.Restarting {
+			down = append(down, c)
+		}
+	}
+	if len(down) == 0 {
+		return nil
+	}
+	c := down[0]
+	why := edgeReason(c)
+	if logs := dp.d.Logs(context.WithoutCancel(ctx), c.ID, 10); logs != "" && c.Status != "created" {
+		why += "; last output: " + verify.Text(strings.Join(strings.Fields(lastLines(logs, 5)), " "), 400)
+	}
+	existed := map[string]bool{}
+	for _, b := range before {
+		existed[b.ID] = true
+	}
+	var created []Container
+	for _, c := range down {
+		if !existed[c.ID] {
+			created = append(created, c)
+		}
+	}
+	for _, b := range before {
+		if b.Running && !slices.Contains(IDs(now), b.ID) {
+			dp.edgeReplaced = true
+		}
+	}
+	cleanup := ""
+	if len(created) > 0 {
+		if err := dp.d.Remove(context.WithoutCancel(ctx), IDs(created)...); err != nil {
+			cleanup = fmt.Sprintf("; removing it also failed: %v", err)
+		} else {
+			cleanup = "; it was removed"
+		}
+	}
+	return fmt.Errorf("the edge container %s of project %s did not start: %s%s; check edge-image (%s): %s",
+		c.Name, dp.o.Project, why, cleanup, dp.o.EdgeImage, edge.ImageHint())
+}
+
+// tryEdgeImage runs the edge image's caddy once (caddy version), in a
+// container of its own with no network, and fails as checkEdgeStarted does
+// when it cannot.
+func (dp *deployer) tryEdgeImage(ctx context.Context) error {
+	name := dp.o.Project + "-gantry-edge-try"
+	// A trial a killed deploy left behind would hold the name.
+	_, _ = dp.d.Run(ctx, "rm", "--force", name)
+	_, err := dp.d.Run(ctx, "run", "--name", name, "--network", "none", "--entrypoint", "caddy", dp.o.EdgeImage, "version")
+	// The container stays when it could not start, even with --rm.
+	_, _ = dp.d.Run(context.WithoutCancel(ctx), "rm", "--force", name)
+	if err == nil {
+		return nil
+	}
+	// Only an engine error counts: caddy that ran and exited non-zero (a
+	// stand-in without "version") started, which is what this checks.
+	var ee *remote.ExitError
+	if !errors.As(err, &ee) {
+		return err
+	}
+	why := ""
+	for _, line := range strings.Split(ee.Stderr, "\n") {
+		if _, after, ok := strings.Cut(line, "Error response from daemon: "); ok {
+			why = edge.EngineReason(after)
+			break
+		}
+	}
+	if why == "" {
+		return nil
+	}
+	return fmt.Errorf("the edge of project %s did not start with the new edge-image: %s; the running edge was left as it was; check edge-image (%s): %s",
+		dp.o.Project, strings.Join(strings.Fields(why), " "), dp.o.EdgeImage, edge.ImageHint())
+}
+
+// edgeReason is the engine's reason a container is not running.
+func edgeReason(c Container) string {
+	msg := edge.EngineReason(c.Error)
+	switch {
+	case msg != "":
+		return msg
+	case c.Restarting:
+		return fmt.Sprintf("it keeps exiting (exit code %d)", c.ExitCode)
+	case c.Status == "exited" || c.Status == "dead":
+		return fmt.Sprintf("it exited with code %d", c.ExitCode)
+	default:
+		return "it is " + c.Status
 	}
 }

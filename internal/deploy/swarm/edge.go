@@ -266,8 +266,8 @@ func renderStack(data []byte, plans []*colorPlan, e edgeSpec) ([]byte, error) {
 		"image": e.image,
 		// As deploy-compose's edge: Caddy resumes its last configuration, and
 		// its admin API listens inside the container only (docker exec).
-		"entrypoint":  []string{"caddy", "run", "--resume"},
-		"environment": map[string]string{"CADDY_ADMIN": edge.AdminListen, "XDG_CONFIG_HOME": "/config", "XDG_DATA_HOME": "/data"},
+		"entrypoint":  edge.ImageEntrypoint(),
+		"environment": edge.ImageEnvironment(),
 		"volumes":     []string{"gantry-edge-config:/config", "gantry-edge-data:/data"},
 		"ports":       e.ports,
 		"deploy": map[string]any{

@@ -12,6 +12,8 @@ import (
 
 	mswarm "github.com/moby/moby/api/types/swarm"
 
+	"github.com/gantry-dev/gantry/internal/composefile"
+	"github.com/gantry-dev/gantry/internal/edge"
 	"github.com/gantry-dev/gantry/internal/history"
 )
 
@@ -145,7 +147,11 @@ func (dp *deployer) judge(svcs map[string]*mswarm.Service, tasks map[string][]ms
 				if b == nil && failedTasks(tasks[s.ID], dp.since) >= 3 && r.Running == 0 {
 					// A new service has no previous version for Swarm to roll back to: it
 					// restarts failing tasks forever. Three failures and nothing running is enough.
-					f = firstFailure(f, &failure{msg: fmt.Sprintf("new service %s does not start%s", name, errorsText(r.Errors))})
+					msg := fmt.Sprintf("new service %s does not start%s", name, errorsText(r.Errors))
+					if name == composefile.EdgeService {
+						msg += fmt.Sprintf("; check edge-image (%s): %s", dp.edgeImage(), edge.ImageHint())
+					}
+					f = firstFailure(f, &failure{msg: msg})
 				}
 			}
 		}
@@ -265,7 +271,7 @@ func failedTasks(ts []mswarm.Task, since time.Time) int {
 }
 
 func taskError(t mswarm.Task) string {
-	e := t.Status.Err
+	e := edge.EngineReason(t.Status.Err)
 	if e == "" {
 		e = t.Status.Message
 	}
