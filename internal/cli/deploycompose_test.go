@@ -115,15 +115,22 @@ func (h *composeHost) deployArgs(sha, image string) []string {
 // images lists the configured image of every container of service.
 func (h *composeHost) images(t *testing.T, service string) []string {
 	t.Helper()
-	ids, err := exec.Command("docker", "ps", "-aq", "--filter", "label=com.docker.compose.project="+h.project, "--filter", "label=com.docker.compose.service="+service).Output()
-	if err != nil || len(strings.Fields(string(ids))) == 0 {
-		return nil
+	var err error
+	// A deploy may remove a container between docker ps and docker inspect:
+	// then the listing is taken again.
+	for range 5 {
+		var ids, out []byte
+		ids, err = exec.Command("docker", "ps", "-aq", "--filter", "label=com.docker.compose.project="+h.project, "--filter", "label=com.docker.compose.service="+service).Output()
+		if err != nil || len(strings.Fields(string(ids))) == 0 {
+			return nil
+		}
+		out, err = exec.Command("docker", append([]string{"inspect", "-f", "{{.Config.Image}}"}, strings.Fields(string(ids))...)...).Output()
+		if err == nil {
+			return strings.Fields(string(out))
+		}
 	}
-	out, err := exec.Command("docker", append([]string{"inspect", "-f", "{{.Config.Image}}"}, strings.Fields(string(ids))...)...).Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.Fields(string(out))
+	t.Fatalf("docker inspect of the %s containers: %v", service, err)
+	return nil
 }
 
 // served returns the commit the public URL reports.
