@@ -54,6 +54,7 @@ func deployComposeSpec() *action.Spec {
 	s := &action.Spec{
 		Name:        "deploy-compose",
 		Description: "Deploy to a Docker Compose host over SSH with zero downtime: a deploy lock, the new version verified at its own address before any traffic, an atomic switch at a Caddy edge, automatic rollback and a history.",
+		Summary:     "Zero-downtime deploy to a Docker Compose host over SSH: lock, verify before traffic, atomic edge switch, auto rollback.",
 		Outputs: []action.Output{
 			{Name: "previous-sha", Description: "Commit that was serving before the deploy."},
 			{Name: "deployed-sha", Description: "Commit deployed."},
