@@ -261,9 +261,17 @@ func runDeployCompose(ctx context.Context, a *action.Action) error {
 	return deployAndReport(ctx, a, hc, o, "deploy-compose")
 }
 
+// ComposeBinaryEnv names the variable that points a deploy to this machine
+// (host local) at a standalone docker compose v2 binary instead of the
+// "docker compose" CLI plugin; scripts/demo.sh sets it to its own copy.
+const ComposeBinaryEnv = "GANTRY_DOCKER_COMPOSE"
+
 // deployAndReport connects, deploys and writes outputs and the summary.
 func deployAndReport(ctx context.Context, a *action.Action, hc hostConfig, o compose.Options, verb string) error {
 	o.Logf, o.Warnf = a.Infof, a.Warnf
+	if hc.local {
+		o.ComposeBinary = a.Getenv(ComposeBinaryEnv)
+	}
 	start := time.Now()
 	gh := startGitHubDeployment(ctx, a, githubDeploy{target: o.Project, sha: o.SHA, verb: verb, reason: o.Who.Reason, images: o.Images})
 	h, err := hc.connect(ctx)
