@@ -9,7 +9,7 @@ import (
 
 // How the peers below are installed; scripts/tools.sh pins each version.
 const (
-	ComposeInstall = "scripts/tools.sh (builds github.com/docker/compose/v2@v2.40.3 into .bin/docker-compose and ~/.docker/cli-plugins/docker-compose)"
+	ComposeInstall = "scripts/tools.sh (builds github.com/docker/compose/v2@v2.40.3 into .bin/docker-compose, and installs it as the Docker CLI plugin where none is)"
 	K6Install      = "scripts/tools.sh (go install go.k6.io/k6@v1.8.1)"
 	CaddyInstall   = "scripts/tools.sh (builds edge/cmd/gantry-edge, Caddy v2.11.9 with gantry's upstreams module, as .bin/caddy)"
 )
