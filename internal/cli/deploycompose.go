@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -269,8 +270,11 @@ const ComposeBinaryEnv = "GANTRY_DOCKER_COMPOSE"
 // deployAndReport connects, deploys and writes outputs and the summary.
 func deployAndReport(ctx context.Context, a *action.Action, hc hostConfig, o compose.Options, verb string) error {
 	o.Logf, o.Warnf = a.Infof, a.Warnf
-	if hc.local {
-		o.ComposeBinary = a.Getenv(ComposeBinaryEnv)
+	if bin := a.Getenv(ComposeBinaryEnv); hc.local && bin != "" {
+		if st, err := os.Stat(bin); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+			return fmt.Errorf("%s=%s is not an executable file; point it at a docker compose v2 binary, or unset it to use the docker compose plugin", ComposeBinaryEnv, bin)
+		}
+		o.ComposeBinary = bin
 	}
 	start := time.Now()
 	gh := startGitHubDeployment(ctx, a, githubDeploy{target: o.Project, sha: o.SHA, verb: verb, reason: o.Who.Reason, images: o.Images})

@@ -719,9 +719,18 @@ func TestDeployComposeLocalStandaloneCompose(t *testing.T) {
 		t.Fatal(err)
 	}
 	workspace(t, map[string]string{"compose.yml": appCompose})
+	projectDir := filepath.Join(t.TempDir(), "project")
 	args := lastWins(append(h.deployArgs(sha1, h.app(t, sha1, "v1")),
-		"--host", "local", "--port", "", "--user", "", "--ssh-key", "", "--known-hosts", "", "--project-dir", t.TempDir()))
-	r := runCLI(t, map[string]string{"GITHUB_ACTOR": "tester", "GITHUB_ACTIONS": "true", ComposeBinaryEnv: wrapper}, nil, args...)
+		"--host", "local", "--port", "", "--user", "", "--ssh-key", "", "--known-hosts", "", "--project-dir", projectDir))
+	missing := filepath.Join(dir, "no-such-docker-compose")
+	r := runCLI(t, map[string]string{"GITHUB_ACTOR": "tester", "GITHUB_ACTIONS": "true", ComposeBinaryEnv: missing}, nil, args...)
+	if want := ComposeBinaryEnv + "=" + missing + " is not an executable file"; r.code != 1 || !strings.Contains(r.log, want) {
+		t.Fatalf("a missing %s: exit %d, want 1 and %q:\n%s", ComposeBinaryEnv, r.code, want, r.log)
+	}
+	if _, err := os.Stat(projectDir); !os.IsNotExist(err) {
+		t.Fatalf("a missing %s touched the project directory: %v", ComposeBinaryEnv, err)
+	}
+	r = runCLI(t, map[string]string{"GITHUB_ACTOR": "tester", "GITHUB_ACTIONS": "true", ComposeBinaryEnv: wrapper}, nil, args...)
 	if r.code != 0 {
 		t.Fatalf("deploy with %s=%s: %s", ComposeBinaryEnv, wrapper, r.log)
 	}

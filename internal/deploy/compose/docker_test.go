@@ -2,7 +2,6 @@ package compose
 
 import (
 	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -41,7 +40,7 @@ func TestComposeArgv(t *testing.T) {
 
 // TestComposeBinaryRuns runs the real standalone docker compose through
 // ComposeBinary on this machine (config needs no engine), and a missing one
-// fails with exit code 127, as a missing command does.
+// fails naming its path.
 func TestComposeBinaryRuns(t *testing.T) {
 	t.Parallel()
 	bin := testenv.Compose(t)
@@ -55,9 +54,7 @@ func TestComposeBinaryRuns(t *testing.T) {
 		t.Fatalf("%s config --services = %q, %v; want web", bin, out, err)
 	}
 	d.ComposeBinary = filepath.Join(dir, "no-such-docker-compose")
-	_, err = d.Compose(context.Background(), "config", "--services")
-	var exit *remote.ExitError
-	if !errors.As(err, &exit) || exit.Code != 127 {
-		t.Fatalf("a missing ComposeBinary gave %v, want exit code 127", err)
+	if _, err = d.Compose(context.Background(), "config", "--services"); err == nil || !strings.Contains(err.Error(), d.ComposeBinary) {
+		t.Fatalf("a missing ComposeBinary gave %v, want an error naming it", err)
 	}
 }
