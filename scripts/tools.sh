@@ -215,6 +215,7 @@ install_edge() {
   fi
   link gantry-edge "$dest"
   link caddy gantry-edge
+  echo "$want" >"$BIN/.gantry-edge.version" # the sources' hash, for reports
 }
 
 install_apt() {

@@ -14,6 +14,9 @@
 # benchmark leaves out, as a user who has Docker Desktop or the
 # docker-compose-plugin package never pays it.
 set -euo pipefail
+# minus A B prints A - B; since T0 prints the seconds since the date +%s.%N T0.
+minus() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a - b }'; }
+since() { minus "$(date +%s.%N)" "$1"; }
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 
@@ -45,7 +48,7 @@ load_before=$(uptime | sed 's/.*load average: //')
 stamp() {
   local line
   while IFS= read -r line; do
-    printf '%6.1f %s\n' "$(echo "$(date +%s.%N) - $t0" | bc)" "$line"
+    printf '%6.1f %s\n' "$(since "$t0")" "$line"
   done
 }
 
@@ -57,20 +60,20 @@ t0=$(date +%s.%N)
   (cd "$work/src/edge" && go list -deps ./cmd/gantry-edge >/dev/null) &
   wait
 )
-download_s=$(echo "$(date +%s.%N) - $t0" | bc)
+download_s=$(since "$t0")
 download_mb=$(du -sm "$work/dl-modcache/cache/download" | cut -f1)
 chmod -R u+w "$work/dl-modcache" && rm -rf "$work/dl-modcache"
 
 echo "== cold ./scripts/demo.sh" >&2
 t0=$(date +%s.%N)
 (cd "$work/src" && ./scripts/demo.sh --summary-dir "$work/summary" </dev/null 2>&1) | stamp | tee "$work/cold.log" >&2
-cold_s=$(echo "$(date +%s.%N) - $t0" | bc)
+cold_s=$(since "$t0")
 load_mid=$(uptime | sed 's/.*load average: //')
 
 echo "== warm ./scripts/demo.sh (same caches)" >&2
 t0=$(date +%s.%N)
 (cd "$work/src" && ./scripts/demo.sh --summary-dir "$work/summary" </dev/null 2>&1) | stamp | tee "$work/warm.log" >&2
-warm_s=$(echo "$(date +%s.%N) - $t0" | bc)
+warm_s=$(since "$t0")
 load_after=$(uptime | sed 's/.*load average: //')
 
 # at LOG PATTERN prints the time of the first line matching PATTERN.
@@ -83,7 +86,7 @@ row() { # LOG: gantry build, edge build, setup, app build, demo run
   reg=$(at "$log" 'embedded registry on')
   v1=$(at "$log" 'build-push v1 of examples/app')
   printf '%s | %s | %s | %s | %s' "$(secs "$log" 'demo: gantry built in')" "$(secs "$log" 'gantry-edge built in' || true)" \
-    "$ready" "$(echo "$v1 - $reg" | bc)" "$(echo "$(tail -n1 "$log" | awk '{print $1}') - $ready" | bc)"
+    "$ready" "$(minus "$v1" "$reg")" "$(minus "$(tail -n1 "$log" | awk '{print $1}')" "$ready")"
 }
 cold_row=$(row "$work/cold.log")
 warm_row=$(row "$work/warm.log")

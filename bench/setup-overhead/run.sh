@@ -16,6 +16,9 @@
 # Needs act (ACT, default .bin/act: scripts/tools.sh test builds it), go,
 # git and python3 (the release server). Nothing leaves loopback.
 set -euo pipefail
+# minus A B prints A - B; since T0 prints the seconds since the date +%s.%N T0.
+minus() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a - b }'; }
+since() { minus "$(date +%s.%N)" "$1"; }
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 rounds=${1:-5}
@@ -123,7 +126,7 @@ job() {
     exit 1
   fi
   local took
-  took=$(echo "$(date +%s.%N) - $t0" | bc)
+  took=$(since "$t0")
   grep -q 'Job succeeded' "$log" || { echo "setup-overhead: the $kind job did not report success:" >&2; tail -n 30 "$log" >&2; exit 1; }
   echo "$took"
 }
@@ -148,7 +151,7 @@ b=$(median <<<"${times[bare]}")
 row() { # KIND LABEL
   local m
   m=$(median <<<"${times[$1]}")
-  printf '| %s | %s | %s | %.2f | %s |\n' "$2" "$(wc -w <<<"${times[$1]}")" "$m" "$(echo "$m - $b" | bc)" "$(tr ' ' '\n' | grep . | xargs printf '%.1f ' <<<"${times[$1]}")"
+  printf '| %s | %s | %s | %.2f | %s |\n' "$2" "$(wc -w <<<"${times[$1]}")" "$m" "$(minus "$m" "$b")" "$(tr ' ' '\n' | grep . | xargs printf '%.1f ' <<<"${times[$1]}")"
 }
 mem=$(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
