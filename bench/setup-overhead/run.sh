@@ -116,10 +116,12 @@ job() {
   local extra=()
   [[ $kind == source ]] && extra+=(--env "GOCACHE=$work/gocache-source")
   t0=$(date +%s.%N)
-  if ! (cd "$work/repo" && "$ACT" push -j "$name" \
+  # act's host mode keeps the runner's tool cache in $XDG_CACHE_HOME/act
+  # (RUNNER_TOOL_CACHE given with --env does not reach it).
+  if ! (cd "$work/repo" && XDG_CACHE_HOME="$cache" "$ACT" push -j "$name" \
     --local-repository "gantry-dev/gantry@v1=$work/gantry" \
     --local-repository "$setup_go=$work/setup-go" \
-    --env "GANTRY_RELEASE_BASE_URL=$base" --env "RUNNER_TOOL_CACHE=$cache" --env GOFLAGS=-buildvcs=false \
+    --env "GANTRY_RELEASE_BASE_URL=$base" --env GOFLAGS=-buildvcs=false \
     ${extra[@]+"${extra[@]}"} >"$log" 2>&1); then
     echo "setup-overhead: the $kind job failed:" >&2
     tail -n 30 "$log" >&2
@@ -128,30 +130,60 @@ job() {
   local took
   took=$(since "$t0")
   grep -q 'Job succeeded' "$log" || { echo "setup-overhead: the $kind job did not report success:" >&2; tail -n 30 "$log" >&2; exit 1; }
-  echo "$took"
+  case $kind in
+    cold) grep -q 'gantry install: installed gantry' "$log" ;;
+    warm) grep -q 'gantry install: cache hit' "$log" ;;
+    *) true ;;
+  esac || { echo "setup-overhead: the $kind job did not install as a $kind one:" >&2; grep 'gantry install' "$log" >&2; exit 1; }
+  if [[ $kind != bare ]]; then # act's own timing of the steps
+    steps[$kind.install]+="$(step "$log" 'Main bash "$GITHUB_ACTION_PATH/scripts/install.sh" --add-path') "
+    steps[$kind.action]+="$(step "$log" 'Main gantry-dev/gantry@v1') "
+    steps[$kind.post]+="$(step "$log" 'Post gantry-dev/gantry@v1') "
+    steps[$kind.version]+="$(step "$log" 'Main gantry version') "
+  fi
+  echo "$took" >"$work/took"
 }
 
-warm_cache="$work/toolcache-warm"
-job warm "$warm_cache" >/dev/null # fills the warm cache (and act's own)
-grep -q 'gantry v1' "$work/act-warm.log" || { echo "setup-overhead: the setup job did not run the released gantry:" >&2; tail -n 30 "$work/act-warm.log" >&2; exit 1; }
-declare -A times
+# step LOG NAME prints the seconds act reports for the step NAME in LOG.
+step() {
+  grep -F "Success - $2 [" "$1" | head -n1 | sed -E 's/.*\[([^]]*)\]$/\1/' | awk '{
+    d = $0
+    if (d ~ /ms$/) { sub(/ms$/, "", d); s = d / 1000 }
+    else { sub(/s$/, "", d); n = split(d, p, "m"); s = (n == 2) ? p[1] * 60 + p[2] : p[1] }
+    printf "%.3f", s }'
+}
+
+# run KIND CACHE runs one job and adds its time to times[KIND].
+run() {
+  job "$@"
+  times[$1]+="$(cat "$work/took") "
+}
+
+declare -A times steps
+warm_cache="$work/cache-warm"
+job cold "$warm_cache" # fills the warm cache
+grep -q 'gantry v1' "$work/act-cold.log" || { echo "setup-overhead: the setup job did not run the released gantry:" >&2; tail -n 30 "$work/act-cold.log" >&2; exit 1; }
+steps=()
 for r in $(seq "$rounds"); do
-  times[bare]+="$(job bare "$warm_cache") "
-  times[warm]+="$(job warm "$warm_cache") "
-  times[cold]+="$(job cold "$work/toolcache-cold-$r") "
+  run bare "$warm_cache"
+  run warm "$warm_cache"
+  run cold "$work/cache-cold-$r"
   echo "setup-overhead: round $r of $rounds done" >&2
 done
 rm -f "$work/release/on" # no release: install.sh builds from source
-times[source]="$(job source "$work/toolcache-source") "
+run source "$work/cache-source"
 grep -qi 'build' "$work/act-source.log" || { echo "setup-overhead: the no-release job did not build from source:" >&2; tail -n 30 "$work/act-source.log" >&2; exit 1; }
 load_after=$(uptime | sed 's/.*load average: //')
 
 median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.2f", m}'; }
 b=$(median <<<"${times[bare]}")
 row() { # KIND LABEL
-  local m
+  local m s="" k
   m=$(median <<<"${times[$1]}")
-  printf '| %s | %s | %s | %.2f | %s |\n' "$2" "$(wc -w <<<"${times[$1]}")" "$m" "$(minus "$m" "$b")" "$(tr ' ' '\n' | grep . | xargs printf '%.1f ' <<<"${times[$1]}")"
+  for k in install action version post; do
+    if [[ -n ${steps[$1.$k]:-} ]]; then s+=" $(median <<<"${steps[$1.$k]}") |"; else s+=" |"; fi
+  done
+  printf '| %s | %s | %s | %.2f |%s %s |\n' "$2" "$(wc -w <<<"${times[$1]}")" "$m" "$(minus "$m" "$b")" "$s" "$(tr ' ' '\n' | grep . | xargs printf '%.1f ' <<<"${times[$1]}")"
 }
 mem=$(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
@@ -164,11 +196,11 @@ Reproduce: \`bench/setup-overhead/run.sh $rounds\` (from the repository root; ac
 
 - Machine: $(nproc) CPUs ($cpu), $mem memory, Linux $(uname -r), $(go version | cut -d' ' -f3-). Shared and noisy: load average (1, 5, 15 min) $load_before before, $load_after after.
 - Versions: gantry $commit (the action and the release, built from it: $release_bytes bytes archived), $("$ACT" --version), host mode (\`-P ubuntu-latest=-self-hosted\`).
-- Each row is one \`act push -j JOB\` from start to exit, medians over the rounds (interleaved); act's own start is in every row, so the difference to the bare job is what the setup costs a job.
-- warm: \`uses: gantry-dev/gantry@v1\` + \`run: gantry version\` with the release already in the tool cache (re-hashed against checksums.txt, not downloaded). cold: an empty tool cache, the release downloaded from a local server (loopback: no network time) and checked. no release: the server answers 404, so install.sh builds ./cmd/gantry from the action's source with a warm Go module cache and an empty build cache (one run).
+- Each row is one \`act push -j JOB\` from start to exit, medians over the rounds (interleaved); act's own start is in every row, so the difference to the bare job is what the setup costs a job. The step columns are act's own timings (medians): install.sh is the part gantry controls; the rest of the whole setup action and its post step are act running a composite action (its skipped setup-go and build steps, copying the action), which GitHub's runner does in its own way.
+- warm: \`uses: gantry-dev/gantry@v1\` + \`run: gantry version\` with the release already in the tool cache (re-hashed against checksums.txt, not downloaded). cold: an empty tool cache (a fresh \`XDG_CACHE_HOME\`, where act keeps it), the release downloaded from a local server (loopback: no network time) and checked. no release: the server answers 404, so install.sh builds ./cmd/gantry from the action's source with a warm Go module cache and an empty build cache (one run).
 
-| Job | Runs | Median (s) | Over the bare job (s) | Every run (s) |
-|---|--:|--:|--:|---|
+| Job | Runs | Median (s) | Over the bare job (s) | install.sh step (s) | whole setup action (s) | \`gantry version\` step (s) | setup action's post step (s) | Every run (s) |
+|---|--:|--:|--:|--:|--:|--:|--:|---|
 $(row bare 'bare: `run: true`')
 $(row warm 'setup, warm tool cache, + `gantry version`')
 $(row cold 'setup, cold: download + checksum, + `gantry version`')

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -271,7 +272,8 @@ const ComposeBinaryEnv = "GANTRY_DOCKER_COMPOSE"
 func deployAndReport(ctx context.Context, a *action.Action, hc hostConfig, o compose.Options, verb string) error {
 	o.Logf, o.Warnf = a.Infof, a.Warnf
 	if bin := a.Getenv(ComposeBinaryEnv); hc.local && bin != "" {
-		if st, err := os.Stat(bin); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+		// Windows has no execute bits: there a file is enough.
+		if st, err := os.Stat(bin); err != nil || st.IsDir() || st.Mode()&0o111 == 0 && runtime.GOOS != "windows" {
 			return fmt.Errorf("%s=%s is not an executable file; point it at a docker compose v2 binary, or unset it to use the docker compose plugin", ComposeBinaryEnv, bin)
 		}
 		o.ComposeBinary = bin
