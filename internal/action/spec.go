@@ -56,7 +56,11 @@ type Output struct {
 
 // Spec describes a command: its name, what it does, its inputs and outputs.
 type Spec struct {
-	Name        string
+	Name string
+	// Summary is the action.yml description: one line of at most
+	// MaxSummary characters, all the GitHub Marketplace accepts.
+	Summary string
+	// Description is the longer text of the action's README.
 	Description string
 	Inputs      []Input
 	Outputs     []Output
@@ -64,6 +68,10 @@ type Spec struct {
 	// list items indented by four spaces (e.g. an artifact upload).
 	After string
 }
+
+// MaxSummary is the longest action description the GitHub Marketplace
+// accepts.
+const MaxSummary = 125
 
 // Input returns the declared input called name.
 func (s *Spec) Input(name string) (Input, bool) {

@@ -31,7 +31,7 @@ func Render(spec *action.Spec) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Generated from gantry's %s spec (internal/cli) by\n#   go test ./internal/cli -run TestActionFiles -update\n# Do not edit by hand.\n", spec.Name)
 	fmt.Fprintf(&b, "name: gantry %s\n", spec.Name)
-	fmt.Fprintf(&b, "description: %s\n", quote(spec.Description))
+	fmt.Fprintf(&b, "description: %s\n", quote(spec.Summary))
 	b.WriteString("author: gantry\nbranding:\n  icon: package\n  color: blue\n")
 	b.WriteString("inputs:\n")
 	for _, in := range slices.Concat(spec.Inputs, InstallInputs) {

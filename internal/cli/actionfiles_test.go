@@ -4,8 +4,12 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
+	"go.yaml.in/yaml/v4"
+
+	"github.com/gantry-dev/gantry/internal/action"
 	"github.com/gantry-dev/gantry/internal/actionyml"
 )
 
@@ -75,6 +79,37 @@ func TestSpecs(t *testing.T) {
 			if o.Description == "" {
 				t.Errorf("%s: output %s has no description", name, o.Name)
 			}
+		}
+	}
+}
+
+// TestActionDescriptions fails when an action.yml (the root setup action or
+// one in actions/) has a description the GitHub Marketplace refuses: empty,
+// several lines, or longer than action.MaxSummary characters.
+func TestActionDescriptions(t *testing.T) {
+	t.Parallel()
+	files, err := filepath.Glob(filepath.Join("..", "..", "actions", "*", "action.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = append(files, filepath.Join("..", "..", "action.yml"))
+	if len(files) < len(Commands())+1 {
+		t.Fatalf("found %d action.yml files, want at least %d (one per command and the root)", len(files), len(Commands())+1)
+	}
+	for _, path := range files {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var a struct {
+			Description string `yaml:"description"`
+		}
+		if err := yaml.Unmarshal(data, &a); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		n := len([]rune(a.Description))
+		if n == 0 || n > action.MaxSummary || strings.Contains(a.Description, "\n") {
+			t.Errorf("%s: description has %d characters (want one line of 1-%d, the Marketplace limit): %q", path, n, action.MaxSummary, a.Description)
 		}
 	}
 }

@@ -28,6 +28,7 @@ func buildPushSpec() *action.Spec {
 	s := &action.Spec{
 		Name:        "build-push",
 		Description: "Build an image (daemonless, from a Dockerfile, or from a tarball/OCI layout) and push it to one or more registries, tagged sha-XXXXXXX.",
+		Summary:     "Build an image daemonlessly (Dockerfile, tarball or OCI layout) and push it to one or more registries, tagged sha-XXXXXXX.",
 		Inputs: []action.Input{
 			{Name: "registries", Description: "Repositories to push to, one a line or comma separated, e.g. ghcr.io/acme/api.", Kind: action.List, Required: true},
 			{Name: "sha", Description: "Commit the image is built from; tagged sha-<first 7>. Default: GITHUB_SHA, or the pull request head on pull_request events."},

@@ -49,12 +49,16 @@ func demoMain(ctx context.Context, env action.Env, summaryDir string) error {
 	if out, err := exec.CommandContext(ctx, "docker", "version", "--format", "{{.Server.Version}}").CombinedOutput(); err != nil {
 		return fmt.Errorf("the demo deploys to this machine's Docker engine, which is not reachable (%s); start Docker and run again", strings.TrimSpace(string(out)))
 	}
-	if out, err := exec.CommandContext(ctx, "docker", "compose", "version").CombinedOutput(); err != nil {
-		return fmt.Errorf("the demo needs docker compose v2 (%s); run scripts/tools.sh test to build it", strings.TrimSpace(string(out)))
+	composeArgv := []string{"docker", "compose", "version"}
+	if bin := overlay(env.Getenv, nil)(ComposeBinaryEnv); bin != "" {
+		composeArgv = []string{bin, "version"}
+	}
+	if out, err := exec.CommandContext(ctx, composeArgv[0], composeArgv[1:]...).CombinedOutput(); err != nil {
+		return fmt.Errorf("the demo needs docker compose v2 (%s: %s); run scripts/demo.sh, which builds its own copy when none is installed", strings.Join(composeArgv, " "), strings.TrimSpace(string(out)+" "+err.Error()))
 	}
 	caddy := filepath.Join(root, ".bin", "caddy")
 	if _, err := os.Stat(caddy); err != nil {
-		return fmt.Errorf("the demo's edge proxy needs %s; run scripts/tools.sh test to build it", caddy)
+		return fmt.Errorf("the demo's edge proxy needs %s; run scripts/demo.sh (or scripts/tools.sh demo) to build it", caddy)
 	}
 	if err := os.MkdirAll(summaryDir, 0o755); err != nil {
 		return err

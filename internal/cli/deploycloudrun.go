@@ -43,6 +43,7 @@ func deployCloudRunSpec() *action.Spec {
 	s := &action.Spec{
 		Name:        "deploy-cloudrun",
 		Description: "Deploy to Google Cloud Run through the Admin API v2, no gcloud: a revision named after the commit, created or updated without overwriting a concurrent change, traffic all at once, as a tagged no-traffic preview or in canary steps gated by verify, and back to the previous revision on failure.",
+		Summary:     "Deploy to Google Cloud Run without gcloud: a revision per commit, canary steps gated by verify, rollback on failure.",
 		Outputs: []action.Output{
 			{Name: "url", Description: "The service's URL."},
 			{Name: "revision", Description: "Name of the new revision."},

@@ -3,6 +3,8 @@ package cli
 import (
 	"context"
 	"fmt"
+	"os"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -56,6 +58,7 @@ func deployComposeSpec() *action.Spec {
 	s := &action.Spec{
 		Name:        "deploy-compose",
 		Description: "Deploy to a Docker Compose host over SSH with zero downtime: a deploy lock, the new version verified at its own address before any traffic, an atomic switch at a Caddy edge, automatic rollback and a history.",
+		Summary:     "Zero-downtime deploy to a Docker Compose host over SSH: lock, verify before traffic, atomic edge switch, auto rollback.",
 		Outputs: []action.Output{
 			{Name: "previous-sha", Description: "Commit that was serving before the deploy."},
 			{Name: "deployed-sha", Description: "Commit deployed."},
@@ -253,9 +256,21 @@ func runDeployCompose(ctx context.Context, a *action.Action) error {
 	return deployAndReport(ctx, a, hc, o, "deploy-compose")
 }
 
+// ComposeBinaryEnv names the variable that points a deploy to this machine
+// (host local) at a standalone docker compose v2 binary instead of the
+// "docker compose" CLI plugin; scripts/demo.sh sets it to its own copy.
+const ComposeBinaryEnv = "GANTRY_DOCKER_COMPOSE"
+
 // deployAndReport connects, deploys and writes outputs and the summary.
 func deployAndReport(ctx context.Context, a *action.Action, hc hostConfig, o compose.Options, verb string) error {
 	o.Logf, o.Warnf = a.Infof, a.Warnf
+	if bin := a.Getenv(ComposeBinaryEnv); hc.local && bin != "" {
+		// Windows has no execute bits: there a file is enough.
+		if st, err := os.Stat(bin); err != nil || st.IsDir() || st.Mode()&0o111 == 0 && runtime.GOOS != "windows" {
+			return fmt.Errorf("%s=%s is not an executable file; point it at a docker compose v2 binary, or unset it to use the docker compose plugin", ComposeBinaryEnv, bin)
+		}
+		o.ComposeBinary = bin
+	}
 	start := time.Now()
 	gh := startGitHubDeployment(ctx, a, githubDeploy{target: o.Project, sha: o.SHA, verb: verb, reason: o.Who.Reason, images: o.Images})
 	h, err := hc.connect(ctx)

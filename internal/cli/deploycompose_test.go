@@ -710,3 +710,42 @@ func TestDeployComposeSIGKILLMidDeploy(t *testing.T) {
 	}
 	t.Logf("the next deploy finished %s after the kill (lock-stale %s); %d requests, %d failed", took.Round(100*time.Millisecond), lock.DefaultStale, total.Load(), failed.Load())
 }
+
+// TestDeployComposeLocalStandaloneCompose: with GANTRY_DOCKER_COMPOSE set, a
+// deploy to this machine (host local) runs that standalone binary for every
+// docker compose command (here a wrapper that logs its arguments, then runs
+// the real one), as scripts/demo.sh does with its own copy.
+func TestDeployComposeLocalStandaloneCompose(t *testing.T) {
+	h := startComposeHost(t)
+	bin := testenv.Compose(t)
+	dir := t.TempDir()
+	calls := filepath.Join(dir, "calls")
+	wrapper := filepath.Join(dir, "docker-compose")
+	script := fmt.Sprintf("#!/bin/sh\necho \"$*\" >>'%s'\nexec '%s' \"$@\"\n", calls, bin)
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	workspace(t, map[string]string{"compose.yml": appCompose})
+	projectDir := filepath.Join(t.TempDir(), "project")
+	args := lastWins(append(h.deployArgs(sha1, h.app(t, sha1, "v1")),
+		"--host", "local", "--port", "", "--user", "", "--ssh-key", "", "--known-hosts", "", "--project-dir", projectDir))
+	missing := filepath.Join(dir, "no-such-docker-compose")
+	r := runCLI(t, map[string]string{"GITHUB_ACTOR": "tester", "GITHUB_ACTIONS": "true", ComposeBinaryEnv: missing}, nil, args...)
+	if want := ComposeBinaryEnv + "=" + missing + " is not an executable file"; r.code != 1 || !strings.Contains(r.log, want) {
+		t.Fatalf("a missing %s: exit %d, want 1 and %q:\n%s", ComposeBinaryEnv, r.code, want, r.log)
+	}
+	if _, err := os.Stat(projectDir); !os.IsNotExist(err) {
+		t.Fatalf("a missing %s touched the project directory: %v", ComposeBinaryEnv, err)
+	}
+	r = runCLI(t, map[string]string{"GITHUB_ACTOR": "tester", "GITHUB_ACTIONS": "true", ComposeBinaryEnv: wrapper}, nil, args...)
+	if r.code != 0 {
+		t.Fatalf("deploy with %s=%s: %s", ComposeBinaryEnv, wrapper, r.log)
+	}
+	if got := h.served(t); got != sha1 {
+		t.Errorf("served %q, want %s", got, sha1)
+	}
+	log, err := os.ReadFile(calls)
+	if err != nil || !strings.Contains(string(log), "--project-name "+h.project) || !strings.Contains(string(log), " up ") {
+		t.Errorf("%s ran for no docker compose up of project %s (%v): %q", wrapper, h.project, err, log)
+	}
+}

@@ -57,6 +57,7 @@ func deployECSSpec() *action.Spec {
 	s := &action.Spec{
 		Name:        "deploy-ecs",
 		Description: "Deploy to an Amazon ECS service: render and register the task definition, roll out (rolling, or ECS's native blue-green, canary, linear), fail fast with the stopped task's reason, never pass a circuit-breaker rollback as success, verify the commit, roll back.",
+		Summary:     "Deploy to an Amazon ECS service: register the task definition, roll out, fail fast with the task's reason, verify, roll back.",
 		Outputs: []action.Output{
 			{Name: "task-definition", Description: "ARN of the task definition deployed."},
 			{Name: "previous-task-definition", Description: "ARN of the task definition the service ran before."},

@@ -26,6 +26,7 @@ func deploySwarmSpec() *action.Spec {
 	s := &action.Spec{
 		Name:        "deploy-swarm",
 		Description: "Deploy a stack to a Docker Swarm manager over SSH: the Compose file validated locally, images pinned by digest, docker stack deploy on the manager, every updated service watched until Swarm completes its update; a rollback or pause fails the step with the tasks' errors; the commit is verified.",
+		Summary:     "Deploy a stack to a Docker Swarm over SSH: images pinned by digest, every service update watched, the commit verified.",
 		Outputs: []action.Output{
 			{Name: "previous-sha", Description: "Commit the stack ran before the deploy."},
 			{Name: "deployed-sha", Description: "Commit deployed."},
@@ -219,6 +220,7 @@ func swarmScaleSpec() *action.Spec {
 	s := &action.Spec{
 		Name:        "swarm-scale",
 		Description: "Set the replicas of services of a Swarm stack over SSH, as docker service scale does, under the stack's deploy lock, and wait until they run (and, scaling down, until the surplus tasks have stopped).",
+		Summary:     "Scale services of a Swarm stack over SSH under the stack's deploy lock and wait until the replicas run.",
 		Outputs: []action.Output{
 			{Name: "services", Description: "Per service, as JSON: name, replicas before, desired, running, state."},
 			{Name: "result", Description: "success or failed."},

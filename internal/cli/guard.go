@@ -16,6 +16,7 @@ func guardSpec() *action.Spec {
 	return &action.Spec{
 		Name:        "guard",
 		Description: "Check a manual (workflow_dispatch) deploy before it runs: an allowed target, a typed confirmation, a reason where required and a valid commit (an older one rolls back); writes an audit record to the job summary.",
+		Summary:     "Check a manual deploy before it runs: allowed target, typed confirmation, reason and commit; audit record in the summary.",
 		Inputs: []action.Input{
 			{Name: "target", Description: "Where to deploy, e.g. staging or production; must be one of allowed-targets.", Required: true},
 			{Name: "allowed-targets", Description: "Targets that may be deployed to, comma separated or one a line.", Kind: action.List, Default: guard.DefaultAllowedTargets},

@@ -31,6 +31,7 @@ func loadtestSpec() *action.Spec {
 	return &action.Spec{
 		Name:        "loadtest",
 		Description: "Run a k6 load test (a script, or a built-in smoke test of one URL) and gate the build on it: k6's raw output summarized in one streaming pass, thresholds evaluated, a comparison with a baseline run, a job summary with the verdict first, a self-contained HTML report and summary.json uploaded as an artifact, and one pull request comment kept up to date.",
+		Summary:     "Run a k6 load test and gate the build on it: thresholds, baseline comparison, job summary, HTML report, one PR comment.",
 		Inputs: []action.Input{
 			{Name: "script", Description: "k6 script in the repository; its options (scenarios, thresholds) apply. Either script or url."},
 			{Name: "url", Description: "URL for the built-in smoke test: constant-arrival-rate GET (or method) requests checked for a 2xx/3xx answer (or expect-status). Either script or url."},

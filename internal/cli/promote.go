@@ -16,6 +16,7 @@ func promoteSpec() *action.Spec {
 	s := &action.Spec{
 		Name:        "promote",
 		Description: "Copy an image by digest to other repositories and/or add tags, without pulling or rebuilding (staging to production, re-tag for rollback).",
+		Summary:     "Copy an image by digest to other repositories or add tags, without pulling or rebuilding (staging to production).",
 		Inputs: []action.Input{
 			{Name: "source", Description: "Image to promote: repository@sha256:... (best) or repository:tag.", Required: true},
 			{Name: "registries", Description: "Repositories to copy to, one a line; default: the source repository (tags only).", Kind: action.List},

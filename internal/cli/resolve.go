@@ -19,6 +19,7 @@ func resolveSpec() *action.Spec {
 	s := &action.Spec{
 		Name:        "resolve",
 		Description: "Find the digests of a commit's images (their sha-XXXXXXX tags) for a deploy or a rollback, read-only: nothing is pushed or tagged.",
+		Summary:     "Find the digests of a commit's images (their sha-XXXXXXX tags) for a deploy or a rollback, read-only.",
 		Inputs: []action.Input{
 			{Name: "images", Description: "service=repository one a line: its image tagged sha-XXXXXXX of sha. service=repository:tag and service=repository@sha256:... are looked up (and checked to exist) as they are.", Kind: action.List, Required: true},
 			{Name: "sha", Description: "Commit whose sha-XXXXXXX tags to look up; default GITHUB_SHA."},

@@ -27,6 +27,7 @@ func rollbackSpec() *action.Spec {
 	s := &action.Spec{
 		Name:        "rollback",
 		Description: "Go back to a known-good version without a rebuild: the digests of the previous deploy (or of a given commit) from a Compose host's or a Swarm stack's history, without canary steps; on ECS the task-definition revision of that commit; on Cloud Run its revision, with all traffic.",
+		Summary:     "Go back to a known-good version without a rebuild, on Compose, Swarm, ECS or Cloud Run, from the deploy history.",
 		Outputs: []action.Output{
 			{Name: "previous-sha", Description: "Commit that was serving before the rollback."},
 			{Name: "deployed-sha", Description: "Commit rolled back to."},

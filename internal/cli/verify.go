@@ -28,6 +28,7 @@ func verifySpec() *action.Spec {
 	return &action.Spec{
 		Name:        "verify",
 		Description: "Wait until a deployed service's health endpoint serves the expected commit, several answers in a row, then run contract checks; fail fast when the old version keeps answering.",
+		Summary:     "Wait until a deployed service's health endpoint serves the expected commit, several times in a row, then run contract checks.",
 		Inputs: []action.Input{
 			{Name: "url", Description: "Health endpoint, e.g. https://api.example.com/health; /health is appended when the URL has no path.", Required: true},
 			{Name: "sha", Description: "Commit the service must serve (7 to 40 hex characters, matched by prefix). Default: GITHUB_SHA, or the pull request head on pull_request events."},

@@ -11,7 +11,7 @@ import (
 
 // How the peers below are installed; scripts/tools.sh pins each version.
 const (
-	ComposeInstall = "scripts/tools.sh (builds github.com/docker/compose/v2@v2.40.3 into .bin/docker-compose and ~/.docker/cli-plugins/docker-compose)"
+	ComposeInstall = "scripts/tools.sh (builds github.com/docker/compose/v2@v2.40.3 into .bin/docker-compose, and installs it as the Docker CLI plugin where none is)"
 	K6Install      = "scripts/tools.sh (builds go.k6.io/k6/v2@v" + k6run.DefaultVersion + " into .bin/k6)"
 	K6V1Install    = "scripts/tools.sh (builds go.k6.io/k6@v1.8.1 into .bin/k6-v1)"
 	CaddyInstall   = "scripts/tools.sh (builds edge/cmd/gantry-edge, Caddy v2.11.9 with gantry's upstreams module, as .bin/caddy)"

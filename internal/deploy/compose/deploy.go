@@ -56,6 +56,9 @@ type Options struct {
 
 	EdgeImage string
 	EdgePorts []string
+	// ComposeBinary, when set, is a standalone docker compose v2 binary on
+	// the host to run instead of the "docker compose" CLI plugin.
+	ComposeBinary string
 
 	HealthPath     string
 	StartTimeout   time.Duration
@@ -172,7 +175,7 @@ func Deploy(ctx context.Context, h remote.Host, o Options) (*Result, error) {
 	o.defaults()
 	dp := &deployer{
 		o: o, h: h, res: &Result{DeployedSHA: o.SHA, URL: o.URL},
-		d:    &Docker{H: h, Project: o.Project, Dir: o.Dir},
+		d:    &Docker{H: h, Project: o.Project, Dir: o.Dir, ComposeBinary: o.ComposeBinary},
 		http: &http.Client{Transport: &http.Transport{DialContext: h.DialContext, DisableKeepAlives: true}},
 	}
 	started := time.Now().UTC()

@@ -27,6 +27,9 @@ type Docker struct {
 	// NoEnvFile and NoOverride leave out the project's .env and gantry's
 	// override file, when the files restored after a failure have none.
 	NoEnvFile, NoOverride bool
+	// ComposeBinary, when set, is a standalone docker compose v2 binary on
+	// the host that runs instead of the "docker compose" CLI plugin.
+	ComposeBinary string
 }
 
 // Paths of gantry's files inside the project directory.
@@ -34,24 +37,37 @@ func (d *Docker) composeFile() string  { return path.Join(d.Dir, "compose.yml") 
 func (d *Docker) overrideFile() string { return path.Join(d.Dir, ".gantry", "override.yml") }
 func (d *Docker) envFile() string      { return path.Join(d.Dir, ".env") }
 
-func (d *Docker) docker(args ...string) []string {
-	argv := []string{"docker"}
+func (d *Docker) docker(args ...string) []string { return d.command("docker", args...) }
+
+// command is argv for program with args, under this deploy's DOCKER_CONFIG.
+func (d *Docker) command(program string, args ...string) []string {
+	argv := []string{program}
 	if d.ConfigDir != "" {
-		argv = []string{"env", "DOCKER_CONFIG=" + d.ConfigDir, "docker"}
+		argv = []string{"env", "DOCKER_CONFIG=" + d.ConfigDir, program}
 	}
 	return append(argv, args...)
 }
 
 // Compose runs docker compose with the project's files.
 func (d *Docker) Compose(ctx context.Context, args ...string) ([]byte, error) {
-	argv := d.docker("compose", "--project-name", d.Project, "--project-directory", d.Dir, "--file", d.composeFile())
+	return d.H.Run(ctx, d.ComposeArgv(args...), nil)
+}
+
+// ComposeArgv is the command line of docker compose with the project's files
+// and args: the CLI plugin, or ComposeBinary when set.
+func (d *Docker) ComposeArgv(args ...string) []string {
+	project := []string{"--project-name", d.Project, "--project-directory", d.Dir, "--file", d.composeFile()}
+	argv := d.docker(append([]string{"compose"}, project...)...)
+	if d.ComposeBinary != "" {
+		argv = d.command(d.ComposeBinary, project...)
+	}
 	if !d.NoOverride {
 		argv = append(argv, "--file", d.overrideFile())
 	}
 	if !d.NoEnvFile {
 		argv = append(argv, "--env-file", d.envFile())
 	}
-	return d.H.Run(ctx, append(argv, args...), nil)
+	return append(argv, args...)
 }
 
 // Run runs docker with args.
