@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/gantry-dev/gantry/internal/input"
 	"github.com/gantry-dev/gantry/internal/markdown"
 	"github.com/sethvargo/go-githubactions"
 )
@@ -393,6 +394,16 @@ func appendFile(path, s string) error {
 // Fail reports err as the step's failure: an error annotation titled with the
 // input name for input errors, a failure line in the summary, exit code 1.
 func (a *Action) Fail(err error) int {
+	if es := input.All(err); len(es) > 1 {
+		// Every bad input on its own annotation, so that all are fixed at once.
+		fmt.Fprintf(&a.summary, "\n**%s failed:** %d inputs are not valid:\n\n", a.spec.Name, len(es))
+		for _, e := range es {
+			msg := oneLine(a.spec.Name + ": " + e.Error())
+			a.Errorf(e.Input, "%s", msg)
+			fmt.Fprintf(&a.summary, "- %s\n", markdown.Escape(a.Redact(msg)))
+		}
+		return 1
+	}
 	var ie *InputError
 	title := a.spec.Name
 	if errors.As(err, &ie) {

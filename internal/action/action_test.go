@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -209,6 +211,41 @@ func TestRunFailAnnotatesInput(t *testing.T) {
 	}
 	if !strings.Contains(stdout.String(), "::error title=count::test: input \"count\": \"x\" is not a whole number\n") {
 		t.Errorf("annotation missing or not one line: %q", stdout.String())
+	}
+}
+
+func TestRunFailAnnotatesEveryInput(t *testing.T) {
+	t.Parallel()
+	var stdout bytes.Buffer
+	summary := filepath.Join(t.TempDir(), "summary.md")
+	a := New(testSpec, Env{Getenv: envOf(map[string]string{"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": summary, "INPUT_TIMEOUT": "-5", "INPUT_COUNT": "3.5"}), Stdout: &stdout})
+	code := a.Run(context.Background(), func(ctx context.Context) error {
+		in := a.Inputs()
+		in.Duration("timeout")
+		in.Int("count")
+		in.Required("name")
+		return fmt.Errorf("checking inputs: %w", in.Err())
+	})
+	if code != 1 {
+		t.Errorf("exit code %d, want 1", code)
+	}
+	var titles []string
+	for line := range strings.Lines(stdout.String()) {
+		if rest, ok := strings.CutPrefix(line, "::error title="); ok {
+			titles = append(titles, rest[:strings.Index(rest, "::")])
+		}
+	}
+	if want := []string{"timeout", "count", "name"}; !slices.Equal(titles, want) {
+		t.Errorf("annotations titled %q, want one per input %q:\n%s", titles, want, stdout.String())
+	}
+	b, err := os.ReadFile(summary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"3 inputs are not valid", `input "timeout"`, `input "count"`, `input "name"`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("summary lacks %q:\n%s", want, b)
+		}
 	}
 }
 

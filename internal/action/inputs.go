@@ -2,27 +2,22 @@ package action
 
 import (
 	"errors"
-	"fmt"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/gantry-dev/gantry/internal/input"
 )
 
-// InputError reports an input whose value is missing or malformed.
-type InputError struct {
-	Input string
-	Msg   string
-}
-
-func (e *InputError) Error() string {
-	return fmt.Sprintf("input %q: %s", e.Input, e.Msg)
-}
+// InputError reports an input whose value is missing or malformed; it is
+// input.Error, the one type the domain packages return too.
+type InputError = input.Error
 
 // Inputs reads typed inputs and collects every validation error, so that a
 // command can validate everything before it makes any network call.
 type Inputs struct {
 	a    *Action
-	errs []error
+	errs []*input.Error
 }
 
 // raw returns the trimmed value of an input: a CLI flag first, then the
@@ -53,24 +48,29 @@ func (in *Inputs) raw(name string) string {
 // an input is kept, since a later check of the same input follows from it.
 func (in *Inputs) Fail(name, format string, args ...any) {
 	for _, e := range in.errs {
-		if ie, ok := e.(*InputError); ok && ie.Input == name {
+		if e.Input == name {
 			return
 		}
 	}
-	in.errs = append(in.errs, &InputError{Input: name, Msg: fmt.Sprintf(format, args...)})
+	in.errs = append(in.errs, input.Errorf(name, format, args...))
 }
 
-// Err returns the first validation error, or nil. The first one is the one a
-// user fixes first; the others are logged by Action.Fail.
-func (in *Inputs) Err() error {
-	if len(in.errs) == 0 {
-		return nil
+// FailWith records err's input errors (see input.All), or, when it carries
+// none, err itself as an error of input name.
+func (in *Inputs) FailWith(name string, err error) {
+	es := input.All(err)
+	if len(es) == 0 {
+		in.Fail(name, "%v", err)
+		return
 	}
-	return in.errs[0]
+	for _, e := range es {
+		in.Fail(e.Input, "%s", e.Msg)
+	}
 }
 
-// Errs returns every validation error recorded so far.
-func (in *Inputs) Errs() []error { return in.errs }
+// Err returns every validation error recorded so far (input.Join: nil, one
+// *InputError, or input.Errors); Action.Fail reports each on its own.
+func (in *Inputs) Err() error { return input.Join(in.errs...) }
 
 // String returns the input's value or its default.
 func (in *Inputs) String(name string) string { return in.raw(name) }
@@ -226,6 +226,15 @@ func SplitList(v string) []string {
 				out = append(out, item)
 			}
 		}
+	}
+	return out
+}
+
+// Errs returns every validation error recorded so far.
+func (in *Inputs) Errs() []error {
+	out := make([]error, len(in.errs))
+	for i, e := range in.errs {
+		out[i] = e
 	}
 	return out
 }

@@ -274,9 +274,6 @@ func runBuildPush(ctx context.Context, a *action.Action) error {
 	resolver := newResolver(a, in)
 	overwrite := in.Bool("overwrite")
 	if err := in.Err(); err != nil {
-		for _, e := range in.Errs()[1:] {
-			a.Errorf(a.Spec().Name, "%v", e)
-		}
 		return err
 	}
 

@@ -266,9 +266,6 @@ func runDeployCloudRun(ctx context.Context, a *action.Action) error {
 		in.Fail("tag", "%q is not a traffic tag (lower-case letters, digits and hyphens, starting with a letter)", o.Tag)
 	}
 	if err := in.Err(); err != nil {
-		for _, e := range in.Errs()[1:] {
-			a.Errorf(a.Spec().Name, "%v", e)
-		}
 		return err
 	}
 	if noVerify {

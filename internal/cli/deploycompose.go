@@ -248,9 +248,6 @@ func runDeployCompose(ctx context.Context, a *action.Action) error {
 	}
 	finishCompose(in, &o, edgeList)
 	if err := in.Err(); err != nil {
-		for _, e := range in.Errs()[1:] {
-			a.Errorf(a.Spec().Name, "%v", e)
-		}
 		return err
 	}
 	return deployAndReport(ctx, a, hc, o, "deploy-compose")

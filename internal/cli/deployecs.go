@@ -21,6 +21,7 @@ import (
 	"github.com/gantry-dev/gantry/internal/commit"
 	ecsdeploy "github.com/gantry-dev/gantry/internal/deploy/ecs"
 	"github.com/gantry-dev/gantry/internal/history"
+	"github.com/gantry-dev/gantry/internal/input"
 	"github.com/gantry-dev/gantry/internal/registryauth"
 	"github.com/gantry-dev/gantry/internal/verify"
 )
@@ -264,9 +265,6 @@ func runDeployECS(ctx context.Context, a *action.Action) error {
 	o.StepBakeTime, o.BakeTime = wholeMinutes(in, "step-bake-time"), wholeMinutes(in, "bake-time")
 	o.ForceNewDeployment = in.Bool("force-new-deployment")
 	if err := in.Err(); err != nil {
-		for _, e := range in.Errs()[1:] {
-			a.Errorf(a.Spec().Name, "%v", e)
-		}
 		return err
 	}
 	return runECS(ctx, a, t, "deploy-ecs", in.String("reason"))
@@ -381,9 +379,9 @@ func runECS(ctx context.Context, a *action.Action, t *ecsTarget, verb, reason st
 		set("url", o.URL)
 	}
 	writeECSSummary(a, verb, t, res, reason, err, time.Since(start))
-	var ie *ecsdeploy.InputError
+	var ie *input.Error
 	if errors.As(err, &ie) {
-		return &action.InputError{Input: ie.Input, Msg: ie.Err.Error()}
+		return ie // nothing was changed: the bad input alone is the failure
 	}
 	return err
 }

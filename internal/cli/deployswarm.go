@@ -153,9 +153,6 @@ func runDeploySwarm(ctx context.Context, a *action.Action) error {
 		}
 	}
 	if err := in.Err(); err != nil {
-		for _, e := range in.Errs()[1:] {
-			a.Errorf(a.Spec().Name, "%v", e)
-		}
 		return err
 	}
 	return swarmDeployAndReport(ctx, a, hc, o, in.Duration("verify-timeout"), "deploy-swarm")

@@ -126,9 +126,6 @@ func runEdgeImage(ctx context.Context, a *action.Action) error {
 	b, repo, tags := readEdgeImage(a, in)
 	resolver := newResolver(a, in)
 	if err := in.Err(); err != nil {
-		for _, e := range in.Errs()[1:] {
-			a.Errorf(a.Spec().Name, "%v", e)
-		}
 		return err
 	}
 	var art image.Artifact

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -58,10 +57,6 @@ func runGuard(_ context.Context, a *action.Action) error {
 	}
 	ap, err := policy.Check(req)
 	if err != nil {
-		var ge *guard.Error
-		if errors.As(err, &ge) {
-			return &action.InputError{Input: ge.Input, Msg: ge.Msg}
-		}
 		return err
 	}
 	au := guard.NewAudit(ap, a.Getenv, time.Now())

@@ -136,12 +136,7 @@ func runLoadtest(ctx context.Context, a *action.Action) error {
 	default:
 		r.smoke = &k6run.SmokeOptions{URL: url, Rate: in.Int("rate"), VUs: in.Int("vus"), Duration: in.Duration("duration"), Method: in.String("method"), ExpectStatus: in.Int("expect-status")}
 		if sc, err := k6run.SmokeScript(*r.smoke); err != nil {
-			var ie *k6run.InputError
-			if errors.As(err, &ie) {
-				in.Fail(ie.Input, "%s", ie.Msg)
-			} else {
-				in.Fail("url", "%v", err)
-			}
+			in.FailWith("url", err)
 		} else {
 			r.scriptEnv = sc.Env
 			r.target = redactURL(url)
@@ -185,9 +180,6 @@ func runLoadtest(ctx context.Context, a *action.Action) error {
 	r.dir = loadtestDir(a, in)
 	token := in.String("github-token")
 	if err := in.Err(); err != nil {
-		for _, e := range in.Errs()[1:] {
-			a.Errorf(a.Spec().Name, "%v", e)
-		}
 		return err
 	}
 	if err := os.MkdirAll(r.dir, 0o755); err != nil {

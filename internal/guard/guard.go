@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	inputpkg "github.com/gantry-dev/gantry/internal/input"
+
 	"github.com/gantry-dev/gantry/internal/commit"
 )
 
@@ -49,16 +51,8 @@ type Approval struct {
 	Reason string
 }
 
-// Error is a refusal, naming the input to fix.
-type Error struct {
-	Input string
-	Msg   string
-}
-
-func (e *Error) Error() string { return fmt.Sprintf("input %q: %s", e.Input, e.Msg) }
-
 func refuse(input, format string, args ...any) error {
-	return &Error{Input: input, Msg: fmt.Sprintf(format, args...)}
+	return inputpkg.Errorf(input, format, args...)
 }
 
 // Validate checks the policy itself, so that a typo in require-reason-for or

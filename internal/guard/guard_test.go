@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gantry-dev/gantry/internal/input"
 )
 
 const sha = "ABCDEF0123456789abcdef0123456789abcdef01"
@@ -66,7 +68,7 @@ func TestCheckRefuses(t *testing.T) {
 			tc.p(&p)
 		}
 		_, err := p.Check(tc.r)
-		var ge *Error
+		var ge *input.Error
 		if !errors.As(err, &ge) || ge.Input != tc.input || !strings.Contains(ge.Msg, tc.phrase) {
 			t.Errorf("%s: %v; want input %s, %q", tc.name, err, tc.input, tc.phrase)
 		}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/gantry-dev/gantry/internal/clock"
 	"github.com/gantry-dev/gantry/internal/history"
+	"github.com/gantry-dev/gantry/internal/input"
 	"github.com/gantry-dev/gantry/internal/verify"
 )
 
@@ -479,7 +480,7 @@ func (d *deployer) taskDefinition(ctx context.Context, svc *types.Service) (stri
 	}
 	in, rendered, err := RenderTaskDefinition(raw, o.Render)
 	if err != nil {
-		return "", &InputError{Input: "task-definition", Err: err}
+		return "", &input.Error{Input: "task-definition", Msg: err.Error()}
 	}
 	d.res.Rendered = rendered
 	d.res.SHA = o.Render.SHA
@@ -492,15 +493,6 @@ func (d *deployer) taskDefinition(ctx context.Context, svc *types.Service) (stri
 	o.Logf("registered task definition %s", arn)
 	return arn, nil
 }
-
-// InputError is a task definition that cannot be registered; nothing was changed.
-type InputError struct {
-	Input string
-	Err   error
-}
-
-func (e *InputError) Error() string { return e.Input + ": " + e.Err.Error() }
-func (e *InputError) Unwrap() error { return e.Err }
 
 func (d *deployer) updateInput(arn string) *ecs.UpdateServiceInput {
 	o := d.o

@@ -24,6 +24,8 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/gantry-dev/gantry/internal/input"
 )
 
 // DefaultVersion is the k6 release gantry installs unless told otherwise;
@@ -49,15 +51,6 @@ var ErrNotFound = errors.New("k6 release not found")
 // ErrChecksumMismatch means a downloaded archive does not have the SHA-256
 // the release's checksums file lists; nothing was installed.
 var ErrChecksumMismatch = errors.New("k6 archive checksum mismatch")
-
-// InputError reports an input (an action input name) whose value cannot be
-// used, with what would be accepted.
-type InputError struct {
-	Input string
-	Msg   string
-}
-
-func (e *InputError) Error() string { return e.Input + ": " + e.Msg }
 
 // Options says which k6 Find wants and where it may look.
 type Options struct {
@@ -104,7 +97,7 @@ func NormalizeVersion(v string) (string, error) {
 		return DefaultVersion, nil
 	}
 	if !versionRE.MatchString(v) {
-		return "", &InputError{Input: "k6-version", Msg: fmt.Sprintf("%q is not a k6 release version (want one like %s; see https://github.com/grafana/k6/releases)", v, DefaultVersion)}
+		return "", &input.Error{Input: "k6-version", Msg: fmt.Sprintf("%q is not a k6 release version (want one like %s; see https://github.com/grafana/k6/releases)", v, DefaultVersion)}
 	}
 	return v, nil
 }

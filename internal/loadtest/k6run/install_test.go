@@ -298,7 +298,7 @@ func TestFind(t *testing.T) {
 		{
 			name:    "not a version",
 			opts:    k6run.Options{Version: "latest"},
-			wantErr: []string{`k6-version: "latest" is not a k6 release version`},
+			wantErr: []string{`input "k6-version": "latest" is not a k6 release version`},
 		},
 		{
 			name:    "unsupported arch",

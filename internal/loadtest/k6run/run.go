@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/gantry-dev/gantry/internal/input"
 )
 
 // RawName is the file name of k6's raw JSON output (one JSON object a line,
@@ -215,11 +217,11 @@ func start(ctx context.Context, o RunOptions) (*process, error) {
 	keys := make([]string, 0, len(o.Env))
 	for k, v := range o.Env {
 		if !envKeyRE.MatchString(k) {
-			return nil, &InputError{Input: "env", Msg: fmt.Sprintf("%q is not a variable name (letters, digits and _, not starting with a digit)", k)}
+			return nil, &input.Error{Input: "env", Msg: fmt.Sprintf("%q is not a variable name (letters, digits and _, not starting with a digit)", k)}
 		}
 		if strings.ContainsRune(v, 0) {
 			// The value itself is never repeated: it may be a secret.
-			return nil, &InputError{Input: "env", Msg: fmt.Sprintf("the value of %s contains a NUL byte, which cannot be passed to k6", k)}
+			return nil, &input.Error{Input: "env", Msg: fmt.Sprintf("the value of %s contains a NUL byte, which cannot be passed to k6", k)}
 		}
 		keys = append(keys, k)
 	}

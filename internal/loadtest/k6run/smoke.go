@@ -8,6 +8,8 @@ import (
 	"strings"
 	"text/template"
 	"time"
+
+	"github.com/gantry-dev/gantry/internal/input"
 )
 
 // Names of the __ENV values the smoke script reads; they reach k6 as -e
@@ -77,21 +79,21 @@ func SmokeScript(o SmokeOptions) (Script, error) {
 		method = "GET"
 	}
 	if !slices.Contains(smokeMethods, method) {
-		return Script{}, &InputError{Input: "method", Msg: fmt.Sprintf("must be one of %s (got %q)", strings.Join(smokeMethods, ", "), o.Method)}
+		return Script{}, &input.Error{Input: "method", Msg: fmt.Sprintf("must be one of %s (got %q)", strings.Join(smokeMethods, ", "), o.Method)}
 	}
 	switch {
 	case o.Rate < 0 || o.Rate > MaxRate:
-		return Script{}, &InputError{Input: "rate", Msg: fmt.Sprintf("must be a whole number of requests per second from 1 to %d (got %d)", MaxRate, o.Rate)}
+		return Script{}, &input.Error{Input: "rate", Msg: fmt.Sprintf("must be a whole number of requests per second from 1 to %d (got %d)", MaxRate, o.Rate)}
 	case o.VUs < 0 || o.VUs > MaxVUs:
-		return Script{}, &InputError{Input: "vus", Msg: fmt.Sprintf("must be a whole number of virtual users from 1 to %d (got %d)", MaxVUs, o.VUs)}
+		return Script{}, &input.Error{Input: "vus", Msg: fmt.Sprintf("must be a whole number of virtual users from 1 to %d (got %d)", MaxVUs, o.VUs)}
 	case o.Rate == 0 && o.VUs == 0:
-		return Script{}, &InputError{Input: "rate", Msg: "must be at least 1 request per second, unless vus is set"}
+		return Script{}, &input.Error{Input: "rate", Msg: "must be at least 1 request per second, unless vus is set"}
 	case o.Duration < time.Second || o.Duration > MaxDuration:
-		return Script{}, &InputError{Input: "duration", Msg: fmt.Sprintf("must be from 1s to 24h, like 30s or 2m (got %s)", o.Duration)}
+		return Script{}, &input.Error{Input: "duration", Msg: fmt.Sprintf("must be from 1s to 24h, like 30s or 2m (got %s)", o.Duration)}
 	case o.Duration%time.Millisecond != 0:
-		return Script{}, &InputError{Input: "duration", Msg: fmt.Sprintf("must be whole milliseconds (got %s)", o.Duration)}
+		return Script{}, &input.Error{Input: "duration", Msg: fmt.Sprintf("must be whole milliseconds (got %s)", o.Duration)}
 	case o.ExpectStatus != 0 && (o.ExpectStatus < 100 || o.ExpectStatus > 599):
-		return Script{}, &InputError{Input: "expect-status", Msg: fmt.Sprintf("must be an HTTP status from 100 to 599, or empty for any 2xx or 3xx (got %d)", o.ExpectStatus)}
+		return Script{}, &input.Error{Input: "expect-status", Msg: fmt.Sprintf("must be an HTTP status from 100 to 599, or empty for any 2xx or 3xx (got %d)", o.ExpectStatus)}
 	}
 
 	d := smokeData{
@@ -121,7 +123,7 @@ func SmokeScript(o SmokeOptions) (Script, error) {
 // parseTarget checks that s is an absolute http(s) URL with a host.
 func parseTarget(s string) (*url.URL, error) {
 	bad := func(why string) error {
-		return &InputError{Input: "url", Msg: "must be an http:// or https:// URL with a host" + why}
+		return &input.Error{Input: "url", Msg: "must be an http:// or https:// URL with a host" + why}
 	}
 	if strings.TrimSpace(s) == "" {
 		return nil, bad(" (got nothing)")

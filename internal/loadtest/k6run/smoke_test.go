@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gantry-dev/gantry/internal/input"
 	"github.com/gantry-dev/gantry/internal/loadtest/k6run"
 	"github.com/gantry-dev/gantry/internal/testenv"
 )
@@ -47,9 +48,9 @@ func TestSmokeScriptRejects(t *testing.T) {
 			o := ok
 			tc.edit(&o)
 			_, err := k6run.SmokeScript(o)
-			var ie *k6run.InputError
+			var ie *input.Error
 			if !errors.As(err, &ie) {
-				t.Fatalf("SmokeScript: %v; want an InputError", err)
+				t.Fatalf("SmokeScript: %v; want an input.Error", err)
 			}
 			if ie.Input != tc.input || !strings.Contains(ie.Msg, tc.msg) {
 				t.Errorf("error %q; want input %s and a message containing %q", err, tc.input, tc.msg)
