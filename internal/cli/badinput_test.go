@@ -142,6 +142,12 @@ func TestBadInputsReachNoHost(t *testing.T) {
 		{"rollback valid", "rollback", rollback, nil, "", ""},
 		{"rollback host key pinned and ignored", "rollback", rollback, map[string]string{"insecure-ignore-host-key": "true"}, "insecure-ignore-host-key", "conflicts with known-hosts"},
 		{"rollback negative verify-timeout", "rollback", rollback, map[string]string{"verify-timeout": "-5"}, "verify-timeout", "is negative"},
+		{"rollback explicit kind", "rollback", rollback, map[string]string{"kind": "compose"}, "", ""},
+		{"rollback unknown kind", "rollback", rollback, map[string]string{"kind": "k8s"}, "kind", "is not compose, swarm, ecs or cloudrun"},
+		{"rollback kind swarm without stack", "rollback", rollback, map[string]string{"kind": "swarm"}, "stack", "is required for kind swarm"},
+		{"rollback kind ecs without service", "rollback", rollback, map[string]string{"kind": "ecs"}, "service", "is required for kind ecs"},
+		{"rollback kind cloudrun without gcp-project", "rollback", rollback, map[string]string{"kind": "cloudrun", "service": "api"}, "gcp-project", "is required for kind cloudrun"},
+		{"rollback kind compose with a stack", "rollback", rollback, map[string]string{"kind": "compose", "stack": "gtbadinput"}, "kind", "the inputs set are those of swarm"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := h.count.Load()

@@ -71,6 +71,7 @@ func rollbackSpec() *action.Spec {
 		}
 	}
 	s.Inputs = append([]action.Input{
+		{Name: "kind", Description: "What to roll back: `compose` (project on host), `swarm` (stack on host), `ecs` (service) or `cloudrun` (service in gcp-project). Empty: inferred from which of those inputs are set, with a warning; set it, as inference will go away in v2."},
 		{Name: "to", Description: "`previous` (the last successful deploy of another commit) or a commit SHA (7+ hex) deployed before. When a Compose host's or Swarm stack's history has no previous deploy, or no revision of an ECS service is marked deployed by gantry, previous is the last successful GitHub Deployment of github-environment; on Compose and Swarm its images are used only when each is pinned by digest to a repository the target's Compose file or history uses.", Default: "previous"},
 	}, append(append(append(compose, swarmIn...), ecsIn...), runIn...)...)
 	s.Inputs = append(s.Inputs, githubDeploymentInputs("the Compose project, Swarm stack or ECS or Cloud Run service name, as the deploy actions record it")...)
@@ -85,13 +86,16 @@ func runRollback(ctx context.Context, a *action.Action) error {
 	if to != "previous" && (len(to) < 7 || strings.Trim(strings.ToLower(to), "0123456789abcdef") != "") {
 		in.Fail("to", "%q is neither previous nor a commit SHA of 7 or more hex characters", to)
 	}
-	if in.String("service") != "" && in.String("gcp-project") != "" {
+	kind, ok := rollbackKind(a, in)
+	if !ok {
+		return in.Err() // the other kinds' inputs would only add noise
+	}
+	switch kind {
+	case "cloudrun":
 		return runRollbackCloudRun(ctx, a, in, to)
-	}
-	if in.String("service") != "" {
+	case "ecs":
 		return runRollbackECS(ctx, a, in, to)
-	}
-	if in.String("stack") != "" {
+	case "swarm":
 		return runRollbackSwarm(ctx, a, in, to)
 	}
 	var o compose.Options
@@ -281,4 +285,47 @@ func rollbackTarget(ctx context.Context, a *action.Action, hc hostConfig, dir, n
 	}
 	target, err := historyOrGitHub(ctx, a, name, es, file, to, where)
 	return target, file, envData, err
+}
+
+// rollbackKinds are the values of rollback's kind input, each with the input
+// that names what it rolls back.
+var rollbackKinds = map[string]string{"compose": "project", "swarm": "stack", "ecs": "service", "cloudrun": "service"}
+
+// rollbackKind returns the kind input, or, when it is empty, the kind the
+// inputs set imply (with a warning that inference goes away). An explicit
+// kind whose inputs are missing, or that other kinds' inputs contradict, is
+// an input error: then ok is false.
+func rollbackKind(a *action.Action, in *action.Inputs) (kind string, ok bool) {
+	service, stack, gcp := in.String("service"), in.String("stack"), in.String("gcp-project")
+	inferred := "compose"
+	switch {
+	case service != "" && gcp != "":
+		inferred = "cloudrun"
+	case service != "":
+		inferred = "ecs"
+	case stack != "":
+		inferred = "swarm"
+	}
+	kind = in.String("kind")
+	if kind == "" {
+		a.Warnf("rollback: kind is not set; rolling back %s, inferred from the inputs set. Set kind: %s (inference will go away in v2)", inferred, inferred)
+		return inferred, true
+	}
+	if _, known := rollbackKinds[kind]; !known {
+		in.Fail("kind", "%q is not compose, swarm, ecs or cloudrun", kind)
+		return "", false
+	}
+	switch {
+	case kind == "cloudrun" && gcp == "":
+		in.Fail("gcp-project", "is required for kind cloudrun")
+	case kind != "compose" && kind != "swarm" && service == "":
+		in.Fail("service", "is required for kind %s", kind)
+	case kind == "swarm" && stack == "":
+		in.Fail("stack", "is required for kind swarm")
+	case kind != inferred:
+		in.Fail("kind", "is %s, but the inputs set are those of %s (%s); unset them or set kind: %s", kind, inferred, rollbackKinds[inferred], inferred)
+	default:
+		return kind, true
+	}
+	return "", false
 }
