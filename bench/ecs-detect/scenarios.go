@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 
 	"github.com/gantry-dev/gantry/internal/clock"
+	"github.com/gantry-dev/gantry/internal/deploy"
 	ecsdeploy "github.com/gantry-dev/gantry/internal/deploy/ecs"
 )
 
@@ -54,7 +55,7 @@ type runResult struct {
 	Err                   error
 	// Gantry's result.
 	Outcome, Kind, DeploymentID, SDArn, NewTD string
-	Marks                                     []ecsdeploy.Mark // relative to Deploy's start
+	Marks                                     []deploy.Mark // relative to Deploy's start
 	DeployStart                               time.Time
 	Log                                       []logLine
 	// The waiter's DescribeServices calls and what it returned.
@@ -167,7 +168,7 @@ func runGantry(ctx context.Context, c config, f *fake, r *runResult) {
 	}
 }
 
-func markName(ms []ecsdeploy.Mark, prefix string) (string, bool) {
+func markName(ms []deploy.Mark, prefix string) (string, bool) {
 	for _, m := range ms {
 		if strings.HasPrefix(m.Name, prefix) {
 			return m.Name, true
@@ -176,7 +177,7 @@ func markName(ms []ecsdeploy.Mark, prefix string) (string, bool) {
 	return "", false
 }
 
-func markAt(ms []ecsdeploy.Mark, prefix string) (time.Duration, bool) {
+func markAt(ms []deploy.Mark, prefix string) (time.Duration, bool) {
 	for _, m := range ms {
 		if strings.HasPrefix(m.Name, prefix) {
 			return m.At, true

@@ -17,15 +17,16 @@ import (
 	"time"
 
 	"github.com/gantry-dev/gantry/internal/commit"
+	"github.com/gantry-dev/gantry/internal/deploy"
 	"github.com/gantry-dev/gantry/internal/remote"
 )
 
 // Results of a deploy.
 const (
-	ResultSuccess    = "success"
-	ResultFailed     = "failed"      // failed; the previous version kept serving
-	ResultRolledBack = "rolled-back" // failed after the switch; traffic went back
-	ResultAbandoned  = "abandoned"   // left in place for debugging (auto-rollback off)
+	ResultSuccess    = deploy.Success
+	ResultFailed     = deploy.Failed
+	ResultRolledBack = deploy.RolledBack
+	ResultAbandoned  = deploy.Abandoned
 )
 
 // Phase is one timed step of a deploy.

@@ -22,7 +22,7 @@ import (
 
 	"github.com/gantry-dev/gantry/internal/clock"
 	"github.com/gantry-dev/gantry/internal/commit"
-	"github.com/gantry-dev/gantry/internal/history"
+	"github.com/gantry-dev/gantry/internal/deploy"
 	"github.com/gantry-dev/gantry/internal/verify"
 )
 
@@ -108,12 +108,6 @@ type Options struct {
 	Logf, Warnf func(format string, args ...any)
 }
 
-// Mark is one point of the deploy's timeline.
-type Mark struct {
-	Name string
-	At   time.Duration
-}
-
 // Target is one traffic target as it was or is served.
 type Target struct {
 	Revision string `json:"revision"`
@@ -130,7 +124,7 @@ type Result struct {
 	URL, TagURL      string
 	TrafficBefore    []Target
 	TrafficAfter     []Target
-	Timeline         []Mark
+	Timeline         []deploy.Mark
 	Verified         []string
 	Warnings         []string
 	Created          bool // the service did not exist
@@ -182,13 +176,13 @@ func Deploy(ctx context.Context, api API, o Options) (*Result, error) {
 	if o.Tag == "" && o.SHA != "" {
 		o.Tag = commit.Tag(o.SHA)
 	}
-	d := &deployer{api: api, o: o, res: &Result{Outcome: history.ResultFailed}, start: o.Clock.Now(), name: ServiceName(o.Project, o.Region, o.Service)}
+	d := &deployer{api: api, o: o, res: &Result{Outcome: deploy.Failed}, start: o.Clock.Now(), name: ServiceName(o.Project, o.Region, o.Service)}
 	err := d.run(ctx)
 	return d.res, err
 }
 
 func (d *deployer) mark(name string) {
-	d.res.Timeline = append(d.res.Timeline, Mark{Name: name, At: d.o.Clock.Now().Sub(d.start)})
+	d.res.Timeline = append(d.res.Timeline, deploy.Mark{Name: name, At: d.o.Clock.Now().Sub(d.start)})
 }
 
 func (d *deployer) warn(format string, args ...any) {
@@ -233,7 +227,7 @@ func (d *deployer) run(ctx context.Context) error {
 	got, err := d.update(ctx, svc, cur == nil, "revision "+rev+" ready")
 	if err != nil {
 		if f := d.revisionFailure(ctx, rev, err); f != nil {
-			d.res.Outcome = history.ResultFailed
+			d.res.Outcome = deploy.Failed
 			err = f
 		}
 		if d.sent && cur != nil {
@@ -253,7 +247,7 @@ func (d *deployer) run(ctx context.Context) error {
 		if err := d.verifyURL(ctx, d.res.TagURL); err != nil {
 			return d.recover(ctx, err)
 		}
-		d.res.Outcome = history.ResultSuccess
+		d.res.Outcome = deploy.Success
 		return nil
 	case o.Strategy == Canary:
 		if err := d.verifyURL(ctx, d.res.TagURL); err != nil {
@@ -293,7 +287,7 @@ func (d *deployer) run(ctx context.Context) error {
 			return d.recover(ctx, err)
 		}
 	}
-	d.res.Outcome = history.ResultSuccess
+	d.res.Outcome = deploy.Success
 	return nil
 }
 
@@ -787,7 +781,7 @@ func (d *deployer) recover(ctx context.Context, err error) error {
 		return fmt.Errorf("%w; the service has no earlier traffic to go back to", err)
 	}
 	if !d.o.AutoRollback {
-		d.res.Outcome = history.ResultAbandoned
+		d.res.Outcome = deploy.Abandoned
 		d.warn("auto-rollback is off: traffic stays as it is (%s)", trafficText(d.res.TrafficAfter))
 		return err
 	}
@@ -805,7 +799,7 @@ func (d *deployer) recover(ctx context.Context, err error) error {
 		return fmt.Errorf("%w; and the rollback failed: %v", err, uerr)
 	}
 	d.served(got)
-	d.res.Outcome = history.ResultRolledBack
+	d.res.Outcome = deploy.RolledBack
 	return fmt.Errorf("%w; traffic is back on %s", err, d.res.PreviousRevision)
 }
 

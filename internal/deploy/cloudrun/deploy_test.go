@@ -15,8 +15,8 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/gantry-dev/gantry/internal/clock"
+	"github.com/gantry-dev/gantry/internal/deploy"
 	"github.com/gantry-dev/gantry/internal/fakes/runfake"
-	"github.com/gantry-dev/gantry/internal/history"
 	"github.com/gantry-dev/gantry/internal/verify"
 )
 
@@ -127,7 +127,7 @@ func TestDeployCreatesThenUpdates(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, runfake.Options{})
 	first := e.deployed()
-	if !first.Created || first.Revision != "api-sha-1111111" || first.Outcome != history.ResultSuccess || first.URL == "" {
+	if !first.Created || first.Revision != "api-sha-1111111" || first.Outcome != deploy.Success || first.URL == "" {
 		e.e("first deploy = %+v", first)
 	}
 	res, err := Deploy(context.Background(), e.api, e.opts(img2, sha2))
@@ -257,7 +257,7 @@ func TestDeployFailures(t *testing.T) {
 			name:      "image not found: the old revision keeps serving",
 			setup:     func(e *env, o *Options) { e.s.SetBehavior(img2, runfake.ImageNotFound(img2)) },
 			want:      []string{"revision api-sha-2222222 failed", "CONTAINER_MISSING", "not found", "api-sha-1111111 kept serving all traffic", "requested traffic is back on api-sha-1111111 100% (tag sha-1111111)"},
-			outcome:   history.ResultFailed,
+			outcome:   deploy.Failed,
 			traffic:   "map[api-sha-1111111:100] map[sha-1111111:api-sha-1111111]",
 			requested: "api-sha-1111111 100 sha-1111111",
 		},
@@ -265,7 +265,7 @@ func TestDeployFailures(t *testing.T) {
 			name:      "container never listens",
 			setup:     func(e *env, o *Options) { e.s.SetBehavior(img2, runfake.StartFailure(8080)) },
 			want:      []string{"HEALTH_CHECK_CONTAINER_ERROR", "PORT=8080", "kept serving", "requested traffic is back"},
-			outcome:   history.ResultFailed,
+			outcome:   deploy.Failed,
 			traffic:   "map[api-sha-1111111:100] map[sha-1111111:api-sha-1111111]",
 			requested: "api-sha-1111111 100 sha-1111111",
 		},
@@ -276,7 +276,7 @@ func TestDeployFailures(t *testing.T) {
 				e.s.SetBehavior(img2, runfake.ImageNotFound(img2))
 			},
 			want:      []string{"CONTAINER_MISSING", "requested traffic is back"},
-			outcome:   history.ResultFailed,
+			outcome:   deploy.Failed,
 			traffic:   "map[api-sha-1111111:100] map[sha-1111111:api-sha-1111111]",
 			requested: "api-sha-1111111 100 sha-1111111",
 		},
@@ -287,7 +287,7 @@ func TestDeployFailures(t *testing.T) {
 				o.Timeout = time.Minute
 			},
 			want:      []string{"not reconciled after 1m0s", "requested traffic is back"},
-			outcome:   history.ResultFailed,
+			outcome:   deploy.Failed,
 			traffic:   "map[api-sha-1111111:100] map[sha-1111111:api-sha-1111111]",
 			requested: "api-sha-1111111 100 sha-1111111",
 		},
@@ -304,7 +304,7 @@ func TestDeployFailures(t *testing.T) {
 				}
 			},
 			want:    []string{"answers 500 at 50%", "traffic is back on api-sha-1111111"},
-			outcome: history.ResultRolledBack,
+			outcome: deploy.RolledBack,
 			traffic: "map[api-sha-1111111:100] map[sha-1111111:api-sha-1111111 sha-2222222:api-sha-2222222]",
 		},
 		{
@@ -317,7 +317,7 @@ func TestDeployFailures(t *testing.T) {
 				}
 			},
 			want:    []string{"canary at 10%", "requests failed (10.0%, limit 1.0%), last: 500 Internal Server Error", "traffic is back on api-sha-1111111"},
-			outcome: history.ResultRolledBack,
+			outcome: deploy.RolledBack,
 			traffic: "map[api-sha-1111111:100] map[sha-1111111:api-sha-1111111 sha-2222222:api-sha-2222222]",
 		},
 		{
@@ -333,7 +333,7 @@ func TestDeployFailures(t *testing.T) {
 				}
 			},
 			want:    []string{"sha-2222222", "serves 1111111, not 2222222 (3 answers in a row", "another commit", "traffic is back on api-sha-1111111"},
-			outcome: history.ResultRolledBack,
+			outcome: deploy.RolledBack,
 			traffic: "map[api-sha-1111111:100] map[sha-1111111:api-sha-1111111 sha-2222222:api-sha-2222222]",
 		},
 		{
@@ -344,7 +344,7 @@ func TestDeployFailures(t *testing.T) {
 				}
 			},
 			want:    []string{"still serves 1111111", "traffic is back on api-sha-1111111"},
-			outcome: history.ResultRolledBack,
+			outcome: deploy.RolledBack,
 			traffic: "map[api-sha-1111111:100] map[sha-1111111:api-sha-1111111 sha-2222222:api-sha-2222222]",
 		},
 		{
@@ -356,7 +356,7 @@ func TestDeployFailures(t *testing.T) {
 				}
 			},
 			want:    []string{"bad"},
-			outcome: history.ResultAbandoned,
+			outcome: deploy.Abandoned,
 			traffic: "map[api-sha-2222222:100] map[sha-2222222:api-sha-2222222]",
 		},
 		{
@@ -365,7 +365,7 @@ func TestDeployFailures(t *testing.T) {
 				e.s.Inject(runfake.Fault{Method: "UpdateService", Code: codes.PermissionDenied, Message: "Permission 'run.services.update' denied", Times: 1})
 			},
 			want:    []string{"permission denied", "roles/run.developer"},
-			outcome: history.ResultFailed,
+			outcome: deploy.Failed,
 			traffic: "map[api-sha-1111111:100] map[sha-1111111:api-sha-1111111]",
 		},
 	} {
@@ -526,7 +526,7 @@ func TestRollbackToEarlierRevision(t *testing.T) {
 	ro := e.opts("", sha1)
 	ro.Revision = "api-sha-1111111"
 	res, err := Deploy(context.Background(), e.api, ro)
-	if err != nil || res.Outcome != history.ResultSuccess {
+	if err != nil || res.Outcome != deploy.Success {
 		e.e("rollback: %v", err)
 	}
 	if got := e.traffic(); got != "map[api-sha-1111111:100] map[sha-1111111:api-sha-1111111]" {
@@ -599,7 +599,7 @@ func TestRollbackFromLatest(t *testing.T) {
 	ro := e.opts("", sha)
 	ro.Revision = rev
 	res, err := Deploy(context.Background(), e.api, ro)
-	if err != nil || res.Outcome != history.ResultSuccess || res.PreviousRevision != "api-sha-2222222" {
+	if err != nil || res.Outcome != deploy.Success || res.PreviousRevision != "api-sha-2222222" {
 		e.e("rollback: %v, previous %s", err, res.PreviousRevision)
 	}
 	if got := e.traffic(); got != "map[api-sha-1111111:100] map[sha-1111111:api-sha-1111111]" {

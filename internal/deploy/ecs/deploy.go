@@ -18,7 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 
 	"github.com/gantry-dev/gantry/internal/clock"
-	"github.com/gantry-dev/gantry/internal/history"
+	"github.com/gantry-dev/gantry/internal/deploy"
 	"github.com/gantry-dev/gantry/internal/input"
 	"github.com/gantry-dev/gantry/internal/verify"
 )
@@ -121,12 +121,6 @@ type Options struct {
 	RollbackOnly bool // this deploy is a rollback: its own failure is not rolled back again
 }
 
-// Mark is one point of the rollout's timeline.
-type Mark struct {
-	Name string
-	At   time.Duration // since the deploy started
-}
-
 // ContainerExit is how one container of a stopped task ended.
 type ContainerExit struct {
 	Name     string
@@ -185,7 +179,7 @@ type Result struct {
 	Rendered []byte
 	// SHA is the gantry.sha tag of the deployed revision, for rollback.
 	SHA      string
-	Timeline []Mark
+	Timeline []deploy.Mark
 	Events   []Event
 	Counts   Counts
 	Stopped  []StoppedTask
@@ -257,7 +251,7 @@ func Deploy(ctx context.Context, api API, o Options) (*Result, error) {
 		o.Timeout = DefaultTimeout
 	}
 	d := &deployer{
-		api: api, o: o, res: &Result{Outcome: history.ResultFailed}, start: o.Clock.Now(),
+		api: api, o: o, res: &Result{Outcome: deploy.Failed}, start: o.Clock.Now(),
 		seenEvents: map[string]bool{}, seenTasks: map[string]bool{},
 		marked: map[string]bool{}, gated: map[string]bool{},
 	}
@@ -268,7 +262,7 @@ func Deploy(ctx context.Context, api API, o Options) (*Result, error) {
 func (d *deployer) now() time.Duration { return d.o.Clock.Now().Sub(d.start) }
 
 func (d *deployer) mark(name string) {
-	d.res.Timeline = append(d.res.Timeline, Mark{Name: name, At: d.now()})
+	d.res.Timeline = append(d.res.Timeline, deploy.Mark{Name: name, At: d.now()})
 }
 
 func (d *deployer) markOnce(name string) {
@@ -361,7 +355,7 @@ func (d *deployer) run(ctx context.Context) error {
 		ferr = d.verifyURL(ctx, o.URL, "verified "+o.URL)
 	}
 	if ferr == nil {
-		d.res.Outcome = history.ResultSuccess
+		d.res.Outcome = deploy.Success
 		d.tagVerified(ctx, arn)
 		return nil
 	}

@@ -20,8 +20,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 
 	"github.com/gantry-dev/gantry/internal/clock"
+	"github.com/gantry-dev/gantry/internal/deploy"
 	"github.com/gantry-dev/gantry/internal/fakes/ecsfake"
-	"github.com/gantry-dev/gantry/internal/history"
 	"github.com/gantry-dev/gantry/internal/verify"
 )
 
@@ -224,7 +224,7 @@ func TestDeployRollingSucceedsAndVerifies(t *testing.T) {
 		e.e("Deploy: %v", err)
 		return
 	}
-	if res.Outcome != history.ResultSuccess || short(res.TaskDefinition) != "api:2" || short(res.PreviousTaskDefinition) != "api:1" || res.DeploymentID == "" {
+	if res.Outcome != deploy.Success || short(res.TaskDefinition) != "api:2" || short(res.PreviousTaskDefinition) != "api:1" || res.DeploymentID == "" {
 		e.e("result = %+v", res)
 	}
 	e.steadyOn(res.TaskDefinition)
@@ -298,21 +298,21 @@ func TestDeployFailures(t *testing.T) {
 			behavior: &ecsfake.Behavior{StartAfter: 20 * time.Second, CrashAfter: time.Second, ExitCode: 1},
 			kind:     KindTaskStopped,
 			want:     []string{"a task of the new revision api:2 failed", "EssentialContainerExited", "container api exited 1", "rolled back to api:1"},
-			outcome:  history.ResultRolledBack, updates: "api:2 api:1",
+			outcome:  deploy.RolledBack, updates: "api:2 api:1",
 		},
 		{
 			name:     "image cannot be pulled",
 			behavior: &ecsfake.Behavior{StartAfter: 5 * time.Second, Reason: "CannotPullContainerError: pull image manifest has been retried 5 time(s): registry.example/api: not found"},
 			kind:     KindTaskStopped,
 			want:     []string{"CannotPullContainerError", "rolled back to api:1"},
-			outcome:  history.ResultRolledBack, updates: "api:2 api:1",
+			outcome:  deploy.RolledBack, updates: "api:2 api:1",
 		},
 		{
 			name:     "health check never passes",
 			behavior: &ecsfake.Behavior{StartAfter: 20 * time.Second, HealthCheckFails: true},
 			kind:     KindTaskStopped,
 			want:     []string{"Task failed container health checks", "rolled back to api:1"},
-			outcome:  history.ResultRolledBack, updates: "api:2 api:1",
+			outcome:  deploy.RolledBack, updates: "api:2 api:1",
 		},
 		{
 			name:     "circuit breaker rolls back: a failure, not a success",
@@ -321,7 +321,7 @@ func TestDeployFailures(t *testing.T) {
 			tweak:    func(o *Options) { o.FailFast = aws.Bool(false) },
 			kind:     KindCircuitBreaker,
 			want:     []string{"circuit breaker", "rolling back", "exited 3", "ECS rolled back to api:1"},
-			outcome:  history.ResultRolledBack, updates: "api:2",
+			outcome:  deploy.RolledBack, updates: "api:2",
 		},
 		{
 			name:     "circuit breaker without rollback: gantry rolls back",
@@ -330,14 +330,14 @@ func TestDeployFailures(t *testing.T) {
 			tweak:    func(o *Options) { o.FailFast = aws.Bool(false) },
 			kind:     KindCircuitBreaker,
 			want:     []string{"circuit breaker stopped deployment", "no rollback configured", "exited 3", "rolled back to api:1"},
-			outcome:  history.ResultRolledBack, updates: "api:2 api:1",
+			outcome:  deploy.RolledBack, updates: "api:2 api:1",
 		},
 		{
 			name:     "old version answers: verify fails, rollback",
 			staleURL: true,
 			kind:     KindVerify,
 			want:     []string{"verify", "rolled back to api:1"},
-			outcome:  history.ResultRolledBack, updates: "api:2 api:1",
+			outcome:  deploy.RolledBack, updates: "api:2 api:1",
 		},
 		{
 			name:     "timeout",
@@ -345,7 +345,7 @@ func TestDeployFailures(t *testing.T) {
 			tweak:    func(o *Options) { o.Timeout = 2 * time.Minute },
 			kind:     KindTimeout,
 			want:     []string{"not steady after 2m0s", "0 of 2 tasks running, 2 pending", "rolled back to api:1"},
-			outcome:  history.ResultRolledBack, updates: "api:2 api:1",
+			outcome:  deploy.RolledBack, updates: "api:2 api:1",
 		},
 		{
 			name:     "auto-rollback off leaves the failed deployment",
@@ -353,7 +353,7 @@ func TestDeployFailures(t *testing.T) {
 			tweak:    func(o *Options) { o.AutoRollback = false },
 			kind:     KindTaskStopped,
 			want:     []string{"exited 1"},
-			outcome:  history.ResultAbandoned, updates: "api:2",
+			outcome:  deploy.Abandoned, updates: "api:2",
 		},
 		{
 			name: "another deployment replaces ours",
@@ -364,7 +364,7 @@ func TestDeployFailures(t *testing.T) {
 			},
 			kind:    KindReplaced,
 			want:    []string{"another deployment replaced ours", "task definition api:1", "is now PRIMARY"},
-			outcome: history.ResultFailed, updates: "api:2",
+			outcome: deploy.Failed, updates: "api:2",
 		},
 		{
 			name: "scaled to zero during the deploy",
@@ -375,7 +375,7 @@ func TestDeployFailures(t *testing.T) {
 			},
 			kind:    KindScaledToZero,
 			want:    []string{"scaled to a desired count of 0"},
-			outcome: history.ResultRolledBack, updates: "api:2 api:1",
+			outcome: deploy.RolledBack, updates: "api:2 api:1",
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -419,7 +419,7 @@ func TestDeployFailures(t *testing.T) {
 			if got := strings.Join(e.updates(), " "); got != tc.updates {
 				e.e("UpdateService calls to %q, want %q", got, tc.updates)
 			}
-			if tc.outcome == history.ResultRolledBack {
+			if tc.outcome == deploy.RolledBack {
 				e.steadyOn(e.v1)
 				if res.RolledBackTo != e.v1 {
 					e.e("rolled back to %q", res.RolledBackTo)
@@ -568,7 +568,7 @@ func TestDeploySurvivesThrottling(t *testing.T) {
 		e.s.Inject(ecsfake.Throttle(op, 4))
 	}
 	res, err := Deploy(context.Background(), e.api, e.opts(img2, sha2))
-	if err != nil || res.Outcome != history.ResultSuccess {
+	if err != nil || res.Outcome != deploy.Success {
 		e.e("Deploy under throttling: %v", err)
 	}
 	throttled := 0
@@ -653,23 +653,23 @@ func TestDeployNativeStrategies(t *testing.T) {
 		want                 string
 		polls                int64 // requests to the stale listener, when exact
 	}{
-		{name: "blue-green", strategy: BlueGreen, outcome: history.ResultSuccess,
+		{name: "blue-green", strategy: BlueGreen, outcome: deploy.Success,
 			marks: []string{"stage POST_TEST_TRAFFIC_SHIFT", "verified test listener", "stage PRODUCTION_TRAFFIC_SHIFT", "stage BAKE_TIME", "verified http", "steady state"}},
-		{name: "canary", strategy: Canary, outcome: history.ResultSuccess,
+		{name: "canary", strategy: Canary, outcome: deploy.Success,
 			marks: []string{"verified test listener", "stage PRODUCTION_TRAFFIC_SHIFT", "stage BAKE_TIME", "steady state"}},
-		{name: "linear", strategy: Linear, outcome: history.ResultSuccess,
+		{name: "linear", strategy: Linear, outcome: deploy.Success,
 			marks: []string{"verified test listener", "stage PRODUCTION_TRAFFIC_SHIFT", "stage BAKE_TIME", "steady state"}},
 		// The test listener reaches the new revision only: a wrong commit
 		// there fails after verify.WrongCommitAnswers answers, not at the timeout.
-		{name: "canary: the new revision serves another commit", strategy: Canary, staleTest: true, outcome: history.ResultRolledBack,
+		{name: "canary: the new revision serves another commit", strategy: Canary, staleTest: true, outcome: deploy.RolledBack,
 			marks: []string{"verify failed", "rollback to api:1", "rolled back: steady on api:1"},
 			want:  "serves 1111111, not 2222222 (3 answers in a row", polls: verify.WrongCommitAnswers},
 		// Production may reach the previous revision: that waits for the timeout.
-		{name: "blue-green: production serves the old commit in the bake time", strategy: BlueGreen, staleProd: true, outcome: history.ResultRolledBack,
+		{name: "blue-green: production serves the old commit in the bake time", strategy: BlueGreen, staleProd: true, outcome: deploy.RolledBack,
 			marks: []string{"verified test listener", "stage BAKE_TIME", "verify failed", "rolled back: steady on api:1"},
 			want:  "still serves 1111111 (want 2222222): the old version is still answering"},
 		{name: "linear: crash at start", strategy: Linear, behavior: &ecsfake.Behavior{StartAfter: 20 * time.Second, CrashAfter: time.Second, ExitCode: 2},
-			outcome: history.ResultRolledBack, marks: []string{"first task failed", "rolled back: steady on api:1"}, want: "exited 2"},
+			outcome: deploy.RolledBack, marks: []string{"first task failed", "rolled back: steady on api:1"}, want: "exited 2"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -688,7 +688,7 @@ func TestDeployNativeStrategies(t *testing.T) {
 				o.URL = e.fixedHealth(t, sha1)
 			}
 			res, err := Deploy(context.Background(), e.api, o)
-			if (err == nil) != (tc.outcome == history.ResultSuccess) || res.Outcome != tc.outcome {
+			if (err == nil) != (tc.outcome == deploy.Success) || res.Outcome != tc.outcome {
 				e.e("Deploy = %v, outcome %s; want %s", err, res.Outcome, tc.outcome)
 				return
 			}
@@ -705,7 +705,7 @@ func TestDeployNativeStrategies(t *testing.T) {
 				}
 			}
 			stops := e.s.CallCount("StopServiceDeployment")
-			if tc.outcome == history.ResultSuccess {
+			if tc.outcome == deploy.Success {
 				e.steadyOn(res.TaskDefinition)
 				if stops != 0 {
 					e.e("%d StopServiceDeployment calls on a good deploy", stops)

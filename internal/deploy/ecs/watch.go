@@ -10,8 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
-
-	"github.com/gantry-dev/gantry/internal/history"
+	"github.com/gantry-dev/gantry/internal/deploy"
 )
 
 // stageOrder is the order of a native deployment's lifecycle stages.
@@ -374,12 +373,12 @@ func (d *deployer) recover(ctx context.Context, err error) error {
 		if werr := d.waitSteady(ctx, prev); werr != nil {
 			return fmt.Errorf("%w; and ECS's rollback did not finish: %v", f, werr)
 		}
-		d.res.Outcome, d.res.RolledBackTo = history.ResultRolledBack, prev
+		d.res.Outcome, d.res.RolledBackTo = deploy.RolledBack, prev
 		return fmt.Errorf("%w; ECS rolled back to %s", f, short(prev))
 	case o.RollbackOnly:
 		return f
 	case !o.AutoRollback:
-		d.res.Outcome = history.ResultAbandoned
+		d.res.Outcome = deploy.Abandoned
 		d.warn("auto-rollback is off: service %s is left on deployment %s (%s) for debugging", o.Service, d.res.DeploymentID, short(d.res.TaskDefinition))
 		return f
 	case prev == "" || prev == d.res.TaskDefinition:
@@ -393,7 +392,7 @@ func (d *deployer) recover(ctx context.Context, err error) error {
 			if werr := d.waitSteady(ctx, prev); werr != nil {
 				return fmt.Errorf("%w; and the rollback to %s did not finish: %v", f, short(prev), werr)
 			}
-			d.res.Outcome, d.res.RolledBackTo = history.ResultRolledBack, prev
+			d.res.Outcome, d.res.RolledBackTo = deploy.RolledBack, prev
 			return fmt.Errorf("%w; rolled back to %s", f, short(prev))
 		}
 		o.Logf("StopServiceDeployment refused (%v); updating the service back to %s instead", explain("StopServiceDeployment", o, serr), short(prev))
@@ -407,7 +406,7 @@ func (d *deployer) recover(ctx context.Context, err error) error {
 	if werr := d.waitSteady(ctx, prev); werr != nil {
 		return fmt.Errorf("%w; and the rollback to %s did not finish: %v", f, short(prev), werr)
 	}
-	d.res.Outcome, d.res.RolledBackTo = history.ResultRolledBack, prev
+	d.res.Outcome, d.res.RolledBackTo = deploy.RolledBack, prev
 	return fmt.Errorf("%w; rolled back to %s", f, short(prev))
 }
 
