@@ -16,6 +16,7 @@ import (
 	"github.com/gantry-dev/gantry/internal/composefile"
 	"github.com/gantry-dev/gantry/internal/deploy/compose"
 	ecsdeploy "github.com/gantry-dev/gantry/internal/deploy/ecs"
+	"github.com/gantry-dev/gantry/internal/dockercli"
 	"github.com/gantry-dev/gantry/internal/edge"
 	"github.com/gantry-dev/gantry/internal/history"
 	"github.com/gantry-dev/gantry/internal/lock"
@@ -235,7 +236,7 @@ func runDeployCompose(ctx context.Context, a *action.Action) error {
 			in.Fail("registry-password", "registry-username and registry-password go together")
 		}
 		for _, r := range registries {
-			o.Logins = append(o.Logins, compose.Login{Registry: r, Username: user, Password: pass})
+			o.Logins = append(o.Logins, dockercli.Login{Registry: r, Username: user, Password: pass})
 		}
 	}
 	if cf := in.String("compose-file"); o.Project != "" {

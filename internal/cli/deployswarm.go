@@ -15,8 +15,8 @@ import (
 	"github.com/gantry-dev/gantry/internal/action"
 	"github.com/gantry-dev/gantry/internal/commit"
 	"github.com/gantry-dev/gantry/internal/composefile"
-	"github.com/gantry-dev/gantry/internal/deploy/compose"
 	"github.com/gantry-dev/gantry/internal/deploy/swarm"
+	"github.com/gantry-dev/gantry/internal/dockercli"
 	"github.com/gantry-dev/gantry/internal/history"
 	"github.com/gantry-dev/gantry/internal/lock"
 	"github.com/gantry-dev/gantry/internal/verify"
@@ -130,7 +130,7 @@ func runDeploySwarm(ctx context.Context, a *action.Action) error {
 			in.Fail("registry-password", "registry-username and registry-password go together")
 		}
 		for _, r := range registries {
-			o.Logins = append(o.Logins, compose.Login{Registry: r, Username: user, Password: pass})
+			o.Logins = append(o.Logins, dockercli.Login{Registry: r, Username: user, Password: pass})
 		}
 	}
 	o.Lock = lock.Options{Wait: lock.WaitInput(in.Duration("lock-wait")), Stale: in.Duration("lock-stale")}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gantry-dev/gantry/internal/composefile"
+	"github.com/gantry-dev/gantry/internal/dockercli"
 	"github.com/gantry-dev/gantry/internal/history"
 	"github.com/gantry-dev/gantry/internal/lock"
 	"github.com/gantry-dev/gantry/internal/remote"
@@ -33,11 +34,6 @@ const (
 // Strategies lists the valid strategy names.
 var Strategies = []string{Recreate, BlueGreen, Canary, Rolling}
 
-// Login is a registry the host logs in to for this deploy's pulls.
-type Login struct {
-	Registry, Username, Password string
-}
-
 // Options is one deploy.
 type Options struct {
 	Project string
@@ -52,7 +48,7 @@ type Options struct {
 	Services []string
 	Strategy string
 	SHA      string
-	Logins   []Login
+	Logins   []dockercli.Login
 
 	EdgeImage string
 	EdgePorts []string
@@ -106,7 +102,7 @@ type Result struct {
 type deployer struct {
 	o      Options
 	h      remote.Host
-	d      *Docker
+	d      *dockercli.Docker
 	http   *http.Client
 	res    *Result
 	stored bool // files written to the host; restore them on failure
@@ -175,7 +171,7 @@ func Deploy(ctx context.Context, h remote.Host, o Options) (*Result, error) {
 	o.defaults()
 	dp := &deployer{
 		o: o, h: h, res: &Result{DeployedSHA: o.SHA, URL: o.URL},
-		d:    &Docker{H: h, Project: o.Project, Dir: o.Dir, ComposeBinary: o.ComposeBinary},
+		d:    &dockercli.Docker{H: h, Project: o.Project, Dir: o.Dir, ComposeBinary: o.ComposeBinary},
 		http: &http.Client{Transport: &http.Transport{DialContext: h.DialContext, DisableKeepAlives: true}},
 	}
 	started := time.Now().UTC()
@@ -438,7 +434,7 @@ func (dp *deployer) cleanup(ctx context.Context) error {
 
 // reason summarises why containers failed to start: state, exit code, the
 // last lines they printed.
-func (dp *deployer) reason(ctx context.Context, cs []Container) string {
+func (dp *deployer) reason(ctx context.Context, cs []dockercli.Container) string {
 	var b bytes.Buffer
 	for _, c := range cs {
 		fmt.Fprintf(&b, "%s is %s", c.Name, c.Status)

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/gantry-dev/gantry/internal/dockercli"
 	"github.com/gantry-dev/gantry/internal/remote"
 )
 
@@ -74,7 +75,7 @@ func TestRestoreFilesExactly(t *testing.T) {
 			}
 			backup()
 			write(map[string]string{"compose.yml": "broken", ".env": "", ".gantry/override.yml": "broken"})
-			dp := &deployer{o: Options{Dir: dir}, h: h, d: &Docker{H: h, Dir: dir}, stored: true}
+			dp := &deployer{o: Options{Dir: dir}, h: h, d: &dockercli.Docker{H: h, Dir: dir}, stored: true}
 			if err := dp.restoreFiles(ctx, nil); err != nil {
 				t.Fatal(err)
 			}

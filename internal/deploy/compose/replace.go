@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gantry-dev/gantry/internal/clock"
+	"github.com/gantry-dev/gantry/internal/dockercli"
 	"github.com/gantry-dev/gantry/internal/edge"
 	"github.com/gantry-dev/gantry/internal/history"
 	"github.com/gantry-dev/gantry/internal/verify"
@@ -20,19 +21,21 @@ type replacement struct {
 	svc  string
 	port int
 	ec   *edge.Client
-	edge Container
-	old  []Container
-	new  []Container
+	edge dockercli.Container
+	old  []dockercli.Container
+	new  []dockercli.Container
 	// switched is true once traffic may reach the new containers.
 	switched bool
 	// stopped old containers, kept until the deploy is verified so that a
 	// rollback only has to start them again.
-	stopped []Container
+	stopped []dockercli.Container
 }
 
-func (r *replacement) dial(c Container) string { return net.JoinHostPort(c.Name, strconv.Itoa(r.port)) }
+func (r *replacement) dial(c dockercli.Container) string {
+	return net.JoinHostPort(c.Name, strconv.Itoa(r.port))
+}
 
-func (r *replacement) upstreams(cs []Container, weight int) []edge.Upstream {
+func (r *replacement) upstreams(cs []dockercli.Container, weight int) []edge.Upstream {
 	out := make([]edge.Upstream, 0, len(cs))
 	for _, c := range cs {
 		out = append(out, edge.Upstream{Dial: r.dial(c), Weight: weight})
@@ -55,7 +58,7 @@ func (dp *deployer) replace(ctx context.Context, svc string) error {
 		if err != nil {
 			return err
 		}
-		var dead []Container
+		var dead []dockercli.Container
 		for _, c := range cs {
 			if c.Running {
 				r.old = append(r.old, c)
@@ -64,7 +67,7 @@ func (dp *deployer) replace(ctx context.Context, svc string) error {
 			}
 		}
 		// Stopped leftovers would be started again by docker compose up.
-		return dp.d.Remove(ctx, IDs(dead)...)
+		return dp.d.Remove(ctx, dockercli.IDs(dead)...)
 	})
 	if err != nil {
 		return dp.restartEdge(ctx, dp.restoreFiles(ctx, err))
@@ -109,13 +112,13 @@ func (dp *deployer) replace(ctx context.Context, svc string) error {
 		return r.abort(ctx, err)
 	}
 	return dp.step(ctx, "remove-old", func(ctx context.Context) error {
-		return dp.d.Remove(context.WithoutCancel(ctx), IDs(r.stopped)...)
+		return dp.d.Remove(context.WithoutCancel(ctx), dockercli.IDs(r.stopped)...)
 	})
 }
 
 // scaleUp adds n containers of the service with the current files' image
 // and returns them; existing containers are left as they are.
-func (r *replacement) scaleUp(ctx context.Context, n int) ([]Container, error) {
+func (r *replacement) scaleUp(ctx context.Context, n int) ([]dockercli.Container, error) {
 	before, err := r.dp.d.Containers(ctx, r.svc)
 	if err != nil {
 		return nil, err
@@ -132,7 +135,7 @@ func (r *replacement) scaleUp(ctx context.Context, n int) ([]Container, error) {
 	if err != nil {
 		return nil, err
 	}
-	var added []Container
+	var added []dockercli.Container
 	for _, c := range after {
 		if !known[c.ID] {
 			added = append(added, c)
@@ -146,8 +149,8 @@ func (r *replacement) scaleUp(ctx context.Context, n int) ([]Container, error) {
 
 // verifyNew checks each new container at its own address: the right
 // commit, then the contract checks against the first.
-func (r *replacement) verifyNew(ctx context.Context, cs []Container) error {
-	cs, err := r.dp.d.Inspect(ctx, IDs(cs)...)
+func (r *replacement) verifyNew(ctx context.Context, cs []dockercli.Container) error {
+	cs, err := r.dp.d.Inspect(ctx, dockercli.IDs(cs)...)
 	if err != nil {
 		return err
 	}
@@ -161,7 +164,7 @@ func (r *replacement) verifyNew(ctx context.Context, cs []Container) error {
 
 // route points the edge at cs, loading the edge's whole configuration when
 // it does not know the service yet (first deploy, or a fresh edge).
-func (r *replacement) route(ctx context.Context, cs []Container) error {
+func (r *replacement) route(ctx context.Context, cs []dockercli.Container) error {
 	return r.dp.step(ctx, "switch", func(ctx context.Context) error {
 		r.switched = true
 		err := r.ec.SetUpstreams(ctx, r.svc, r.upstreams(cs, 1))
@@ -198,21 +201,21 @@ func (r *replacement) route(ctx context.Context, cs []Container) error {
 
 // retire waits until the edge has no request in flight on cs, then stops
 // them; they are kept until the deploy is verified.
-func (r *replacement) retire(ctx context.Context, cs []Container) error {
+func (r *replacement) retire(ctx context.Context, cs []dockercli.Container) error {
 	dctx, cancel := context.WithTimeout(ctx, r.dp.o.Drain)
 	err := r.ec.WaitDrained(dctx, dialsOf(r, cs)...)
 	cancel()
 	if err != nil {
 		r.dp.o.Warnf("%v; stopping them anyway after the drain timeout (%s)", err, r.dp.o.Drain)
 	}
-	if err := r.dp.d.Stop(ctx, r.dp.o.StopTimeout, IDs(cs)...); err != nil {
+	if err := r.dp.d.Stop(ctx, r.dp.o.StopTimeout, dockercli.IDs(cs)...); err != nil {
 		return err
 	}
 	r.stopped = append(r.stopped, cs...)
 	return nil
 }
 
-func dialsOf(r *replacement, cs []Container) []string {
+func dialsOf(r *replacement, cs []dockercli.Container) []string {
 	out := make([]string, len(cs))
 	for i, c := range cs {
 		out[i] = r.dial(c)
@@ -226,13 +229,13 @@ func (r *replacement) abort(ctx context.Context, cause error) error {
 	dp := r.dp
 	if !dp.o.AutoRollback {
 		dp.res.Outcome = history.ResultAbandoned
-		return fmt.Errorf("%w; auto-rollback is off: the new containers (%v) were left in place for debugging", cause, Names(r.new))
+		return fmt.Errorf("%w; auto-rollback is off: the new containers (%v) were left in place for debugging", cause, dockercli.Names(r.new))
 	}
 	err := dp.step(ctx, "rollback", func(ctx context.Context) error {
 		ctx = context.WithoutCancel(ctx)
 		var errs []error
 		if len(r.stopped) > 0 {
-			if _, err := dp.d.Run(ctx, append([]string{"start"}, IDs(r.stopped)...)...); err != nil {
+			if _, err := dp.d.Run(ctx, append([]string{"start"}, dockercli.IDs(r.stopped)...)...); err != nil {
 				errs = append(errs, fmt.Errorf("start the previous containers again: %w", err))
 			}
 		}
@@ -271,14 +274,14 @@ func (r *replacement) removeNew(ctx context.Context) error {
 	for _, c := range r.old {
 		old[c.ID] = true
 	}
-	var extra []Container
+	var extra []dockercli.Container
 	for _, c := range cs {
 		if !old[c.ID] {
 			extra = append(extra, c)
 		}
 	}
 	r.new = extra
-	return r.dp.d.Remove(ctx, IDs(extra)...)
+	return r.dp.d.Remove(ctx, dockercli.IDs(extra)...)
 }
 
 // canary shifts traffic to the new containers in steps, probing the edge
@@ -329,7 +332,7 @@ func (r *replacement) probe(ctx context.Context, pct int) error {
 // failure brings the replaced containers back on the previous image.
 func (r *replacement) rolling(ctx context.Context) error {
 	dp := r.dp
-	live := append([]Container(nil), r.old...)
+	live := append([]dockercli.Container(nil), r.old...)
 	replaced := 0
 	for i, oc := range r.old {
 		err := dp.step(ctx, fmt.Sprintf("replace %d/%d", i+1, len(r.old)), func(ctx context.Context) error {
@@ -349,7 +352,7 @@ func (r *replacement) rolling(ctx context.Context) error {
 			if err := r.ec.SetUpstreams(ctx, r.svc, r.upstreams(live, 1)); err != nil {
 				return err
 			}
-			if err := r.retire(ctx, []Container{oc}); err != nil {
+			if err := r.retire(ctx, []dockercli.Container{oc}); err != nil {
 				return err
 			}
 			// Removed at once: a stopped container would be started again by
@@ -371,13 +374,13 @@ func (r *replacement) rolling(ctx context.Context) error {
 // rollingAbort restores the previous files, starts replaced containers of
 // the previous image again, sends traffic to the previous version only and
 // removes the new containers.
-func (r *replacement) rollingAbort(ctx context.Context, cause error, live []Container, replaced int) error {
+func (r *replacement) rollingAbort(ctx context.Context, cause error, live []dockercli.Container, replaced int) error {
 	dp := r.dp
 	if !dp.o.AutoRollback {
 		dp.res.Outcome = history.ResultAbandoned
-		return fmt.Errorf("%w; auto-rollback is off: the new containers (%v) were left in place for debugging", cause, Names(r.new))
+		return fmt.Errorf("%w; auto-rollback is off: the new containers (%v) were left in place for debugging", cause, dockercli.Names(r.new))
 	}
-	var keep []Container // old containers still serving
+	var keep []dockercli.Container // old containers still serving
 	for _, c := range live {
 		if isOld(r.old, c) {
 			keep = append(keep, c)
@@ -408,7 +411,7 @@ func (r *replacement) rollingAbort(ctx context.Context, cause error, live []Cont
 			if err := dp.waitStarted(ctx, back); err != nil {
 				return err
 			}
-			back, err = dp.d.Inspect(ctx, IDs(back)...)
+			back, err = dp.d.Inspect(ctx, dockercli.IDs(back)...)
 			if err != nil {
 				return err
 			}
@@ -422,7 +425,7 @@ func (r *replacement) rollingAbort(ctx context.Context, cause error, live []Cont
 			_ = r.ec.WaitDrained(dctx, dialsOf(r, r.new)...)
 			cancel()
 		}
-		return dp.d.Remove(ctx, IDs(r.new)...)
+		return dp.d.Remove(ctx, dockercli.IDs(r.new)...)
 	})
 	if replaced > 0 || r.switched {
 		dp.res.Outcome = history.ResultRolledBack
@@ -433,7 +436,7 @@ func (r *replacement) rollingAbort(ctx context.Context, cause error, live []Cont
 	return fmt.Errorf("%w; the previous version is serving again", cause)
 }
 
-func isOld(old []Container, c Container) bool {
+func isOld(old []dockercli.Container, c dockercli.Container) bool {
 	for _, o := range old {
 		if o.ID == c.ID {
 			return true
@@ -442,8 +445,8 @@ func isOld(old []Container, c Container) bool {
 	return false
 }
 
-func without(cs []Container, x Container) []Container {
-	out := make([]Container, 0, len(cs))
+func without(cs []dockercli.Container, x dockercli.Container) []dockercli.Container {
+	out := make([]dockercli.Container, 0, len(cs))
 	for _, c := range cs {
 		if c.ID != x.ID {
 			out = append(out, c)

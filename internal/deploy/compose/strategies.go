@@ -12,6 +12,7 @@ import (
 
 	"github.com/gantry-dev/gantry/internal/commit"
 	"github.com/gantry-dev/gantry/internal/composefile"
+	"github.com/gantry-dev/gantry/internal/dockercli"
 	"github.com/gantry-dev/gantry/internal/edge"
 	"github.com/gantry-dev/gantry/internal/history"
 	"github.com/gantry-dev/gantry/internal/remote"
@@ -22,7 +23,7 @@ import (
 // stops the old containers before the new ones serve. For stateful
 // singletons; on failure the previous files are restored and brought up.
 func (dp *deployer) recreate(ctx context.Context, services []string) error {
-	var started []Container
+	var started []dockercli.Container
 	err := dp.step(ctx, "start", func(ctx context.Context) error {
 		args := append([]string{"up", "--detach", "--no-deps", "--remove-orphans"}, services...)
 		if _, err := dp.d.Compose(ctx, args...); err != nil {
@@ -109,7 +110,7 @@ func (dp *deployer) recreate(ctx context.Context, services []string) error {
 // default network when nothing uses it any more, after a failed first
 // deploy; it returns the names of the containers removed.
 func (dp *deployer) removeServices(ctx context.Context, services []string) ([]string, error) {
-	var cs []Container
+	var cs []dockercli.Container
 	for _, s := range services {
 		more, err := dp.d.Containers(ctx, s)
 		if err != nil {
@@ -117,20 +118,20 @@ func (dp *deployer) removeServices(ctx context.Context, services []string) ([]st
 		}
 		cs = append(cs, more...)
 	}
-	if err := dp.d.Remove(ctx, IDs(cs)...); err != nil {
+	if err := dp.d.Remove(ctx, dockercli.IDs(cs)...); err != nil {
 		return nil, fmt.Errorf("remove the failed containers: %w", err)
 	}
 	if left, err := dp.d.Containers(ctx, ""); err == nil && len(left) == 0 {
 		// Best effort: a network another container still uses stays.
 		_, _ = dp.d.Run(ctx, "network", "rm", dp.o.Project+"_default")
 	}
-	return Names(cs), nil
+	return dockercli.Names(cs), nil
 }
 
 // port is the port a new container is verified on: the Compose file's (label
 // gantry.port, ports, expose), else the lowest its image exposes; 0 when
 // neither names one.
-func (dp *deployer) port(c Container) int {
+func (dp *deployer) port(c dockercli.Container) int {
 	if p := dp.o.File.Services[c.Service].Port; p != 0 {
 		return p
 	}
@@ -150,13 +151,13 @@ func plural(n int, one, many string) string {
 
 // waitStarted waits until every container runs (and is healthy, when it has
 // a healthcheck), failing as soon as one exits or turns unhealthy.
-func (dp *deployer) waitStarted(ctx context.Context, cs []Container) error {
+func (dp *deployer) waitStarted(ctx context.Context, cs []dockercli.Container) error {
 	ctx, cancel := context.WithTimeout(ctx, dp.o.StartTimeout)
 	defer cancel()
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
 	for {
-		now, err := dp.d.Inspect(ctx, IDs(cs)...)
+		now, err := dp.d.Inspect(ctx, dockercli.IDs(cs)...)
 		if err != nil {
 			return err
 		}
@@ -164,7 +165,7 @@ func (dp *deployer) waitStarted(ctx context.Context, cs []Container) error {
 		for _, c := range now {
 			switch {
 			case c.Status == "exited" || c.Status == "dead" || c.Restarting || c.Health == "unhealthy":
-				return fmt.Errorf("the new version failed to start: %s", dp.reason(ctx, []Container{c}))
+				return fmt.Errorf("the new version failed to start: %s", dp.reason(ctx, []dockercli.Container{c}))
 			case !c.Running || c.Health == "starting":
 				ready = false
 			}
@@ -182,7 +183,7 @@ func (dp *deployer) waitStarted(ctx context.Context, cs []Container) error {
 
 // verifyDirect polls one new container at its own address until it serves
 // the expected commit.
-func (dp *deployer) verifyDirect(ctx context.Context, c Container, port int) error {
+func (dp *deployer) verifyDirect(ctx context.Context, c dockercli.Container, port int) error {
 	if c.IP == "" {
 		return fmt.Errorf("container %s has no IP address on the project network", c.Name)
 	}
@@ -217,7 +218,7 @@ func (dp *deployer) verifyPublic(ctx context.Context) error {
 }
 
 // runChecks runs the contract checks against one new container.
-func (dp *deployer) runChecks(ctx context.Context, c Container, port int) error {
+func (dp *deployer) runChecks(ctx context.Context, c dockercli.Container, port int) error {
 	if len(dp.o.Checks) == 0 {
 		return nil
 	}
@@ -246,7 +247,7 @@ func (dp *deployer) runChecks(ctx context.Context, c Container, port int) error 
 // the new one.
 type execer struct {
 	dp     *deployer
-	prefer Container
+	prefer dockercli.Container
 }
 
 func (e *execer) Exec(ctx context.Context, service string, argv []string) (string, int, error) {
@@ -273,25 +274,25 @@ func (e *execer) Exec(ctx context.Context, service string, argv []string) (strin
 // edgeClient returns a client for the edge's admin API, starting the edge
 // when it is not running. The API listens only inside the edge's container
 // (edge.AdminListen); every request goes through docker exec.
-func (dp *deployer) edgeClient(ctx context.Context) (*edge.Client, Container, error) {
+func (dp *deployer) edgeClient(ctx context.Context) (*edge.Client, dockercli.Container, error) {
 	c, ec, err := dp.startEdge(ctx)
 	if errors.Is(err, edge.ErrNoStdioCommand) {
 		// The host's copy of the image may predate the command: pull it once.
 		dp.o.Logf("the edge image %s on %s has no %s command; pulling it", dp.o.EdgeImage, dp.d.H, edge.StdioCommand)
 		if _, perr := dp.d.Compose(ctx, "pull", "--quiet", composefile.EdgeService); perr != nil {
-			return nil, Container{}, fmt.Errorf("pull the edge image: %w", perr)
+			return nil, dockercli.Container{}, fmt.Errorf("pull the edge image: %w", perr)
 		}
 		c, ec, err = dp.startEdge(ctx)
 	}
 	if errors.Is(err, edge.ErrNoStdioCommand) {
-		return nil, Container{}, fmt.Errorf("input edge-image: %s: %w; use gantry's edge image %s (or one built from edge/ in gantry's repository)", dp.o.EdgeImage, err, edge.DefaultImage)
+		return nil, dockercli.Container{}, fmt.Errorf("input edge-image: %s: %w; use gantry's edge image %s (or one built from edge/ in gantry's repository)", dp.o.EdgeImage, err, edge.DefaultImage)
 	}
 	if err != nil {
-		return nil, Container{}, err
+		return nil, dockercli.Container{}, err
 	}
 	closed, err := c.CloseAdmin(ctx)
 	if err != nil {
-		return nil, Container{}, err
+		return nil, dockercli.Container{}, err
 	}
 	if closed {
 		dp.o.Logf("the edge's admin API listened beyond its container (an edge set up by an older gantry); it now listens on %s inside it only", edge.AdminListen)
@@ -301,17 +302,17 @@ func (dp *deployer) edgeClient(ctx context.Context) (*edge.Client, Container, er
 
 // startEdge starts the edge when it is not running and waits briefly for
 // its admin API.
-func (dp *deployer) startEdge(ctx context.Context) (*edge.Client, Container, error) {
+func (dp *deployer) startEdge(ctx context.Context) (*edge.Client, dockercli.Container, error) {
 	before, err := dp.d.Containers(ctx, composefile.EdgeService)
 	if err != nil {
-		return nil, Container{}, err
+		return nil, dockercli.Container{}, err
 	}
 	for _, c := range before {
 		if c.Running && c.Image != dp.o.EdgeImage {
 			// docker compose up will replace this edge: try the new image
 			// first, so an image that cannot start leaves it serving.
 			if err := dp.tryEdgeImage(ctx); err != nil {
-				return nil, Container{}, err
+				return nil, dockercli.Container{}, err
 			}
 			break
 		}
@@ -319,16 +320,16 @@ func (dp *deployer) startEdge(ctx context.Context) (*edge.Client, Container, err
 	_, upErr := dp.d.Compose(ctx, "up", "--detach", "--no-deps", composefile.EdgeService)
 	cs, err := dp.d.Containers(ctx, composefile.EdgeService)
 	if err != nil {
-		return nil, Container{}, errors.Join(upErr, err)
+		return nil, dockercli.Container{}, errors.Join(upErr, err)
 	}
 	if err := dp.checkEdgeStarted(ctx, before, cs); err != nil {
-		return nil, Container{}, err
+		return nil, dockercli.Container{}, err
 	}
 	if upErr != nil {
-		return nil, Container{}, fmt.Errorf("start the edge: %w", upErr)
+		return nil, dockercli.Container{}, fmt.Errorf("start the edge: %w", upErr)
 	}
 	if len(cs) == 0 || cs[0].IP == "" {
-		return nil, Container{}, fmt.Errorf("the edge container of project %s has no address on the project's network", dp.o.Project)
+		return nil, dockercli.Container{}, fmt.Errorf("the edge container of project %s has no address on the project's network", dp.o.Project)
 	}
 	c := edge.ExecClient(dp.d.H, dp.d.Argv(append([]string{"exec", "-i", cs[0].ID}, edge.ExecArgv()...)...))
 	// The admin API answers once Caddy is up; wait briefly for it.
@@ -341,19 +342,19 @@ func (dp *deployer) startEdge(ctx context.Context) (*edge.Client, Container, err
 			return c, cs[0], nil
 		}
 		if errors.Is(err, edge.ErrNoStdioCommand) {
-			return nil, Container{}, err
+			return nil, dockercli.Container{}, err
 		}
 		if now, ierr := dp.d.Inspect(ctx, cs[0].ID); ierr == nil {
 			if serr := dp.checkEdgeStarted(ctx, before, now); serr != nil {
-				return nil, Container{}, serr
+				return nil, dockercli.Container{}, serr
 			}
 		}
 		if time.Now().After(deadline) {
-			return nil, Container{}, fmt.Errorf("edge admin API in container %s: %w", cs[0].Name, err)
+			return nil, dockercli.Container{}, fmt.Errorf("edge admin API in container %s: %w", cs[0].Name, err)
 		}
 		select {
 		case <-ctx.Done():
-			return nil, Container{}, ctx.Err()
+			return nil, dockercli.Container{}, ctx.Err()
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
@@ -364,8 +365,8 @@ func (dp *deployer) startEdge(ctx context.Context) (*edge.Client, Container, err
 // one that was there before) and names the engine's reason, in one line.
 // A running edge that up replaced is marked for a restart with the previous
 // files (dp.edgeReplaced).
-func (dp *deployer) checkEdgeStarted(ctx context.Context, before, now []Container) error {
-	var down []Container
+func (dp *deployer) checkEdgeStarted(ctx context.Context, before, now []dockercli.Container) error {
+	var down []dockercli.Container
 	for _, c := range now {
 		if !c.Running || c.Restarting {
 			down = append(down, c)
@@ -383,20 +384,20 @@ func (dp *deployer) checkEdgeStarted(ctx context.Context, before, now []Containe
 	for _, b := range before {
 		existed[b.ID] = true
 	}
-	var created []Container
+	var created []dockercli.Container
 	for _, c := range down {
 		if !existed[c.ID] {
 			created = append(created, c)
 		}
 	}
 	for _, b := range before {
-		if b.Running && !slices.Contains(IDs(now), b.ID) {
+		if b.Running && !slices.Contains(dockercli.IDs(now), b.ID) {
 			dp.edgeReplaced = true
 		}
 	}
 	cleanup := ""
 	if len(created) > 0 {
-		if err := dp.d.Remove(context.WithoutCancel(ctx), IDs(created)...); err != nil {
+		if err := dp.d.Remove(context.WithoutCancel(ctx), dockercli.IDs(created)...); err != nil {
 			cleanup = fmt.Sprintf("; removing it also failed: %v", err)
 		} else {
 			cleanup = "; it was removed"
@@ -440,7 +441,7 @@ func (dp *deployer) tryEdgeImage(ctx context.Context) error {
 }
 
 // edgeReason is the engine's reason a container is not running.
-func edgeReason(c Container) string {
+func edgeReason(c dockercli.Container) string {
 	msg := edge.EngineReason(c.Error)
 	switch {
 	case msg != "":

@@ -29,7 +29,7 @@ import (
 
 	"github.com/gantry-dev/gantry/internal/clock"
 	"github.com/gantry-dev/gantry/internal/composefile"
-	"github.com/gantry-dev/gantry/internal/deploy/compose"
+	"github.com/gantry-dev/gantry/internal/dockercli"
 	"github.com/gantry-dev/gantry/internal/history"
 	"github.com/gantry-dev/gantry/internal/lock"
 	"github.com/gantry-dev/gantry/internal/remote"
@@ -54,7 +54,7 @@ type Options struct {
 	// Services are the services watched; default: those in Images, else all.
 	Services []string
 	SHA      string
-	Logins   []compose.Login
+	Logins   []dockercli.Login
 	Prune    bool
 	// Update overrides the file's deploy.update_config of the deployed services.
 	Update UpdateConfig
@@ -187,7 +187,7 @@ type Result struct {
 type deployer struct {
 	o       Options
 	h       remote.Host
-	d       *compose.Docker
+	d       *dockercli.Docker
 	res     *Result
 	before  map[string]*mswarm.Service // full name → service before the deploy
 	updated []string                   // full names of services that changed
@@ -240,7 +240,7 @@ func Deploy(ctx context.Context, h remote.Host, o Options) (*Result, error) {
 			o.Strategy = BlueGreen
 		}
 	}
-	dp := &deployer{o: o, h: h, d: &compose.Docker{H: h, Project: o.Stack, Dir: o.Dir}, res: &Result{Strategy: o.Strategy}, seen: map[string]string{}, routed: map[string]string{}}
+	dp := &deployer{o: o, h: h, d: &dockercli.Docker{H: h, Project: o.Stack, Dir: o.Dir}, res: &Result{Strategy: o.Strategy}, seen: map[string]string{}, routed: map[string]string{}}
 	started := time.Now().UTC()
 	var lk *lock.Lock
 	err := dp.step(ctx, "lock", func(ctx context.Context) error {
@@ -529,7 +529,7 @@ func Scale(ctx context.Context, h remote.Host, o Options) (*Result, error) {
 		o.Warnf = o.Logf
 	}
 	o.Services = sortedKeys(o.Scale)
-	dp := &deployer{o: o, h: h, d: &compose.Docker{H: h, Project: o.Stack, Dir: o.Dir}, res: &Result{}, seen: map[string]string{}, waitStopped: true}
+	dp := &deployer{o: o, h: h, d: &dockercli.Docker{H: h, Project: o.Stack, Dir: o.Dir}, res: &Result{}, seen: map[string]string{}, waitStopped: true}
 	lo := o.Lock
 	lo.Logf, lo.Warnf = o.Logf, o.Warnf
 	lk, err := lock.Acquire(ctx, h, lock.SwarmStack(o.Stack), lo, o.Who)

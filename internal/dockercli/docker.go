@@ -1,4 +1,8 @@
-package compose
+// Package dockercli runs the docker and docker compose command lines on a
+// remote.Host, for the deploy targets that work through the Docker engine
+// (Compose and Swarm): fixed argv, a private DOCKER_CONFIG for a deploy's
+// registry logins, and the parts of docker inspect a deploy reads.
+package dockercli
 
 import (
 	"context"
@@ -80,6 +84,12 @@ func (d *Docker) Run(ctx context.Context, args ...string) ([]byte, error) {
 func (d *Docker) Login(ctx context.Context, registry, user string, password io.Reader) error {
 	_, err := d.H.Run(ctx, d.docker("login", "--username", user, "--password-stdin", registry), password)
 	return err
+}
+
+// Login is a registry to log in to before pulling; the password never
+// reaches a command line.
+type Login struct {
+	Registry, Username, Password string
 }
 
 // Container is the part of `docker inspect` a deploy reads.
