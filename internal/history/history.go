@@ -30,15 +30,7 @@ const (
 )
 
 // Phase is one timed step of a deploy.
-type Phase struct {
-	Name     string        `json:"name"`
-	Started  time.Time     `json:"started"`
-	Duration time.Duration `json:"duration_ns"`
-	Error    string        `json:"error,omitempty"`
-	// Warning marks a phase that finished without doing all it should,
-	// e.g. a verify that could not check anything.
-	Warning string `json:"warning,omitempty"`
-}
+type Phase = deploy.Phase
 
 // Entry is one deploy.
 type Entry struct {

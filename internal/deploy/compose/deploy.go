@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gantry-dev/gantry/internal/composefile"
+	"github.com/gantry-dev/gantry/internal/deploy"
 	"github.com/gantry-dev/gantry/internal/dockercli"
 	"github.com/gantry-dev/gantry/internal/history"
 	"github.com/gantry-dev/gantry/internal/lock"
@@ -113,9 +114,9 @@ type deployer struct {
 	edgeReplaced bool
 	// current is the last successful deploy before this one, if any.
 	current *history.Entry
-	// phaseWarning, set by a step's function, marks that step's phase as done
-	// with a warning (e.g. not verified) instead of a plain success.
-	phaseWarning string
+	// steps times the deploy's steps into res.Phases; a step's function
+	// marks it done with a warning (e.g. not verified) through steps.Warn.
+	steps deploy.Steps
 }
 
 func (o *Options) defaults() {
@@ -174,6 +175,7 @@ func Deploy(ctx context.Context, h remote.Host, o Options) (*Result, error) {
 		d:    &dockercli.Docker{H: h, Project: o.Project, Dir: o.Dir, ComposeBinary: o.ComposeBinary},
 		http: &http.Client{Transport: &http.Transport{DialContext: h.DialContext, DisableKeepAlives: true}},
 	}
+	dp.steps = deploy.Steps{Phases: &dp.res.Phases, Logf: o.Logf}
 	started := time.Now().UTC()
 
 	var lk *lock.Lock
@@ -238,7 +240,7 @@ func Deploy(ctx context.Context, h remote.Host, o Options) (*Result, error) {
 
 // warnPhase reports msg as a warning of the deploy and of the phase running.
 func (dp *deployer) warnPhase(msg string) {
-	dp.phaseWarning = msg
+	dp.steps.Warn(msg)
 	dp.res.Warnings = append(dp.res.Warnings, msg)
 	dp.o.Warnf("%s", msg)
 }
@@ -247,18 +249,7 @@ func (dp *deployer) historyPath() string { return history.PathIn(dp.o.Dir) }
 
 // step runs fn as a named, timed phase of the timeline.
 func (dp *deployer) step(ctx context.Context, name string, fn func(context.Context) error) error {
-	ph := history.Phase{Name: name, Started: time.Now().UTC()}
-	dp.o.Logf("── %s", name)
-	dp.phaseWarning = ""
-	err := fn(ctx)
-	ph.Duration = time.Since(ph.Started)
-	if err != nil {
-		ph.Error = err.Error()
-	} else {
-		ph.Warning = dp.phaseWarning
-	}
-	dp.res.Phases = append(dp.res.Phases, ph)
-	return err
+	return dp.steps.Run(ctx, name, fn)
 }
 
 func (dp *deployer) run(ctx context.Context) error {

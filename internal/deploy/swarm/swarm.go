@@ -29,6 +29,7 @@ import (
 
 	"github.com/gantry-dev/gantry/internal/clock"
 	"github.com/gantry-dev/gantry/internal/composefile"
+	"github.com/gantry-dev/gantry/internal/deploy"
 	"github.com/gantry-dev/gantry/internal/dockercli"
 	"github.com/gantry-dev/gantry/internal/history"
 	"github.com/gantry-dev/gantry/internal/lock"
@@ -189,6 +190,7 @@ type deployer struct {
 	h       remote.Host
 	d       *dockercli.Docker
 	res     *Result
+	steps   deploy.Steps               // times the steps into res.Phases
 	before  map[string]*mswarm.Service // full name → service before the deploy
 	updated []string                   // full names of services that changed
 	seen    map[string]string          // task ID → last state logged
@@ -241,6 +243,7 @@ func Deploy(ctx context.Context, h remote.Host, o Options) (*Result, error) {
 		}
 	}
 	dp := &deployer{o: o, h: h, d: &dockercli.Docker{H: h, Project: o.Stack, Dir: o.Dir}, res: &Result{Strategy: o.Strategy}, seen: map[string]string{}, routed: map[string]string{}}
+	dp.steps = deploy.Steps{Phases: &dp.res.Phases, Logf: o.Logf}
 	started := time.Now().UTC()
 	var lk *lock.Lock
 	err := dp.step(ctx, "lock", func(ctx context.Context) error {
@@ -307,15 +310,7 @@ func (dp *deployer) warn(format string, args ...any) {
 
 // step runs fn as a named, timed phase of the timeline.
 func (dp *deployer) step(ctx context.Context, name string, fn func(context.Context) error) error {
-	ph := history.Phase{Name: name, Started: time.Now().UTC()}
-	dp.o.Logf("── %s", name)
-	err := fn(ctx)
-	ph.Duration = time.Since(ph.Started)
-	if err != nil {
-		ph.Error = err.Error()
-	}
-	dp.res.Phases = append(dp.res.Phases, ph)
-	return err
+	return dp.steps.Run(ctx, name, fn)
 }
 
 func (dp *deployer) full(svc string) string { return dp.o.Stack + "_" + svc }
@@ -530,6 +525,7 @@ func Scale(ctx context.Context, h remote.Host, o Options) (*Result, error) {
 	}
 	o.Services = sortedKeys(o.Scale)
 	dp := &deployer{o: o, h: h, d: &dockercli.Docker{H: h, Project: o.Stack, Dir: o.Dir}, res: &Result{}, seen: map[string]string{}, waitStopped: true}
+	dp.steps = deploy.Steps{Phases: &dp.res.Phases, Logf: o.Logf}
 	lo := o.Lock
 	lo.Logf, lo.Warnf = o.Logf, o.Warnf
 	lk, err := lock.Acquire(ctx, h, lock.SwarmStack(o.Stack), lo, o.Who)
