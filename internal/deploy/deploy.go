@@ -72,3 +72,15 @@ func (s *Steps) Run(ctx context.Context, name string, fn func(context.Context) e
 
 // Warn marks the step running as done with a warning (msg), unless it fails.
 func (s *Steps) Warn(msg string) { s.warning = msg }
+
+// Outcome is how a deploy ended: Success without an error, else the outcome
+// the deploy already set (RolledBack, Abandoned), else Failed.
+func Outcome(err error, set string) string {
+	switch {
+	case err == nil:
+		return Success
+	case set != "":
+		return set
+	}
+	return Failed
+}

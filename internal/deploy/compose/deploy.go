@@ -20,6 +20,7 @@ import (
 	"github.com/gantry-dev/gantry/internal/dockercli"
 	"github.com/gantry-dev/gantry/internal/history"
 	"github.com/gantry-dev/gantry/internal/lock"
+	"github.com/gantry-dev/gantry/internal/onhost"
 	"github.com/gantry-dev/gantry/internal/remote"
 	"github.com/gantry-dev/gantry/internal/verify"
 )
@@ -178,63 +179,32 @@ func Deploy(ctx context.Context, h remote.Host, o Options) (*Result, error) {
 	dp.steps = deploy.Steps{Phases: &dp.res.Phases, Logf: o.Logf}
 	started := time.Now().UTC()
 
-	var lk *lock.Lock
-	err := dp.step(ctx, "lock", func(ctx context.Context) error {
-		lo := o.Lock
-		lo.Logf, lo.Warnf = o.Logf, o.Warnf
-		var err error
-		lk, err = lock.Acquire(ctx, h, lock.ComposeProject(o.Project), lo, o.Who)
-		return err
+	sess, ctx, err := onhost.Start(ctx, h, onhost.Options{
+		Scope: lock.ComposeProject(o.Project), Lock: o.Lock, Who: o.Who,
+		HistoryPath: dp.historyPath(), Steps: &dp.steps, Logf: o.Logf, Warnf: o.Warnf,
 	})
 	if err != nil {
-		dp.res.Outcome = history.ResultFailed
+		dp.res.Outcome = deploy.Failed
 		return dp.res, err
 	}
-	// Cleanup must finish even when the run is being cancelled, but
-	// nothing goes on once another deploy took the lock over.
-	cleanupCtx, stopCleanup := lk.Context(context.WithoutCancel(ctx))
-	defer stopCleanup()
-	ctx, stop := lk.Context(ctx)
-	defer stop()
-	defer func() {
-		if rerr := lk.Release(context.WithoutCancel(ctx)); rerr != nil {
-			o.Warnf("%v", rerr)
-		}
-	}()
-
-	entries, err := history.Read(ctx, h, dp.historyPath())
-	if err != nil {
-		o.Warnf("%v", err)
-	}
-	if cur, ok := history.Current(entries); ok {
-		dp.res.PreviousSHA = cur.SHA
-		dp.current = &cur
+	if sess.Current != nil {
+		dp.res.PreviousSHA = sess.Current.SHA
+		dp.current = sess.Current
 	}
 
 	err = dp.run(ctx)
 	// The registry login goes, whatever happened.
-	if cerr := dp.step(cleanupCtx, "cleanup", dp.cleanup); cerr != nil {
+	if cerr := dp.step(sess.Cleanup, "cleanup", dp.cleanup); cerr != nil {
 		o.Warnf("cleanup: %v", cerr)
 		dp.res.Warnings = append(dp.res.Warnings, "cleanup: "+cerr.Error())
 	}
-	if err != nil && dp.res.Outcome == "" {
-		dp.res.Outcome = history.ResultFailed
-	}
-	if err == nil {
-		dp.res.Outcome = history.ResultSuccess
-	}
-	if err != nil && ctx.Err() != nil {
-		err = fmt.Errorf("%w (the run was cancelled)", err)
-	}
-	entry := history.Entry{
+	dp.res.Outcome = deploy.Outcome(err, dp.res.Outcome)
+	err = sess.Finish(ctx, history.Entry{
 		Project: o.Project, SHA: o.SHA, Images: o.Images,
 		Actor: o.Who.Actor, Reason: o.Who.Reason, RunURL: o.Who.RunURL, Strategy: o.Strategy,
 		Result: dp.res.Outcome, PreviousSHA: dp.res.PreviousSHA, Rollback: o.Rollback,
 		Started: started, Phases: dp.res.Phases,
-	}
-	if herr := history.Record(cleanupCtx, h, dp.historyPath(), entry, err); herr != nil {
-		o.Warnf("%v", herr)
-	}
+	}, err)
 	return dp.res, err
 }
 

@@ -33,6 +33,7 @@ import (
 	"github.com/gantry-dev/gantry/internal/dockercli"
 	"github.com/gantry-dev/gantry/internal/history"
 	"github.com/gantry-dev/gantry/internal/lock"
+	"github.com/gantry-dev/gantry/internal/onhost"
 	"github.com/gantry-dev/gantry/internal/remote"
 )
 
@@ -245,58 +246,31 @@ func Deploy(ctx context.Context, h remote.Host, o Options) (*Result, error) {
 	dp := &deployer{o: o, h: h, d: &dockercli.Docker{H: h, Project: o.Stack, Dir: o.Dir}, res: &Result{Strategy: o.Strategy}, seen: map[string]string{}, routed: map[string]string{}}
 	dp.steps = deploy.Steps{Phases: &dp.res.Phases, Logf: o.Logf}
 	started := time.Now().UTC()
-	var lk *lock.Lock
-	err := dp.step(ctx, "lock", func(ctx context.Context) error {
-		lo := o.Lock
-		lo.Logf, lo.Warnf = o.Logf, o.Warnf
-		var err error
-		lk, err = lock.Acquire(ctx, h, lock.SwarmStack(o.Stack), lo, o.Who)
-		return err
+	sess, ctx, err := onhost.Start(ctx, h, onhost.Options{
+		Scope: lock.SwarmStack(o.Stack), Lock: o.Lock, Who: o.Who,
+		HistoryPath: dp.historyPath(), Steps: &dp.steps, Logf: o.Logf, Warnf: o.Warnf,
 	})
 	if err != nil {
-		dp.res.Outcome = history.ResultFailed
+		dp.res.Outcome = deploy.Failed
 		return dp.res, err
 	}
-	// Cleanup must finish even when the run is being cancelled, but
-	// nothing goes on once another deploy took the lock over.
-	cleanupCtx, stopCleanup := lk.Context(context.WithoutCancel(ctx))
-	defer stopCleanup()
-	ctx, stop := lk.Context(ctx)
-	defer stop()
-	defer func() {
-		if rerr := lk.Release(context.WithoutCancel(ctx)); rerr != nil {
-			o.Warnf("%v", rerr)
-		}
-	}()
-	entries, herr := history.Read(ctx, h, dp.historyPath())
-	if herr != nil {
-		o.Warnf("%v", herr)
-	}
-	if cur, ok := history.Current(entries); ok {
-		dp.res.PreviousSHA = cur.SHA
+	if sess.Current != nil {
+		dp.res.PreviousSHA = sess.Current.SHA
 	}
 
 	err = dp.run(ctx)
 	if dp.d.ConfigDir != "" {
-		if _, cerr := h.Run(cleanupCtx, []string{"rm", "-rf", dp.d.ConfigDir}, nil); cerr != nil {
+		if _, cerr := h.Run(sess.Cleanup, []string{"rm", "-rf", dp.d.ConfigDir}, nil); cerr != nil {
 			dp.warn("removing the registry login: %v", cerr)
 		}
 	}
-	switch {
-	case err == nil:
-		dp.res.Outcome = history.ResultSuccess
-	case dp.res.Outcome == "":
-		dp.res.Outcome = history.ResultFailed
-	}
-	entry := history.Entry{
+	dp.res.Outcome = deploy.Outcome(err, dp.res.Outcome)
+	err = sess.Finish(ctx, history.Entry{
 		Project: o.Stack, SHA: o.SHA, Images: o.Images,
 		Actor: o.Who.Actor, Reason: o.Who.Reason, RunURL: o.Who.RunURL, Strategy: "swarm-" + o.Strategy,
 		Result: dp.res.Outcome, PreviousSHA: dp.res.PreviousSHA, Rollback: o.Rollback,
 		Started: started, Phases: dp.res.Phases,
-	}
-	if herr := history.Record(cleanupCtx, h, dp.historyPath(), entry, err); herr != nil {
-		o.Warnf("%v", herr)
-	}
+	}, err)
 	return dp.res, err
 }
 
