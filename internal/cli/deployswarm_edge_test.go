@@ -183,7 +183,7 @@ func TestDeploySwarmEdge(t *testing.T) {
 	if !strings.Contains(canary.summary, "| Strategy | canary |") {
 		t.Errorf("canary summary does not name the strategy:\n%s", canary.summary)
 	}
-	if canary.code != 0 || !strings.Contains(canary.log, "canary: 50% of web's traffic to web-blue") || !strings.Contains(canary.log, "canary at 50%: 0 of") {
+	if canary.code != 0 || !strings.Contains(canary.log, "canary: 50% of web's traffic to web-blue") || !strings.Contains(canary.log, "canary of web at 50%: 0 of") {
 		stopLoad()
 		t.Fatalf("canary: exit %d\n%s\n%s", canary.code, canary.log, canary.summary)
 	}

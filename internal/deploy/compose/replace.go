@@ -6,13 +6,11 @@ import (
 	"fmt"
 	"net"
 	"strconv"
-	"time"
 
 	"github.com/gantry-dev/gantry/internal/clock"
 	"github.com/gantry-dev/gantry/internal/dockercli"
 	"github.com/gantry-dev/gantry/internal/edge"
 	"github.com/gantry-dev/gantry/internal/history"
-	"github.com/gantry-dev/gantry/internal/verify"
 )
 
 // replacement is the state of replacing one edge service.
@@ -284,47 +282,28 @@ func (r *replacement) removeNew(ctx context.Context) error {
 	return r.dp.d.Remove(ctx, dockercli.IDs(extra)...)
 }
 
-// canary shifts traffic to the new containers in steps, probing the edge
-// between steps; a step whose error rate is over the limit sends all
-// traffic back.
+// canary shifts traffic to the new containers in steps (edge.Shift),
+// probing the edge between steps; a step whose error rate is over the limit
+// ends the shift, and abort sends all traffic back.
 func (r *replacement) canary(ctx context.Context) error {
 	dp := r.dp
-	for _, pct := range dp.o.CanarySteps {
-		var ups []edge.Upstream
+	weights := func(pct int) []edge.Upstream {
 		if pct < 100 {
-			ups = append(r.upstreams(r.old, (100-pct)*len(r.new)), r.upstreams(r.new, pct*len(r.old))...)
-		} else {
-			ups = r.upstreams(r.new, 1)
+			return append(r.upstreams(r.old, (100-pct)*len(r.new)), r.upstreams(r.new, pct*len(r.old))...)
 		}
+		return r.upstreams(r.new, 1)
+	}
+	route := func(ctx context.Context, ups []edge.Upstream) error {
 		r.switched = true
-		if err := r.ec.SetUpstreams(ctx, r.svc, ups); err != nil {
-			return err
-		}
+		return r.ec.SetUpstreams(ctx, r.svc, ups)
+	}
+	gate := func(ctx context.Context, pct int) error {
+		u := "http://" + net.JoinHostPort(r.edge.IP, "80") + dp.o.HealthPath
+		return edge.Gate(ctx, dp.http, clock.Real{}, u, dp.o.CanaryInterval, dp.o.CanaryMaxErrorRate, fmt.Sprintf("canary at %d%%", pct), dp.o.Logf)
+	}
+	return edge.Shift(ctx, dp.o.CanarySteps, weights, route, gate, func(pct int) {
 		dp.o.Logf("canary: %d%% of traffic to the new version", pct)
-		if pct >= 100 {
-			return nil
-		}
-		if err := r.probe(ctx, pct); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// probe sends requests to the health path through the edge for the canary
-// interval and fails when too many fail.
-func (r *replacement) probe(ctx context.Context, pct int) error {
-	dp := r.dp
-	u := "http://" + net.JoinHostPort(r.edge.IP, "80") + dp.o.HealthPath
-	res, err := verify.Probe(ctx, dp.http, clock.Real{}, u, 100*time.Millisecond, dp.o.CanaryInterval)
-	if err != nil {
-		return err
-	}
-	dp.o.Logf("canary at %d%%: %d of %d probe requests failed (%.1f%%)", pct, res.Failed, res.Total, res.Rate()*100)
-	if err := res.Check(fmt.Sprintf("canary at %d%%: through the edge", pct), dp.o.CanaryMaxErrorRate); err != nil {
-		return err
-	}
-	return nil
+	})
 }
 
 // rolling replaces one old container at a time: start a new one, verify it,

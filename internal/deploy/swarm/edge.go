@@ -643,32 +643,24 @@ func (dp *deployer) route(ctx context.Context, ec *edge.Client, plans []*colorPl
 	return ec.Load(ctx, cfg)
 }
 
-// canary shifts a service's traffic to the new color in steps, probing the
-// edge at each; 100 % ends it.
+// canary shifts a service's traffic to the new color in steps (edge.Shift),
+// probing the edge at each; 100 % ends it.
 func (dp *deployer) canary(ctx context.Context, ec *edge.Client, edgeIP string, plans []*colorPlan, p *colorPlan) error {
 	o := dp.o
-	steps := o.CanarySteps
-	if len(steps) == 0 || steps[len(steps)-1] != 100 {
-		steps = append(slices.Clone(steps), 100)
-	}
-	for _, pct := range steps {
-		ups := []edge.Upstream{{Dial: p.dial(p.nextService), Weight: 1}}
+	weights := func(pct int) []edge.Upstream {
 		if pct < 100 {
-			ups = []edge.Upstream{{Dial: p.dial(p.liveService), Weight: 100 - pct}, {Dial: p.dial(p.nextService), Weight: pct}}
+			return []edge.Upstream{{Dial: p.dial(p.liveService), Weight: 100 - pct}, {Dial: p.dial(p.nextService), Weight: pct}}
 		}
-		p.switched = true
-		if err := dp.route(ctx, ec, plans, p, ups); err != nil {
-			return err
-		}
-		o.Logf("canary: %d%% of %s's traffic to %s", pct, p.name, p.nextService)
-		if pct == 100 {
-			return nil
-		}
-		if err := dp.probe(ctx, edgeIP, p, pct); err != nil {
-			return err
-		}
+		return []edge.Upstream{{Dial: p.dial(p.nextService), Weight: 1}}
 	}
-	return nil
+	route := func(ctx context.Context, ups []edge.Upstream) error {
+		p.switched = true
+		return dp.route(ctx, ec, plans, p, ups)
+	}
+	gate := func(ctx context.Context, pct int) error { return dp.probe(ctx, edgeIP, p, pct) }
+	return edge.Shift(ctx, o.CanarySteps, weights, route, gate, func(pct int) {
+		o.Logf("canary: %d%% of %s's traffic to %s", pct, p.name, p.nextService)
+	})
 }
 
 // probe sends requests through the edge (with the service's host name) for
@@ -693,12 +685,7 @@ func (dp *deployer) probe(ctx context.Context, edgeIP string, p *colorPlan, pct 
 	if maxRate <= 0 {
 		maxRate = DefaultCanaryMaxErrorRate
 	}
-	res, err := verify.Probe(ctx, client, o.Clock, "http://"+host+o.healthPath(), 100*time.Millisecond, interval)
-	if err != nil {
-		return err
-	}
-	o.Logf("canary at %d%%: %d of %d probe requests failed (%.1f%%)", pct, res.Failed, res.Total, res.Rate()*100)
-	return res.Check(fmt.Sprintf("canary of %s at %d%%: through the edge", p.name, pct), maxRate)
+	return edge.Gate(ctx, client, o.Clock, "http://"+host+o.healthPath(), interval, maxRate, fmt.Sprintf("canary of %s at %d%%", p.name, pct), o.Logf)
 }
 
 // retire waits until the edge has no request in flight on the old colors,

@@ -449,8 +449,8 @@ func TestRunRejects(t *testing.T) {
 		{"no k6", k6run.RunOptions{Script: script, OutDir: dir}, "k6 run: no k6 executable given"},
 		{"no script", k6run.RunOptions{K6: "k6", OutDir: dir}, "k6 run: no script given"},
 		{"no output dir", k6run.RunOptions{K6: "k6", Script: script}, "k6 run: no output directory given"},
-		{"bad env name", k6run.RunOptions{K6: "k6", Script: script, OutDir: dir, Env: map[string]string{"A-B": "1"}}, `env: "A-B" is not a variable name`},
-		{"NUL in a value", k6run.RunOptions{K6: "k6", Script: script, OutDir: dir, Env: map[string]string{"TOKEN": secretValue + "\x00"}}, "env: the value of TOKEN contains a NUL byte"},
+		{"bad env name", k6run.RunOptions{K6: "k6", Script: script, OutDir: dir, Env: map[string]string{"A-B": "1"}}, `input "env": "A-B" is not a variable name`},
+		{"NUL in a value", k6run.RunOptions{K6: "k6", Script: script, OutDir: dir, Env: map[string]string{"TOKEN": secretValue + "\x00"}}, `input "env": the value of TOKEN contains a NUL byte`},
 		{"k6 missing", k6run.RunOptions{K6: filepath.Join(dir, "no-k6"), Script: script, OutDir: dir}, "k6 run: start " + filepath.Join(dir, "no-k6")},
 	}
 	for _, tc := range tests {
