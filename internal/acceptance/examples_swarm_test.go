@@ -309,7 +309,7 @@ func TestExampleGHCRSwarmEdge(t *testing.T) {
 	}{
 		{"blue-green", map[string]string{"strategy": "blue-green"}, nil},
 		{"canary", map[string]string{"strategy": "canary", "canary-steps": "50,100", "canary-interval": "2s"},
-			[]string{"canary: 50% of web's traffic to web-", "canary at 50%: 0 of "}},
+			[]string{"canary: 50% of web's traffic to web-", "canary of web at 50%: 0 of "}},
 	}
 	var colors []string
 	for i, r := range runs {
