@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command cloudrun-overhead measures what a fresh GitHub runner pays from the
 // start of a Cloud Run deploy step to its first Cloud Run API call, side by
 // side for

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command summarize measures `gantry loadtest summarize` on a large k6 JSON
 // output, side by side with its peers in the same run:
 //

@@ -127,19 +127,7 @@ func readBuildPush(a *action.Action, in *action.Inputs) buildPushInputs {
 		b.platforms = append(b.platforms, *pl)
 	}
 
-	labels := map[string]string{"org.opencontainers.image.revision": b.sha}
-	if srv, repo := a.Getenv("GITHUB_SERVER_URL"), a.Getenv("GITHUB_REPOSITORY"); srv != "" && repo != "" {
-		labels["org.opencontainers.image.source"] = srv + "/" + repo
-	}
-	ver := in.String("version")
-	if ver == "" && a.Getenv("GITHUB_REF_TYPE") == "tag" {
-		ver = a.Getenv("GITHUB_REF_NAME")
-	}
-	if ver != "" {
-		labels["org.opencontainers.image.version"] = ver
-	}
-	created := createdTime(a, b.sha)
-	labels["org.opencontainers.image.created"] = created.UTC().Format(time.RFC3339)
+	labels, created := ociLabels(a, in, b.sha)
 	for _, kv := range in.Lines("labels") {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
@@ -308,4 +296,27 @@ func runBuildPush(ctx context.Context, a *action.Action) error {
 		return err
 	}
 	return pushAndReport(ctx, a, resolver, art, b.repos, b.shaTag, b.tags, overwrite, "build-push")
+}
+
+// ociLabels returns the OCI labels gantry puts on every image it builds (the
+// commit, the repository, the version input or the tag being built, and the
+// creation time) and that time.
+func ociLabels(a *action.Action, in *action.Inputs, sha string) (map[string]string, time.Time) {
+	labels := map[string]string{}
+	if sha != "" {
+		labels["org.opencontainers.image.revision"] = sha
+	}
+	if srv, repo := a.Getenv("GITHUB_SERVER_URL"), a.Getenv("GITHUB_REPOSITORY"); srv != "" && repo != "" {
+		labels["org.opencontainers.image.source"] = srv + "/" + repo
+	}
+	ver := in.String("version")
+	if ver == "" && a.Getenv("GITHUB_REF_TYPE") == "tag" {
+		ver = a.Getenv("GITHUB_REF_NAME")
+	}
+	if ver != "" {
+		labels["org.opencontainers.image.version"] = ver
+	}
+	created := createdTime(a, sha)
+	labels["org.opencontainers.image.created"] = created.UTC().Format(time.RFC3339)
+	return labels, created
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -88,34 +87,11 @@ func readEdgeImage(a *action.Action, in *action.Inputs) (edge.ImageBuild, name.R
 		b.Binaries[pl.String()] = strings.TrimSpace(path)
 	}
 
-	sha := commit.FromEnv(a.Getenv)
-	labels := map[string]string{"org.opencontainers.image.title": "gantry-edge"}
-	if sha != "" {
-		labels["org.opencontainers.image.revision"] = sha
-	}
-	if srv, r := a.Getenv("GITHUB_SERVER_URL"), a.Getenv("GITHUB_REPOSITORY"); srv != "" && r != "" {
-		labels["org.opencontainers.image.source"] = srv + "/" + r
-	}
-	ver := in.String("version")
-	if ver == "" && a.Getenv("GITHUB_REF_TYPE") == "tag" {
-		ver = a.Getenv("GITHUB_REF_NAME")
-	}
-	if ver != "" {
-		labels["org.opencontainers.image.version"] = ver
-	}
-	b.Created = createdTime(a, sha)
-	labels["org.opencontainers.image.created"] = b.Created.UTC().Format(time.RFC3339)
-	b.Labels = labels
+	b.Labels, b.Created = ociLabels(a, in, commit.FromEnv(a.Getenv))
+	b.Labels["org.opencontainers.image.title"] = "gantry-edge"
 	if in.Err() == nil {
 		if err := b.Check(); err != nil {
-			input := "edge-dir"
-			switch {
-			case strings.HasPrefix(err.Error(), "binary "):
-				input = "binary"
-			case strings.HasPrefix(err.Error(), "platform "):
-				input = "platforms"
-			}
-			in.Fail(input, "%v", err)
+			in.FailWith("edge-dir", err) // Check names the input at fault
 		}
 	}
 	return b, repo, tags

@@ -18,6 +18,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/gantry-dev/gantry/internal/image"
+	"github.com/gantry-dev/gantry/internal/input"
 )
 
 // The layout of gantry-edge's image, which every deploy relies on: the
@@ -103,19 +104,19 @@ type ImageBuild struct {
 func (b ImageBuild) Check() error {
 	for _, p := range b.platforms() {
 		if p.OS != "linux" {
-			return fmt.Errorf("platform %s: gantry-edge runs on Linux only; use linux/amd64, linux/arm64 or linux/arm/v7", p)
+			return input.Errorf("platforms", "platform %s: gantry-edge runs on Linux only; use linux/amd64, linux/arm64 or linux/arm/v7", p)
 		}
 		if bin, ok := b.Binaries[p.String()]; ok {
 			if err := checkBinary(bin, p); err != nil {
-				return err
+				return &input.Error{Input: "binary", Msg: err.Error()}
 			}
 			continue
 		}
 		if err := checkModule(b.EdgeDir); err != nil {
-			return err
+			return &input.Error{Input: "edge-dir", Msg: err.Error()}
 		}
 		if _, err := exec.LookPath("go"); err != nil {
-			return fmt.Errorf("building gantry-edge for %s needs Go on PATH (the version in %s); install it, or pass a prebuilt binary", p, filepath.Join(b.EdgeDir, "go.mod"))
+			return input.Errorf("edge-dir", "building gantry-edge for %s needs Go on PATH (the version in %s); install it, or pass a prebuilt binary", p, filepath.Join(b.EdgeDir, "go.mod"))
 		}
 	}
 	for key := range b.Binaries {
@@ -124,7 +125,7 @@ func (b ImageBuild) Check() error {
 			found = found || p.String() == key
 		}
 		if !found {
-			return fmt.Errorf("binary for %s: that platform is not among those built (%s)", key, platformList(b.platforms()))
+			return input.Errorf("binary", "binary for %s: that platform is not among those built (%s)", key, platformList(b.platforms()))
 		}
 	}
 	return nil

@@ -147,15 +147,20 @@ func FindAllUses(root string, files []string) ([]Uses, error) {
 	return all, nil
 }
 
+// pinnedUses lists every uses: of the files a release pins.
+func pinnedUses(root string) ([]Uses, error) {
+	files, err := PinnedFiles(root)
+	if err != nil {
+		return nil, err
+	}
+	return FindAllUses(root, files)
+}
+
 // CheckPinned fails, naming each one, when an internal uses: of the pinned files is not at a full
 // commit SHA: what an organization's SHA-pinning policy refuses, and what would run other code
 // than the release's.
 func CheckPinned(root, repo string) error {
-	files, err := PinnedFiles(root)
-	if err != nil {
-		return err
-	}
-	all, err := FindAllUses(root, files)
+	all, err := pinnedUses(root)
 	if err != nil {
 		return err
 	}
@@ -196,11 +201,7 @@ func target(root, repo, action string) string {
 // still @v1: only one level of references can be pinned, so a composite action or reusable
 // workflow called internally must call no other of the repository's actions or workflows.
 func CheckOneLevel(root, repo string) error {
-	files, err := PinnedFiles(root)
-	if err != nil {
-		return err
-	}
-	all, err := FindAllUses(root, files)
+	all, err := pinnedUses(root)
 	if err != nil {
 		return err
 	}

@@ -239,7 +239,7 @@ func (s *SSHD) start(t testing.TB, bin, cfg string) error {
 				// The listener leaves running connections alone when it
 				// stops; end them too so no test leaks processes.
 				for _, pid := range s.connectionProcesses() {
-					syscall.Kill(pid, syscall.SIGKILL)
+					killPID(pid)
 				}
 				cmd.Process.Signal(syscall.SIGTERM)
 				select {
@@ -291,7 +291,7 @@ func (s *SSHD) Connections() int { return len(procChildren(s.pid)) }
 // own watchdog on the host stops them).
 func (s *SSHD) CutConnections() {
 	for _, pid := range s.connectionProcesses() {
-		syscall.Kill(pid, syscall.SIGKILL)
+		killPID(pid)
 	}
 }
 
@@ -301,7 +301,7 @@ func (s *SSHD) CutConnections() {
 // the test ends.
 func (s *SSHD) FreezeConnections() {
 	for _, pid := range s.connectionProcesses() {
-		syscall.Kill(pid, syscall.SIGSTOP)
+		stopPID(pid)
 	}
 }
 
