@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -253,13 +254,15 @@ func TestDeploySwarmScaleLockAndSSHCut(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Every SSH connection cut while Swarm updates: gantry reconnects and still judges the update.
+	// Every SSH connection cut while Swarm updates, once docker stack deploy
+	// has returned (a cut during it is another case: the command's outcome
+	// is unknown): gantry reconnects and still judges the update.
 	cut := make(chan struct{})
 	go func() {
 		defer close(cut)
 		if testenv.Eventually(time.Minute, 20*time.Millisecond, func() bool {
 			out, _ := exec.Command("docker", "service", "inspect", "--format", "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}", h.stack+"_web").Output()
-			return strings.TrimSpace(string(out)) == "updating"
+			return strings.TrimSpace(string(out)) == "updating" && !processRunning("stack", "deploy")
 		}) {
 			h.sshd.CutConnections()
 		}
@@ -275,4 +278,21 @@ func TestDeploySwarmScaleLockAndSSHCut(t *testing.T) {
 	if held := lockObject(t, "service", h.stack); held != "" {
 		t.Errorf("the lock is still held after the cut deploy: %s", held)
 	}
+}
+
+// processRunning reports whether a process on this machine has all of words
+// among its arguments (read from /proc, as the test hosts are local).
+func processRunning(words ...string) bool {
+	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, f := range cmdlines {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(b), "\x00")
+		if !slices.ContainsFunc(words, func(w string) bool { return !slices.Contains(args, w) }) {
+			return true
+		}
+	}
+	return false
 }
